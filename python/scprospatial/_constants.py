@@ -1,0 +1,37 @@
+"""AnnData keys and names shared by every module (the contract in DESIGN.md).
+
+Use these constants instead of string literals so a key is spelled in one place.
+"""
+
+# --- measured modalities -------------------------------------------------------------
+PROTEIN = "protein"                      # obsm: measured protein, DataFrame, canonical names (normalised)
+PROTEIN_RAW = "protein_raw"              # obsm: measured protein before normalisation (counts/intensities)
+ISOTYPE_CONTROLS = "isotype_controls"    # obsm: isotype-control counts set aside by prepare (DataFrame)
+COUNTS_LAYER = "counts"                  # layers: raw RNA UMI counts (X holds log-normalised values)
+RAW_LAYER = "raw"                        # layers: raw imaging intensities of a spatial table
+SPATIAL = "spatial"                      # obsm: coordinates, n x 2 or n x 3
+
+# --- predictions ------------------------------------------------------------------------
+PROTEIN_PREDICTED = "protein_predicted"          # obsm (DataFrame) and uns (metadata)
+PROTEIN_PREDICTED_SD = "protein_predicted_sd"    # obsm: predictive SD, same columns
+PROTEIN_PREDICTED_LOWER = "protein_predicted_lower"
+PROTEIN_PREDICTED_UPPER = "protein_predicted_upper"
+EMBEDDING = "X_scprospatial"                     # obsm: joint-space cell embedding
+
+# --- spatial graph (squidpy-compatible) -------------------------------------------------
+SPATIAL_CONNECTIVITIES = "spatial_connectivities"  # obsp
+SPATIAL_DISTANCES = "spatial_distances"            # obsp
+SPATIAL_NEIGHBORS = "spatial_neighbors"            # uns
+
+# --- mapping ------------------------------------------------------------------------------
+MAPPING_CONFIDENCE = "mapping_confidence"  # obs
+MAPPED_LOCATION = "mapped_location"        # obsm
+
+# --- provenance ---------------------------------------------------------------------------
+UNS = "scprospatial"        # uns[UNS] holds {'kind', 'dataset', 'source', 'normalisation', ...}
+NORMALISATION = "normalisation"
+KIND = "kind"               # 'citeseq' | 'rna' | 'spatial'
+DATASET = "dataset"
+BATCH = "batch"             # obs column: cohort / batch of each cell
+
+KINDS = ("citeseq", "rna", "spatial")

@@ -1,0 +1,37 @@
+"""Access to the compiled extension, with one clear warning when it is missing."""
+from __future__ import annotations
+
+import warnings
+from types import ModuleType
+
+_core: ModuleType | None = None
+_tried = False
+
+
+class ExtensionMissingWarning(UserWarning):
+    """The compiled core (scprospatial._core) could not be imported; slower fallbacks are used."""
+
+
+def core() -> ModuleType | None:
+    """The compiled ``scprospatial._core`` module, or None (warned about once per process)."""
+    global _core, _tried
+    if not _tried:
+        _tried = True
+        try:
+            from . import _core as mod  # type: ignore[attr-defined]
+
+            _core = mod
+        except ImportError as exc:
+            warnings.warn(
+                f"scprospatial's compiled extension is not available ({exc}); falling back to "
+                "pure-Python/scipy code paths, which are slower. Reinstall with "
+                "`pip install .` (needs a C++ compiler and CMake) to build it.",
+                ExtensionMissingWarning,
+                stacklevel=2,
+            )
+    return _core
+
+
+def cuda_compiled() -> bool:
+    mod = core()
+    return bool(mod is not None and mod.compiled_with_cuda())

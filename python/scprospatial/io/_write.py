@@ -1,0 +1,49 @@
+"""Atomic writers: outputs appear whole or not at all."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_h5ad(adata, path: str | os.PathLike, compression: str | None = "gzip") -> Path:
+    """Write an AnnData atomically (temporary name, then rename)."""
+    with atomic_path(path) as tmp:
+        adata.write_h5ad(tmp, compression=compression)
+    return Path(path)
+
+
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_table(df, path: str | os.PathLike, **kwargs) -> Path:
+    """Write a pandas DataFrame as CSV/TSV (by suffix) atomically."""
+    sep = "\t" if str(path).endswith((".tsv", ".txt")) else ","
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep=sep, **kwargs)
+    return Path(path)
