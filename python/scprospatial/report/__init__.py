@@ -1,0 +1,4 @@
+"""Figures and the self-contained HTML report."""
+from .html import build_report
+
+__all__ = ["build_report"]

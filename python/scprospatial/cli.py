@@ -1,0 +1,274 @@
+"""The `scprospatial` command: one subcommand per pipeline step.
+
+Exit codes: 0 success, 2 bad input or usage, 1 internal error. Logs go to stderr.
+Each subcommand parses its flags here and calls one function of the package, so everything the
+command does is importable and tested; `bin/` scripts and the Nextflow modules call this.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import textwrap
+from typing import Callable, Sequence
+
+from . import __version__
+from ._logging import configure, logger
+from .errors import InputError
+
+# ----------------------------------------------------------------------------------------------
+# Shared flag groups (one definition each, attached as argparse parents).
+
+
+def _common_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("common options")
+    g.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same result (default 0)")
+    g.add_argument("--threads", type=int, default=None, help="CPU threads for torch and the C++ core (default: all cores)")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="compute device: auto picks CUDA when a GPU is visible (default auto)")
+    g.add_argument("-v", "--verbose", action="count", default=0, help="debug logging, with tracebacks of internal errors")
+    g.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    return p
+
+
+def _spatial_format_parser() -> argparse.ArgumentParser:
+    """Overrides for cell-table layouts the auto-detection does not know."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("format overrides (spatial tables and CITE-seq layouts)")
+    g.add_argument("--x-col", help="column holding x coordinates (default: detected, e.g. X, X_position, x)")
+    g.add_argument("--y-col", help="column holding y coordinates")
+    g.add_argument("--z-col", help="column holding z coordinates (3-D tables)")
+    g.add_argument("--marker-cols", type=_csv_list, help="comma-separated marker columns (default: detected)")
+    g.add_argument("--cell-type-col", help="column holding cell-type labels (default: detected)")
+    g.add_argument("--protein-key", help="obsm key holding protein counts in a CITE-seq .h5ad (default: detected)")
+    return p
+
+
+def _csv_list(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return items
+
+
+def _format_overrides(args: argparse.Namespace) -> dict:
+    keys = ("x_col", "y_col", "z_col", "marker_cols", "cell_type_col", "protein_key")
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+# ----------------------------------------------------------------------------------------------
+# Handlers: each imports what it needs lazily so `--help` stays fast.
+
+
+def _simulate(args):
+    from .simulate import simulate
+
+    paths = simulate(args.outdir, n_cells=args.n_cells, n_query=args.n_query, n_spatial=args.n_spatial,
+                     seed=args.seed, spatial_layout=args.spatial_layout)
+    for name, path in paths.items():
+        print(f"{name}\t{path}")
+
+
+def _prepare(args):
+    from .io import prepare_files
+
+    paths = prepare_files(args.inputs, args.outdir, kind=args.kind, dataset=args.dataset, batch=args.batch,
+                          **_format_overrides(args))
+    for path in paths:
+        print(path)
+
+
+def _train(args):
+    from .model import train_files
+
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+    path = train_files(args.inputs, args.outdir, stages=stages, resume=args.resume, seed=args.seed,
+                       device=args.device, threads=args.threads, epochs=args.epochs, ppi=args.ppi)
+    print(path)
+
+
+def _impute(args):
+    from .model import impute_file
+
+    proteins = args.proteins if args.proteins else None
+    path = impute_file(args.model, args.input, args.out, proteins=proteins, all_proteins=args.all_proteins,
+                       device=args.device, batch_size=args.batch_size)
+    print(path)
+
+
+def _spatial_graph(args):
+    from .spatial import graph_file
+
+    path = graph_file(args.input, args.out, method=args.method, k=args.k, radius=args.radius,
+                      library_key=args.library_key, backend=args.backend, threads=args.threads)
+    print(path)
+
+
+def _evaluate(args):
+    from .evaluate import evaluate_files
+
+    path = evaluate_files(args.inputs, args.outdir, split=args.split, seeds=args.n_seeds, methods=args.methods,
+                          seed=args.seed, device=args.device, threads=args.threads, epochs=args.epochs)
+    print(path)
+
+
+def _run(args):
+    from .pipeline import run_samplesheet
+
+    path = run_samplesheet(args.samplesheet, args.outdir, model=args.model, seed=args.seed, device=args.device,
+                           threads=args.threads, epochs=args.epochs, force=args.force)
+    print(path)
+
+
+def _demo(args):
+    from .pipeline import run_demo
+
+    path = run_demo(args.outdir, n_cells=args.n_cells, seed=args.seed, device=args.device, threads=args.threads,
+                    epochs=args.epochs)
+    print(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Subcommand table: name -> (handler, one-line help, worked example, argument adder, extra parents)
+
+
+def _add_simulate(p):
+    p.add_argument("--outdir", required=True, help="folder to write the cohort into")
+    p.add_argument("--n-cells", type=int, default=2000, help="paired CITE-seq cells (default 2000)")
+    p.add_argument("--n-query", type=int, default=None, help="RNA-only query cells (default: half of --n-cells)")
+    p.add_argument("--n-spatial", type=int, default=None, help="imaged cells in the spatial table (default: 2 x --n-cells)")
+    p.add_argument("--spatial-layout", choices=("codex", "cycif"), default="codex", help="column layout of the cell table")
+
+
+def _add_prepare(p):
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help=".h5ad, RNA,PROTEIN .h5ad pair (comma-joined), .h5mu, 10x folder or .h5, or a cell table")
+    p.add_argument("--outdir", required=True, help="folder for the prepared <dataset>.h5ad files")
+    p.add_argument("--kind", choices=("citeseq", "rna", "spatial"), default=None, help="input kind (default: detected)")
+    p.add_argument("--dataset", default=None, help="dataset id (default: the file name without suffix; one input only)")
+    p.add_argument("--batch", default=None, help="batch label written to obs['batch'] (default: the dataset id)")
+
+
+def _add_train(p):
+    p.add_argument("inputs", nargs="+", metavar="CITESEQ_OR_RNA", help="prepared or raw cohorts (any supported layout)")
+    p.add_argument("--outdir", required=True, help="folder for model.pt, metrics.json and training curves")
+    p.add_argument("--stages", default="pretrain,align,translate", help="comma-separated stages to run")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --outdir")
+    p.add_argument("--epochs", type=int, default=None, help="override the epochs of every stage")
+    p.add_argument("--ppi", default=None, help="TSV edge list (gene_a, gene_b, weight) to initialise gene embeddings")
+
+
+def _add_impute(p):
+    p.add_argument("input", metavar="RNA_INPUT", help="RNA-only cells (any supported layout)")
+    p.add_argument("--model", required=True, help="checkpoint written by `scprospatial train` (model.pt)")
+    p.add_argument("--out", required=True, help="output .h5ad")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--proteins", type=_csv_list, default=None, help="comma-separated proteins (default: training panel)")
+    g.add_argument("--all-proteins", action="store_true", help="every vocabulary protein linked to a model gene")
+    p.add_argument("--batch-size", type=int, default=4096, help="cells per inference chunk (default 4096)")
+
+
+def _add_spatial_graph(p):
+    p.add_argument("input", metavar="SPATIAL_INPUT", help="cell table or prepared spatial .h5ad")
+    p.add_argument("--out", required=True, help="output .h5ad with obsp graphs (squidpy-compatible keys)")
+    p.add_argument("--method", choices=("knn", "radius", "delaunay"), default="knn", help="graph kind (default knn)")
+    p.add_argument("--k", type=int, default=10, help="neighbours per cell for knn (default 10)")
+    p.add_argument("--radius", type=float, default=None, help="radius for method=radius, or pruning distance")
+    p.add_argument("--library-key", default=None, help="obs column of samples: one block-diagonal graph per sample")
+    p.add_argument("--backend", choices=("auto", "cpp", "cuda", "scipy"), default="auto", help="kernel backend")
+
+
+def _add_evaluate(p):
+    p.add_argument("inputs", nargs="+", metavar="CITESEQ", help="paired cohorts; cross-cohort trains on the first")
+    p.add_argument("--outdir", required=True, help="folder for metrics tables")
+    p.add_argument("--split", default="random",
+                   choices=("random", "few-shot", "leave-type-out", "cross-cohort", "leave-protein-out"))
+    p.add_argument("--n-seeds", type=int, default=5, help="repeats of the random split (default 5)")
+    p.add_argument("--methods", type=_csv_list, default=None, help="methods to run (default: model and all baselines)")
+    p.add_argument("--epochs", type=int, default=None, help="override the model's epochs")
+
+
+def _add_run(p):
+    p.add_argument("--samplesheet", required=True, help="CSV: id,kind,path,batch[,x_col,y_col,cell_type_col]")
+    p.add_argument("--outdir", required=True, help="results folder (same layout as the Nextflow pipeline)")
+    p.add_argument("--model", default=None, help="start from a trained checkpoint: only impute and map")
+    p.add_argument("--epochs", type=int, default=None, help="override the model's epochs")
+    p.add_argument("--force", action="store_true", help="re-run every step even when its outputs are up to date")
+
+
+def _add_demo(p):
+    p.add_argument("--outdir", default="demo_results", help="results folder (default demo_results)")
+    p.add_argument("--n-cells", type=int, default=1500, help="simulated CITE-seq cells (default 1500)")
+    p.add_argument("--epochs", type=int, default=None, help="override the model's epochs")
+
+
+SUBCOMMANDS: dict[str, tuple[Callable, str, str, Callable, tuple[str, ...]]] = {
+    "simulate": (_simulate, "write a seeded simulated cohort (CITE-seq, RNA-only query, spatial table)",
+                 "scprospatial simulate --outdir sim --n-cells 2000 --seed 1", _add_simulate, ()),
+    "prepare": (_prepare, "read, validate and normalise inputs into the scprospatial AnnData layout",
+                "scprospatial prepare malt.h5ad pbmc_10x/filtered_feature_bc_matrix codex.csv --outdir prepared",
+                _add_prepare, ("format",)),
+    "train": (_train, "train the RNA->protein model (pretrain, align, translate)",
+              "scprospatial train prepared/malt.h5ad prepared/pbmc.h5ad --outdir model --seed 0", _add_train, ()),
+    "impute": (_impute, "predict protein abundance (with uncertainty) for RNA-only cells",
+               "scprospatial impute --model model/model.pt query.h5ad --out query_imputed.h5ad --all-proteins",
+               _add_impute, ()),
+    "spatial-graph": (_spatial_graph, "build a spatial neighbour graph over cell coordinates",
+                      "scprospatial spatial-graph codex.csv --out codex_graph.h5ad --method knn --k 10",
+                      _add_spatial_graph, ("format",)),
+    "evaluate": (_evaluate, "benchmark the model against baselines on held-out cells",
+                 "scprospatial evaluate prepared/malt.h5ad --outdir eval --split random --n-seeds 5",
+                 _add_evaluate, ()),
+    "run": (_run, "run every step of a samplesheet on this machine (no Nextflow needed)",
+            "scprospatial run --samplesheet samplesheet.csv --outdir results", _add_run, ()),
+    "demo": (_demo, "simulate a small cohort and run the whole pipeline on it",
+             "scprospatial demo --outdir demo_results", _add_demo, ()),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scprospatial",
+        description="Infer and impute single-cell spatial proteomics from scRNA-seq.",
+        epilog="Run `scprospatial COMMAND --help` for a worked example of each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"scprospatial {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parents = {"common": _common_parser(), "format": _spatial_format_parser()}
+    for name, (handler, help_text, example, add_args, extra) in SUBCOMMANDS.items():
+        p = sub.add_parser(
+            name, help=help_text, description=help_text,
+            parents=[parents["common"], *(parents[e] for e in extra)],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog="example:\n" + textwrap.indent(example, "  "),
+        )
+        add_args(p)
+        p.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 on usage errors
+    configure(-1 if args.quiet else args.verbose)
+    from ._settings import set_threads
+
+    set_threads(args.threads)
+    try:
+        args.handler(args)
+    except InputError as exc:
+        logger.error("%s", exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        logger.error("interrupted")
+        return 130
+    except Exception as exc:  # an internal error: one line, the traceback with -v
+        logger.error("internal error: %s: %s", type(exc).__name__, exc,
+                     exc_info=logger.isEnabledFor(logging.DEBUG))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

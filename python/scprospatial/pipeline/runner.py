@@ -1,0 +1,117 @@
+"""`scprospatial run`: the pipeline's steps, in dependency order, on one machine.
+
+The same steps and the same output layout as the Nextflow pipeline (main.nf); beyond one machine,
+use Nextflow. Output layout under OUTDIR:
+
+    prepared/<id>.h5ad        validated, normalised input of every samplesheet row
+    model/model.pt            trained checkpoint (+ metrics.json, training curves)
+    imputed/<id>.h5ad         RNA-only rows with obsm['protein_predicted'] and its SD
+    spatial/<id>.h5ad         spatial rows with squidpy-compatible neighbour graphs
+    report/report.html        self-contained report (figures embedded)
+    pipeline_info/            step stamps and trace.tsv
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .._logging import logger
+from ..errors import InputError
+from .samplesheet import Sample, read_samplesheet
+from .steps import Step, run_steps
+
+LAYOUT = {"prepared": "prepared", "model": "model", "imputed": "imputed", "spatial": "spatial",
+          "report": "report", "info": "pipeline_info"}
+
+
+def _prepare_step(sample: Sample, outdir: Path) -> Step:
+    from ..io import prepare_files
+
+    out = outdir / LAYOUT["prepared"] / f"{sample.id}.h5ad"
+    overrides = sample.read_overrides()
+
+    def action():
+        prepare_files([sample.input], out.parent, kind=sample.kind, dataset=sample.id, batch=sample.batch,
+                      **overrides)
+
+    return Step(f"prepare:{sample.id}", action, inputs=list(sample.paths), outputs=[out],
+                params={"kind": sample.kind, "batch": sample.batch, **overrides})
+
+
+def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None = None, seed: int = 0,
+                device: str = "auto", threads: int | None = None, epochs: int | None = None,
+                truth: Path | None = None) -> list[Step]:
+    """The runner's plan: prepare every row, train (unless a model is given), impute, graphs, report."""
+    from ..model import impute_file, train_files
+    from ..report import build_report
+    from ..spatial import graph_file
+
+    steps = [_prepare_step(s, outdir) for s in samples]
+    prepared = {s.id: step.outputs[0] for s, step in zip(samples, steps)}
+    by_kind = {k: [s for s in samples if s.kind == k] for k in ("citeseq", "rna", "spatial")}
+
+    if model is None:
+        if not by_kind["citeseq"]:
+            raise InputError("the samplesheet has no citeseq row to train on; add one or pass --model")
+        train_inputs = [prepared[s.id] for s in by_kind["citeseq"] + by_kind["rna"]]
+        model_dir = outdir / LAYOUT["model"]
+        model_path = model_dir / "model.pt"
+
+        def train():
+            train_files([str(p) for p in train_inputs], model_dir, stages=("pretrain", "align", "translate"),
+                        resume=model_dir.exists(), seed=seed, device=device, threads=threads, epochs=epochs)
+
+        steps.append(Step("train", train, inputs=train_inputs, outputs=[model_path],
+                          params={"seed": seed, "epochs": epochs}))
+    else:
+        model_path = Path(model)
+        if not model_path.is_file():
+            raise InputError("model checkpoint not found", model_path)
+
+    for s in by_kind["rna"]:
+        out = outdir / LAYOUT["imputed"] / f"{s.id}.h5ad"
+        steps.append(Step(f"impute:{s.id}",
+                          lambda s=s, out=out: impute_file(model_path, prepared[s.id], out, device=device),
+                          inputs=[model_path, prepared[s.id]], outputs=[out], params={}))
+
+    for s in by_kind["spatial"]:
+        out = outdir / LAYOUT["spatial"] / f"{s.id}.h5ad"
+        steps.append(Step(f"spatial-graph:{s.id}",
+                          lambda s=s, out=out: graph_file(prepared[s.id], out, method="knn", k=10, radius=None,
+                                                          library_key=None, backend="auto", threads=threads),
+                          inputs=[prepared[s.id]], outputs=[out], params={"method": "knn", "k": 10}))
+
+    report = outdir / LAYOUT["report"] / "report.html"
+    upstream = [p for st in steps for p in st.outputs]
+    steps.append(Step("report", lambda: build_report(outdir, report, truth=truth),
+                      inputs=upstream + ([truth] if truth else []), outputs=[report], params={}))
+    return steps
+
+
+def run_samplesheet(samplesheet: str | Path, outdir: str | Path, *, model: str | Path | None = None, seed: int = 0,
+                    device: str = "auto", threads: int | None = None, epochs: int | None = None,
+                    force: bool = False, truth: Path | None = None) -> Path:
+    """Run every step of a samplesheet; returns the report's path."""
+    samples = read_samplesheet(samplesheet)
+    outdir = Path(outdir).resolve()
+    steps = build_steps(samples, outdir, model=model, seed=seed, device=device, threads=threads, epochs=epochs,
+                        truth=truth)
+    logger.info("running %d steps for %d samplesheet rows into %s", len(steps), len(samples), outdir)
+    run_steps(steps, outdir / LAYOUT["info"], force=force)
+    return steps[-1].outputs[0]
+
+
+def run_demo(outdir: str | Path = "demo_results", *, n_cells: int = 1500, seed: int = 0, device: str = "auto",
+             threads: int | None = None, epochs: int | None = None) -> Path:
+    """Simulate a small cohort with ground truth and run the whole pipeline on it."""
+    from ..simulate import simulate
+
+    outdir = Path(outdir).resolve()
+    sim_dir = outdir / "simulated"
+    simulate_step = Step("simulate", lambda: simulate(sim_dir, n_cells=n_cells, seed=seed),
+                         outputs=[sim_dir / "samplesheet.csv"], params={"n_cells": n_cells, "seed": seed})
+    run_steps([simulate_step], outdir / LAYOUT["info"] / "demo")
+    truth = sim_dir / "truth"
+    report = run_samplesheet(sim_dir / "samplesheet.csv", outdir, seed=seed, device=device, threads=threads,
+                             epochs=epochs, truth=truth if truth.exists() else None)
+    logger.info("demo finished: open %s", report)
+    return report

@@ -1,0 +1,152 @@
+"""The self-contained HTML report of a run (figures embedded, opens offline)."""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from .. import _constants as K
+from .._logging import logger
+from ..io._write import write_text
+from . import figures
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}.note{color:#666;font-size:.85em}"""
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _table(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
+    return df.to_html(float_format=lambda v: floatfmt.format(v), border=0, escape=True)
+
+
+def _read_obs_summary(path: Path) -> dict:
+    import anndata as ad
+
+    a = ad.read_h5ad(path, backed="r")
+    meta = dict(a.uns.get(K.UNS, {}))
+    row = {"file": path.name, "kind": meta.get(K.KIND, "?"), "cells": a.n_obs, "features": a.n_vars}
+    prot = a.obsm[K.PROTEIN] if K.PROTEIN in a.obsm else None
+    row["proteins measured"] = 0 if prot is None else prot.shape[1]
+    a.file.close()
+    return row
+
+
+def _section_inputs(outdir: Path) -> str:
+    files = sorted((outdir / "prepared").glob("*.h5ad"))
+    if not files:
+        return ""
+    df = pd.DataFrame([_read_obs_summary(f) for f in files]).set_index("file")
+    return "<h2>Inputs</h2><p>Each samplesheet row after validation and normalisation (<code>prepared/</code>).</p>" + _table(df)
+
+
+def _section_model(outdir: Path) -> str:
+    mdir = outdir / "model"
+    parts = []
+    curves = next(iter(sorted(mdir.glob("*curves*.csv"))), None) if mdir.exists() else None
+    if curves is not None:
+        parts.append("<h3>Training curves</h3>" + _img(figures.training_curves(pd.read_csv(curves)), "training curves"))
+    metrics = mdir / "metrics.json"
+    if metrics.exists():
+        flat = pd.json_normalize(json.loads(metrics.read_text()), sep=" / ").T
+        flat = flat[flat[0].map(lambda v: isinstance(v, (int, float, str, bool)))]
+        flat.columns = ["value"]
+        parts.append("<h3>Validation metrics (held-out training cells, never test cells)</h3>" + flat.to_html(border=0))
+    return ("<h2>Model</h2>" + "".join(parts)) if parts else ""
+
+
+def _truth_table(truth_dir: Path, pred: pd.DataFrame) -> pd.DataFrame | None:
+    from ..vocab import normalise_protein_name
+
+    path = truth_dir / "query_protein.csv"
+    if not path.exists():
+        return None
+    truth = pd.read_csv(path, index_col=0)
+    truth.columns = [normalise_protein_name(c).canonical for c in truth.columns]
+    truth = truth.loc[:, ~truth.columns.duplicated()]
+    return truth.reindex(pred.index)
+
+
+def _section_imputed(outdir: Path, truth_dir: Path | None) -> str:
+    import anndata as ad
+
+    parts = []
+    for f in sorted((outdir / "imputed").glob("*.h5ad")):
+        a = ad.read_h5ad(f)
+        pred = a.obsm[K.PROTEIN_PREDICTED]
+        sd = a.obsm.get(K.PROTEIN_PREDICTED_SD)
+        meta = a.uns.get(K.PROTEIN_PREDICTED, {})
+        parts.append(f"<h3>{html.escape(f.name)}</h3><p>{a.n_obs} cells, {pred.shape[1]} proteins predicted "
+                     f"({len(meta.get('measured_in_training', []))} measured in training).</p>")
+        truth = _truth_table(truth_dir, pred) if truth_dir else None
+        if truth is None:
+            continue
+        shared = [p for p in pred.columns if p in truth.columns]
+        rows = []
+        for p in shared:
+            t, y = truth[p].to_numpy(float), pred[p].to_numpy(float)
+            row = {"protein": p, "Pearson": np.corrcoef(t, y)[0, 1]}
+            if sd is not None:
+                z = np.abs(t - y) / np.maximum(sd[p].to_numpy(float), 1e-12)
+                row["90% interval coverage"] = float(np.mean(z <= 1.6449))
+            rows.append(row)
+        if rows:
+            df = pd.DataFrame(rows).set_index("protein").sort_values("Pearson", ascending=False)
+            parts.append("<p>Against the simulator's ground truth (CLR scale of the held-back counts):</p>"
+                         + _table(df) + f"<p>Median Pearson {df['Pearson'].median():.3f}.</p>")
+            parts.append(_img(figures.predicted_vs_measured(pred, truth, list(df.index[:4])), "imputed vs truth"))
+    return ("<h2>Imputed proteins</h2>" + "".join(parts)) if parts else ""
+
+
+def _section_spatial(outdir: Path) -> str:
+    import anndata as ad
+
+    parts = []
+    for f in sorted((outdir / "spatial").glob("*.h5ad")):
+        a = ad.read_h5ad(f)
+        coords = np.asarray(a.obsm[K.SPATIAL])
+        conn = a.obsp.get(K.SPATIAL_CONNECTIVITIES)
+        params = a.uns.get(K.SPATIAL_NEIGHBORS, {}).get("params", {})
+        degree = f"{conn.sum() / a.n_obs:.1f}" if conn is not None else "n/a"
+        parts.append(f"<h3>{html.escape(f.name)}</h3><p>{a.n_obs} cells, {a.n_vars} markers; graph "
+                     f"{html.escape(json.dumps(params, default=str))}, mean degree {degree}.</p>")
+        values = {}
+        ct = a.uns.get(K.UNS, {}).get("cell_type_key")
+        if ct and ct in a.obs:
+            values[ct] = a.obs[ct].astype(str).to_numpy()
+        for m in list(a.var_names[np.argsort(-np.asarray(a.X).var(axis=0))][:2]):
+            values[m] = np.asarray(a[:, m].X).ravel()
+        parts.append(_img(figures.spatial_scatter(coords, values, categorical=ct), "spatial scatter"))
+    return ("<h2>Spatial samples</h2>" + "".join(parts)) if parts else ""
+
+
+def _section_trace(outdir: Path) -> str:
+    trace = outdir / "pipeline_info" / "trace.tsv"
+    if not trace.exists():
+        return ""
+    return "<h2>Steps</h2>" + _table(pd.read_csv(trace, sep="\t").set_index("step"), "{:.1f}")
+
+
+def build_report(outdir: str | Path, out: str | Path, *, truth: str | Path | None = None) -> Path:
+    """Write one self-contained HTML page summarising everything found under `outdir`."""
+    outdir = Path(outdir)
+    truth_dir = Path(truth) if truth else None
+    body = "".join([_section_inputs(outdir), _section_model(outdir), _section_imputed(outdir, truth_dir),
+                    _section_spatial(outdir), _section_trace(outdir)])
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>scprospatial report</title>"
+            f"<style>{CSS}</style></head><body><h1>scprospatial report</h1>"
+            f"<p class='note'>scprospatial {__version__}, written {time.strftime('%Y-%m-%d %H:%M')} from "
+            f"<code>{html.escape(str(outdir))}</code>.</p>{body}</body></html>")
+    write_text(page, out)
+    logger.info("report written to %s", out)
+    return Path(out)
