@@ -1,0 +1,27 @@
+process IMPUTE {
+    tag "${meta.id}"
+    label 'process_gpu'
+
+    input:
+    tuple val(meta), path(rna)
+    path model
+
+    output:
+    tuple val(meta), path("${prefix}.imputed.h5ad"), emit: h5ad
+    path "versions.yml"                            , emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    prefix   = task.ext.prefix ?: "${meta.id}"
+    """
+    scprospatial_impute.py ${rna} --model ${model} --out ${prefix}.imputed.h5ad --threads ${task.cpus} --device ${task.accelerator ? 'cuda' : 'cpu'} ${args}
+    echo "\\"${task.process}\\": {scprospatial: \$(scprospatial --version | cut -d' ' -f2)}" > versions.yml
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    touch ${prefix}.imputed.h5ad
+    echo "\\"${task.process}\\": {scprospatial: stub}" > versions.yml
+    """
+}

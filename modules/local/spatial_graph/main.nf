@@ -1,0 +1,26 @@
+process SPATIAL_GRAPH {
+    tag "${meta.id}"
+    label 'process_medium'
+
+    input:
+    tuple val(meta), path(spatial)
+
+    output:
+    tuple val(meta), path("${prefix}.graph.h5ad"), emit: h5ad
+    path "versions.yml"                          , emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    prefix   = task.ext.prefix ?: "${meta.id}"
+    """
+    scprospatial_spatial_graph.py ${spatial} --out ${prefix}.graph.h5ad --threads ${task.cpus} ${args}
+    echo "\\"${task.process}\\": {scprospatial: \$(scprospatial --version | cut -d' ' -f2)}" > versions.yml
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    touch ${prefix}.graph.h5ad
+    echo "\\"${task.process}\\": {scprospatial: stub}" > versions.yml
+    """
+}
