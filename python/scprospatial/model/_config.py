@@ -1,0 +1,67 @@
+"""Model and training configuration (plain dataclasses, stored in every checkpoint)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..errors import InputError
+
+STAGES = ("pretrain", "align", "translate")
+
+
+@dataclass
+class ModelConfig:
+    # vocabulary
+    n_hvg: int = 2000                 # highly variable genes per training cohort (union), plus coding genes
+    # architecture
+    d_model: int = 128
+    d_joint: int = 64                 # joint RNA/protein space (CLIP alignment)
+    d_hidden: int = 64                # translator head width
+    n_blocks: int = 2
+    dropout: float = 0.1
+    n_value_bins: int = 4
+    # optimisation
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    epochs_pretrain: int = 30
+    epochs_align: int = 30
+    epochs_translate: int = 120
+    patience: int = 20                # early stopping on the validation part of the training cells
+    val_fraction: float = 0.15
+    mask_prob: float = 0.25           # masked-value pretraining
+    dataset_dropout: float = 0.2      # train the 'unknown dataset' embedding for new cohorts
+    token_dropout: float = 0.1        # RNA token dropout while translating (augmentation)
+    encoder_lr_scale: float = 0.3     # encoder learning-rate factor while translating
+    mse_weight: float = 1.0           # extra MSE on the mean next to the Gaussian NLL
+    coverage: float = 0.9             # nominal coverage the variance scale is calibrated to
+
+    def epochs(self, stage: str) -> int:
+        return getattr(self, f"epochs_{stage}")
+
+    def with_epochs(self, epochs: int | None) -> "ModelConfig":
+        """A copy with every stage's epochs set to `epochs` (None: unchanged)."""
+        if epochs is None:
+            return self
+        if epochs < 1:
+            raise InputError(f"epochs must be >= 1, got {epochs}")
+        return dataclasses.replace(self, **{f"epochs_{s}": epochs for s in STAGES})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise InputError(f"checkpoint config has unknown fields {sorted(unknown)} (newer version?)")
+        return cls(**d)
+
+
+def check_stages(stages) -> tuple[str, ...]:
+    stages = tuple(stages)
+    bad = [s for s in stages if s not in STAGES]
+    if bad or not stages:
+        raise InputError(f"unknown stage(s) {bad or stages}; choose from {', '.join(STAGES)}")
+    return tuple(s for s in STAGES if s in stages)

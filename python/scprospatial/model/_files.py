@@ -1,0 +1,174 @@
+"""File-level entry points the CLI calls: train_files and impute_file (streams over cells)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+
+from .. import _constants as K
+from .._logging import logger
+from .._settings import resolve_device, set_threads
+from ..errors import InputError
+from ..io._write import atomic_path, write_h5ad, write_table, write_text
+from ._config import STAGES, ModelConfig
+from ._data import GeneMapping, dataset_index, dataset_names
+from ._model import CHECKPOINT, ScProSpatial
+from ._predict import check_genes, resolve_proteins
+
+MODEL_FILE, METRICS_FILE, CURVES_FILE = "model.pt", "metrics.json", "training_curves.csv"
+_warned_io = False
+
+
+def load_input(path: str | os.PathLike) -> ad.AnnData:
+    """Read any supported layout through scprospatial.io.load (prepared AnnData)."""
+    global _warned_io
+    try:
+        from ..io import load  # type: ignore[attr-defined]
+    except ImportError:
+        if not _warned_io:
+            _warned_io = True
+            warnings.warn("scprospatial.io.load is not available; reading inputs as prepared .h5ad", stacklevel=2)
+        if not Path(path).is_file():
+            raise InputError("input not found", path) from None
+        return ad.read_h5ad(path)
+    return load(path)
+
+
+def train_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, *, stages=STAGES,
+                resume: bool = False, seed: int = 0, device: str = "auto", threads: int | None = None,
+                epochs: int | None = None, ppi: str | os.PathLike | None = None,
+                config: ModelConfig | None = None) -> Path:
+    """Train on the cohorts in `inputs`; writes outdir/model.pt, metrics.json and training_curves.csv.
+
+    With resume, continues from outdir/checkpoint.pt (written every epoch) and ends where an uninterrupted
+    run with the same seed ends; a finished run (model.pt, no checkpoint) is returned as it is.
+    """
+    set_threads(threads)
+    outdir = Path(outdir)
+    final, ckpt = outdir / MODEL_FILE, outdir / CHECKPOINT
+    if resume and final.is_file() and not ckpt.is_file():
+        logger.info("%s is already trained; nothing to resume", final)
+        return final
+    adatas = [load_input(p) for p in inputs]
+    if resume and ckpt.is_file():
+        model = ScProSpatial.load(ckpt, device=device)
+        _check_same_cohorts(model, adatas, ckpt)
+        logger.info("resuming from %s", ckpt)
+    else:
+        model = ScProSpatial.setup(adatas, (config or ModelConfig()).with_epochs(epochs), ppi=ppi, seed=seed)
+    metrics = model.train(adatas, stages=stages, outdir=outdir, resume=resume, seed=seed, device=device)
+    model.meta["inputs"] = [str(p) for p in inputs]
+    model.save(final)
+    summary = {"model_id": model.meta["model_id"], "seed": seed, "n_genes": len(model.vocab.genes),
+               "n_proteins": len(model.vocab.proteins), "measured_in_training": model.vocab.measured,
+               "cohorts": model.meta["cohorts"], **metrics}
+    write_text(json.dumps(summary, indent=2, default=float) + "\n", outdir / METRICS_FILE)
+    write_table(pd.DataFrame(model.train_state.history), outdir / CURVES_FILE, index=False)
+    ckpt.unlink(missing_ok=True)
+    return final
+
+
+def _check_same_cohorts(model: ScProSpatial, adatas, path) -> None:
+    was = [(c["dataset"], c["n_obs"]) for c in model.meta.get("cohorts", [])]
+    now = [(c["dataset"], c["n_obs"]) for c in (_cohort(a, i) for i, a in enumerate(adatas))]
+    if was != now:
+        raise InputError(f"cannot resume: checkpoint was trained on {was}, inputs are {now}", path)
+
+
+def _cohort(a: ad.AnnData, i: int) -> dict:
+    from ._model import _describe
+
+    return _describe(a, i)
+
+
+def impute_file(model, input: str | os.PathLike, out: str | os.PathLike, *, proteins: Sequence[str] | None = None,
+                all_proteins: bool = False, device: str = "auto", batch_size: int = 4096) -> Path:
+    """Predict proteins for the RNA cells in `input`, write `out` (.h5ad) atomically.
+
+    A prepared .h5ad is read backed and processed `batch_size` cells at a time, predictions are written
+    chunk by chunk into a copy of the input, so memory does not grow with the number of cells.
+    """
+    if not isinstance(model, ScProSpatial):
+        model = ScProSpatial.load(model, device=device)
+    else:
+        model._to(resolve_device(device))
+    names = resolve_proteins(model.vocab, proteins, all_proteins, input)
+    if _is_prepared_h5ad(input):
+        return _impute_backed(model, Path(input), Path(out), names, batch_size)
+    adata = load_input(input)
+    model.predict(adata, proteins=names, batch_size=batch_size, copy=False)
+    return write_h5ad(adata, out)
+
+
+def _is_prepared_h5ad(path) -> bool:
+    path = Path(path)
+    if path.suffix != ".h5ad" or not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            if f"uns/{K.UNS}/{K.KIND}" not in f:
+                return False
+            kind = f[f"uns/{K.UNS}/{K.KIND}"][()]
+    except OSError:
+        return False
+    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+    if kind == "spatial":
+        raise InputError("impute needs RNA cells; this is a spatial (imaging) table", path)
+    return True
+
+
+def _impute_backed(model: ScProSpatial, path: Path, out: Path, names: list[str], batch_size: int) -> Path:
+    from anndata.io import write_elem
+
+    src = ad.read_h5ad(path, backed="r")
+    try:
+        mapping = GeneMapping.of(src.var_names, model.vocab)
+        check_genes(mapping, model.vocab, path)
+        ds = dataset_index(dataset_names(src), model.datasets)
+        n, d = src.n_obs, model.module.rna_proj.out_features
+        with atomic_path(out) as tmp:
+            shutil.copyfile(path, tmp)
+            with h5py.File(tmp, "r+") as f:
+                for key in (K.PROTEIN_PREDICTED, K.PROTEIN_PREDICTED_SD, K.EMBEDDING):
+                    if key in f["obsm"]:
+                        del f["obsm"][key]
+                if K.PROTEIN_PREDICTED in f["uns"]:
+                    del f["uns"][K.PROTEIN_PREDICTED]
+                index = np.asarray(src.obs_names, dtype=object)
+                mean_cols = _frame(f["obsm"], K.PROTEIN_PREDICTED, index, names, write_elem)
+                sd_cols = _frame(f["obsm"], K.PROTEIN_PREDICTED_SD, index, names, write_elem)
+                emb = f["obsm"].create_dataset(K.EMBEDDING, shape=(n, d), dtype="f4")
+                emb.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+                chunks = model._predictor().chunks(lambda a, b: src.X[a:b], n, mapping, ds, names, batch_size)
+                for rows, e, m, s in chunks:
+                    emb[rows] = e
+                    for j in range(len(names)):
+                        mean_cols[j][rows] = m[:, j]
+                        sd_cols[j][rows] = s[:, j]
+                write_elem(f["uns"], K.PROTEIN_PREDICTED, model.prediction_info(names, mapping, ds))
+    finally:
+        src.file.close()
+    logger.info("imputed %d proteins for %d cells -> %s", len(names), n, out)
+    return out
+
+
+def _frame(parent: h5py.Group, key: str, index: np.ndarray, columns: list[str], write_elem) -> list:
+    """An empty float32 DataFrame element (anndata encoding) whose columns are filled chunk by chunk."""
+    g = parent.create_group(key)
+    g.attrs.update({"_index": "_index", "column-order": np.asarray(columns, dtype=object),
+                    "encoding-type": "dataframe", "encoding-version": "0.2.0"})
+    write_elem(g, "_index", index)
+    cols = []
+    for c in columns:
+        dset = g.create_dataset(c, shape=(len(index),), dtype="f4")
+        dset.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+        cols.append(dset)
+    return cols

@@ -1,0 +1,266 @@
+"""The AnnData-facing model: setup, train, predict, embed, save and load (scvi-tools style)."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import __version__
+from .. import _constants as K
+from .._logging import logger
+from .._settings import resolve_device, seed_everything
+from ..errors import InputError
+from ..nn import ScProSpatialModule, ppi_init, read_ppi
+from ..train import Trainer, TrainState, calibrate_scale, interval_coverage, load_checkpoint, save_checkpoint, z_value
+from ..train._loops import Batch
+from ..train._metrics import pearson_per_column
+from ._config import STAGES, ModelConfig, check_stages
+from ._data import GeneMapping, build_pool, dataset_index, dataset_names, map_protein, split_cells
+from ._predict import Predictor, check_genes, resolve_proteins
+from ._vocab import GeneLinks, Vocabulary, build_vocabulary, has_rna, panel
+
+MAX_VAL_CELLS = 4096
+CHECKPOINT = "checkpoint.pt"
+
+
+def _as_list(adatas) -> list[ad.AnnData]:
+    return [adatas] if isinstance(adatas, ad.AnnData) else list(adatas)
+
+
+class ScProSpatial:
+    """RNA -> protein translation with a joint RNA/protein embedding (the scProSpatial method)."""
+
+    def __init__(self, module: ScProSpatialModule, vocab: Vocabulary, config: ModelConfig, datasets: list[str],
+                 meta: dict | None = None, device: str = "cpu"):
+        self.module, self.vocab, self.config, self.datasets = module.to(device), vocab, config, list(datasets)
+        self.meta = meta or {}
+        self.device = device
+        self.train_state: TrainState | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def setup(cls, adatas, config: ModelConfig | None = None, *, gene_links: GeneLinks | None = None,
+              extra_proteins: Sequence[str] = (), ppi: str | os.PathLike | None = None,
+              seed: int = 0) -> "ScProSpatial":
+        """Build the vocabularies from the training cohorts and initialise the network (seeded)."""
+        adatas, config = _as_list(adatas), config or ModelConfig()
+        if not adatas:
+            raise InputError("no training cohort given")
+        vocab = build_vocabulary(adatas, config.n_hvg, gene_links, extra_proteins)
+        if not vocab.measured:
+            raise InputError("no training cohort has measured protein (obsm['protein']); give a CITE-seq cohort")
+        datasets = list(dict.fromkeys(n for i, a in enumerate(adatas) for n in dataset_names(a, i)))
+        rng = seed_everything(seed)
+        module = ScProSpatialModule(len(vocab.genes), len(vocab.proteins), len(datasets), vocab.link_matrix(),
+                                    d_model=config.d_model, d_joint=config.d_joint, d_hidden=config.d_hidden,
+                                    n_blocks=config.n_blocks, dropout=config.dropout, n_bins=config.n_value_bins)
+        meta = {"cohorts": [_describe(a, i) for i, a in enumerate(adatas)], "ppi": None}
+        if ppi is not None:
+            emb, n_linked = ppi_init(read_ppi(ppi), vocab.genes, config.d_model, rng)
+            with torch.no_grad():
+                module.rna_encoder.id_emb.copy_(torch.from_numpy(emb))
+                module.tie_protein_ids()
+            meta["ppi"] = {"path": str(ppi), "genes_with_edges": n_linked}
+            logger.info("PPI initialisation: %d of %d vocabulary genes have interactions", n_linked, len(vocab.genes))
+        return cls(module, vocab, config, datasets, meta)
+
+    # ------------------------------------------------------------------ training
+    def train(self, adatas, *, stages: Sequence[str] = STAGES, outdir: str | os.PathLike | None = None,
+              resume: bool = False, seed: int = 0, device: str = "auto",
+              stop: Callable[[TrainState], bool] | None = None) -> dict:
+        """Run the stages; with `outdir`, checkpoint every epoch to outdir/checkpoint.pt (resumable).
+
+        `stop(state)` is a hook checked after every epoch (returns True to interrupt, e.g. in tests).
+        Returns the metrics dict (also in self.meta['metrics']).
+        """
+        adatas, stages = _as_list(adatas), check_stages(stages)
+        self._to(resolve_device(device))
+        pool = build_pool(adatas, self.vocab, self.datasets)
+        rng = np.random.default_rng(seed)
+        train_idx, val_idx = split_cells(pool, self.config.val_fraction, rng)
+        val_idx = np.sort(rng.permutation(val_idx)[:MAX_VAL_CELLS])
+        measured = torch.as_tensor(self.vocab.protein_index.get_indexer(self.vocab.measured), dtype=torch.long)
+        state = self.train_state if resume and self.train_state is not None else TrainState(stages)
+        if state.stages != stages:
+            raise InputError(f"cannot resume: checkpoint trains stages {state.stages}, asked for {stages}")
+        gen = torch.Generator().manual_seed(seed)
+        if not state.rng:
+            torch.manual_seed(seed)
+        ckpt = None if outdir is None else Path(outdir) / CHECKPOINT
+        on_epoch = None if ckpt is None else (lambda s: self.save(ckpt, training_state=s))
+        trainer = Trainer(self.module, pool, train_idx, val_idx, measured, self.config, self.device)
+        self.train_state = state = trainer.run(state, gen, on_epoch=on_epoch, stop=stop)
+        if not state.done:
+            return {}
+        metrics = self._finish(pool, val_idx, measured, state)
+        self.meta["metrics"] = metrics
+        return metrics
+
+    def _finish(self, pool, val_idx, measured, state: TrainState) -> dict:
+        """Calibrate the SD scale on the validation cells; collect metrics of every stage."""
+        metrics: dict = {"seconds": round(state.seconds, 2), "n_cells": int(len(pool)),
+                         "n_validation_cells": int(len(val_idx)), "stages": list(state.stages)}
+        for stage in state.stages:
+            rows = [r for r in state.history if r["stage"] == stage and np.isfinite(r.get("val_loss", np.nan))]
+            if rows:
+                best = min(rows, key=lambda r: r["val_loss"])
+                metrics[stage] = {k: v for k, v in best.items() if k != "stage"}
+        val = val_idx[pool.has_rna[val_idx] & pool.has_protein[val_idx]]
+        self.meta["scale"] = 1.0
+        if "translate" in state.stages and len(val) >= 2:
+            self.module.eval()
+            b = Batch.of(pool, val, self.device)
+            with torch.no_grad():
+                mean, logvar = self.module.translate(b.rna, b.dataset, measured.to(self.device))
+            mean, sd = mean.cpu().numpy(), torch.exp(0.5 * logvar).cpu().numpy()
+            truth, mask = pool.protein[val][:, measured.numpy()], pool.pmask[val][:, measured.numpy()]
+            scale = calibrate_scale(mean, sd, truth, mask, self.config.coverage)
+            self.meta["scale"] = scale
+            r = pearson_per_column(mean, truth, mask)
+            metrics["calibration"] = {"scale": scale, "nominal": self.config.coverage, "fit_on": "validation",
+                                      "coverage_before": interval_coverage(mean, sd, truth,
+                                                                           z_value(self.config.coverage), mask)}
+            metrics["validation_pearson"] = {p: (None if np.isnan(v) else float(v))
+                                             for p, v in zip(self.vocab.measured, r)}
+        self.meta["model_id"] = self._fingerprint()
+        return metrics
+
+    def _fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for k, v in self.module.state_dict().items():
+            h.update(k.encode())
+            h.update(v.detach().cpu().numpy().tobytes())
+        return f"scprospatial-{h.hexdigest()[:12]}"
+
+    def _to(self, device: str) -> None:
+        self.device = device
+        self.module.to(device)
+
+    # ------------------------------------------------------------------ inference
+    def _predictor(self) -> Predictor:
+        return Predictor(self.module, self.vocab, float(self.meta.get("scale", 1.0)), self.device)
+
+    def gene_mapping(self, adata: ad.AnnData, path=None) -> GeneMapping:
+        mapping = GeneMapping.of(adata.var_names, self.vocab)
+        check_genes(mapping, self.vocab, path)
+        return mapping
+
+    def predict(self, adata: ad.AnnData, *, proteins: Sequence[str] | None = None, all_proteins: bool = False,
+                batch_size: int = 4096, copy: bool = True) -> ad.AnnData:
+        """Predict proteins (CLR scale) with SDs for RNA cells; returns an AnnData (a copy unless copy=False)."""
+        names = resolve_proteins(self.vocab, proteins, all_proteins)
+        mapping = self.gene_mapping(adata)
+        ds = dataset_index(dataset_names(adata), self.datasets)
+        emb, mean, sd = self._allocate(adata.n_obs, len(names))
+        for rows, e, m, s in self._predictor().chunks(lambda a, b: adata.X[a:b], adata.n_obs, mapping, ds, names,
+                                                        batch_size):
+            emb[rows], mean[rows], sd[rows] = e, m, s
+        out = adata.copy() if copy else adata
+        self.write_predictions(out, names, emb, mean, sd, mapping, ds)
+        return out
+
+    def _allocate(self, n: int, n_prot: int):
+        d = self.module.rna_proj.out_features
+        return (np.zeros((n, d), np.float32), np.zeros((n, n_prot), np.float32), np.zeros((n, n_prot), np.float32))
+
+    def prediction_info(self, names: Sequence[str], mapping: GeneMapping, ds: np.ndarray) -> dict:
+        measured = set(self.vocab.measured)
+        return {"model_id": self.meta.get("model_id", "untrained"), "scale": "clr",
+                "measured_in_training": [p for p in names if p in measured],
+                "predicted_via_gene_link": [p for p in names if p not in measured],
+                "gene_links": {p: self.vocab.gene_links.get(p, []) for p in names},
+                "sd_scale": float(self.meta.get("scale", 1.0)), "coverage_nominal": self.config.coverage,
+                "n_cells_unknown_dataset": int((ds == 0).sum()), **mapping.as_dict()}
+
+    def write_predictions(self, adata: ad.AnnData, names, emb, mean, sd, mapping, ds) -> None:
+        idx = adata.obs_names
+        adata.obsm[K.PROTEIN_PREDICTED] = pd.DataFrame(mean, index=idx, columns=list(names))
+        adata.obsm[K.PROTEIN_PREDICTED_SD] = pd.DataFrame(sd, index=idx, columns=list(names))
+        adata.obsm[K.EMBEDDING] = emb
+        adata.uns[K.PROTEIN_PREDICTED] = self.prediction_info(names, mapping, ds)
+
+    def embed_rna(self, adata: ad.AnnData, *, batch_size: int = 4096) -> np.ndarray:
+        """Joint-space (L2-normalised) embedding of RNA cells."""
+        mapping = self.gene_mapping(adata)
+        ds = dataset_index(dataset_names(adata), self.datasets)
+        emb, _, _ = self._allocate(adata.n_obs, 0)
+        for rows, e, _m, _s in self._predictor().chunks(lambda a, b: adata.X[a:b], adata.n_obs, mapping, ds, [],
+                                                          batch_size):
+            emb[rows] = e
+        return emb
+
+    def embed_protein(self, adata: ad.AnnData, *, batch_size: int = 4096) -> np.ndarray:
+        """Joint-space embedding from measured protein (obsm['protein'], e.g. an imaged cell's panel)."""
+        values, mask = map_protein(adata, self.vocab)
+        if not mask.any():
+            raise InputError(f"none of the measured proteins ({', '.join(panel(adata)[:5])}...) is in the "
+                             "model's protein vocabulary")
+        ds = dataset_index(dataset_names(adata), self.datasets)
+        return self._predictor().embed_protein(values, mask, ds, batch_size)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike, *, training_state: TrainState | None = None) -> Path:
+        payload = {"version": __version__, "config": self.config.to_dict(), "vocabulary": self.vocab.to_dict(),
+                   "datasets": self.datasets, "meta": self.meta,
+                   "state_dict": {k: v.detach().cpu() for k, v in self.module.state_dict().items()}}
+        if training_state is not None:
+            payload["training"] = _state_to_dict(training_state)
+        return save_checkpoint(payload, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "auto") -> "ScProSpatial":
+        device = resolve_device(device)
+        ck = load_checkpoint(path)
+        config, vocab = ModelConfig.from_dict(ck["config"]), Vocabulary.from_dict(ck["vocabulary"])
+        module = ScProSpatialModule(len(vocab.genes), len(vocab.proteins), len(ck["datasets"]), vocab.link_matrix(),
+                                    d_model=config.d_model, d_joint=config.d_joint, d_hidden=config.d_hidden,
+                                    n_blocks=config.n_blocks, dropout=config.dropout, n_bins=config.n_value_bins)
+        try:
+            module.load_state_dict(ck["state_dict"])
+        except RuntimeError as exc:
+            raise InputError("checkpoint weights do not match its gene/protein vocabulary "
+                             f"({str(exc).splitlines()[-1].strip()})", ck["path"]) from exc
+        model = cls(module, vocab, config, ck["datasets"], ck.get("meta", {}), device)
+        if "training" in ck:
+            model.train_state = _state_from_dict(ck["training"])
+        return model
+
+    def __repr__(self) -> str:
+        return (f"ScProSpatial({len(self.vocab.genes)} genes, {len(self.vocab.proteins)} proteins "
+                f"({len(self.vocab.measured)} measured), {len(self.datasets)} datasets, "
+                f"model_id={self.meta.get('model_id', 'untrained')})")
+
+
+def _describe(adata: ad.AnnData, i: int) -> dict:
+    uns = adata.uns.get(K.UNS, {})
+    return {"dataset": str(uns.get(K.DATASET, f"dataset{i}")), "kind": str(uns.get(K.KIND, "citeseq")),
+            "n_obs": int(adata.n_obs), "has_rna": has_rna(adata), "panel": panel(adata),
+            "normalisation": _plain(uns.get(K.NORMALISATION, {}))}
+
+
+def _plain(obj):
+    """Nested dict/list of python scalars (checkpoints load with weights_only=True)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _state_to_dict(s: TrainState) -> dict:
+    return {"stages": list(s.stages), "stage_i": s.stage_i, "epoch": s.epoch, "optimizer": s.optimizer,
+            "best": s.best, "bad_epochs": s.bad_epochs, "history": _plain(s.history), "rng": s.rng,
+            "seconds": s.seconds}
+
+
+def _state_from_dict(d: dict) -> TrainState:
+    return TrainState(tuple(d["stages"]), d["stage_i"], d["epoch"], d["optimizer"], d["best"], d["bad_epochs"],
+                      list(d["history"]), d["rng"], d["seconds"])

@@ -1,0 +1,93 @@
+"""Chunked inference: RNA cells -> joint embedding, protein mean and SD (streams over cells)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .._logging import logger, progress
+from ..errors import InputError
+from ..nn import ScProSpatialModule
+from ..nn._sparse import dense_tokens, sparse_tensor
+from ._data import GeneMapping, map_rna
+from ._vocab import Vocabulary
+
+
+def resolve_proteins(vocab: Vocabulary, proteins: Sequence[str] | None, all_proteins: bool,
+                     path=None) -> list[str]:
+    """Requested proteins (None: the training panel; all_proteins: every predictable vocabulary protein)."""
+    if proteins is not None and all_proteins:
+        raise InputError("give either proteins or all_proteins, not both", path)
+    predictable = [p for p in vocab.proteins if p in vocab.measured or p in vocab.gene_links]
+    if all_proteins:
+        return predictable
+    if proteins is None:
+        return list(vocab.measured)
+    requested = [_canonical(p) for p in proteins]
+    unknown = [p for p, c in zip(proteins, requested) if c not in set(predictable)]
+    if unknown:
+        raise InputError(f"protein(s) {', '.join(map(str, unknown))} not predictable by this model (not measured "
+                         "in training and no coding gene in its vocabulary); see --all-proteins", path)
+    return list(dict.fromkeys(requested))
+
+
+def _canonical(name: str) -> str:
+    try:
+        from ..vocab import normalise_protein_name  # type: ignore[attr-defined]
+    except ImportError:
+        return str(name)
+    return normalise_protein_name(str(name))
+
+
+def check_genes(mapping: GeneMapping, vocab: Vocabulary, path=None) -> None:
+    if mapping.n_shared == 0:
+        raise InputError(f"no gene shared with the model's {len(vocab.genes)}-gene vocabulary (gene symbols "
+                         "expected in var_names)", path)
+    if mapping.n_vocab_missing:
+        logger.warning("%d of the model's %d vocabulary genes are missing from %s (treated as not expressed)",
+                       mapping.n_vocab_missing, len(vocab.genes), path or "the input")
+
+
+@dataclass
+class Predictor:
+    module: ScProSpatialModule
+    vocab: Vocabulary
+    scale: float = 1.0
+    device: str = "cpu"
+
+    @torch.no_grad()
+    def chunks(self, x_rows, n_obs: int, mapping: GeneMapping, dataset: np.ndarray, proteins: Sequence[str],
+               batch_size: int) -> Iterator[tuple[slice, np.ndarray, np.ndarray, np.ndarray]]:
+        """Yield (rows, embedding, mean, sd) per chunk; x_rows(start, stop) returns a cells x genes block."""
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        m = self.module.eval()
+        pidx = torch.as_tensor(self.vocab.protein_index.get_indexer(list(proteins)), dtype=torch.long,
+                               device=self.device)
+        starts = range(0, n_obs, batch_size)
+        for start in progress(starts, desc="impute", total=len(starts), unit="chunk"):
+            rows = slice(start, min(start + batch_size, n_obs))
+            x = sparse_tensor(map_rna(x_rows(rows.start, rows.stop), mapping, len(self.vocab.genes)), self.device)
+            ds = torch.as_tensor(dataset[rows], device=self.device)
+            cell = m.rna_encoder(x, ds)
+            emb = m.joint_rna(cell)
+            if len(pidx):
+                mean, logvar = m.translate(x, ds, pidx, cell=cell)
+                sd = torch.exp(0.5 * logvar) * self.scale
+            else:
+                mean = sd = torch.zeros((cell.shape[0], 0), device=self.device)
+            yield rows, emb.cpu().numpy(), mean.cpu().numpy(), sd.cpu().numpy()
+
+    @torch.no_grad()
+    def embed_protein(self, values: np.ndarray, mask: np.ndarray, dataset: np.ndarray,
+                      batch_size: int = 4096) -> np.ndarray:
+        m = self.module.eval()
+        out = []
+        for start in range(0, len(values), batch_size):
+            sl = slice(start, start + batch_size)
+            v, k = torch.as_tensor(values[sl], device=self.device), torch.as_tensor(mask[sl], device=self.device)
+            cell = m.protein_encoder(dense_tokens(v, k), torch.as_tensor(dataset[sl], device=self.device))
+            out.append(m.joint_protein(cell).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, m.protein_proj.out_features), dtype=np.float32)

@@ -1,0 +1,122 @@
+"""The model's gene vocabulary (HVGs + coding genes) and protein vocabulary (with gene links)."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Callable, Iterable, Mapping, Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import _constants as K
+from .._logging import logger
+
+GeneLinks = Mapping[str, Sequence[str]] | Callable[[Iterable[str]], Mapping[str, Sequence[str]]]
+
+
+@dataclass
+class Vocabulary:
+    genes: list[str]
+    proteins: list[str]
+    gene_links: dict[str, list[str]]          # protein -> its coding genes that are in `genes`
+    measured: list[str] = field(default_factory=list)  # proteins measured in some training cohort
+
+    @cached_property
+    def gene_index(self) -> pd.Index:
+        return pd.Index(self.genes)
+
+    @cached_property
+    def protein_index(self) -> pd.Index:
+        return pd.Index(self.proteins)
+
+    def link_matrix(self) -> torch.Tensor:
+        """(n_proteins, n_genes), each linked protein's row averages its coding genes."""
+        link = torch.zeros(len(self.proteins), len(self.genes))
+        for i, p in enumerate(self.proteins):
+            cols = self.gene_index.get_indexer(self.gene_links.get(p, []))
+            cols = cols[cols >= 0]
+            if len(cols):
+                link[i, torch.as_tensor(cols)] = 1.0 / len(cols)
+        return link
+
+    def to_dict(self) -> dict:
+        return {"genes": list(self.genes), "proteins": list(self.proteins),
+                "gene_links": {p: list(g) for p, g in self.gene_links.items()}, "measured": list(self.measured)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Vocabulary":
+        return cls(list(d["genes"]), list(d["proteins"]), {p: list(g) for p, g in d["gene_links"].items()},
+                   list(d.get("measured", [])))
+
+
+_warned_no_vocab = False
+
+
+def default_gene_links(proteins: Iterable[str]) -> dict[str, list[str]]:
+    """Coding genes of the shipped protein vocabulary (scprospatial.vocab)."""
+    global _warned_no_vocab
+    try:
+        from ..vocab import gene_links as vocab_gene_links  # type: ignore[attr-defined]
+    except ImportError:
+        if not _warned_no_vocab:
+            _warned_no_vocab = True
+            warnings.warn("scprospatial.vocab provides no gene_links(); linking each protein only to a gene "
+                          "of the same name", stacklevel=3)
+        return {p: [p.upper()] for p in proteins}
+    return {p: list(g) for p, g in vocab_gene_links(proteins).items()}
+
+
+def resolve_gene_links(links: GeneLinks | None, proteins: Iterable[str]) -> dict[str, list[str]]:
+    proteins = list(proteins)
+    if links is None:
+        return default_gene_links(proteins)
+    if callable(links):
+        return {p: list(g) for p, g in links(proteins).items()}
+    return {p: list(g) for p, g in links.items()}
+
+
+def highly_variable_genes(adata: ad.AnnData, n_top: int) -> list[str]:
+    """Top `n_top` genes by normalised dispersion of the log-normalised X (Seurat flavour)."""
+    import scanpy as sc
+
+    if adata.n_vars <= n_top:
+        return list(adata.var_names)
+    tmp = ad.AnnData(X=adata.X, var=pd.DataFrame(index=adata.var_names.astype(str)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hv = sc.pp.highly_variable_genes(tmp, n_top_genes=n_top, flavor="seurat", inplace=False)
+    return list(tmp.var_names[np.asarray(hv["highly_variable"], dtype=bool)])
+
+
+def panel(adata: ad.AnnData) -> list[str]:
+    """Proteins measured in a prepared cohort (columns of obsm['protein']), or []."""
+    if K.PROTEIN not in adata.obsm:
+        return []
+    return [str(c) for c in adata.obsm[K.PROTEIN].columns]
+
+
+def has_rna(adata: ad.AnnData) -> bool:
+    return adata.uns.get(K.UNS, {}).get(K.KIND) != "spatial"
+
+
+def build_vocabulary(adatas: Sequence[ad.AnnData], n_hvg: int, gene_links: GeneLinks | None = None,
+                     extra_proteins: Iterable[str] = ()) -> Vocabulary:
+    """HVGs of every RNA cohort + coding genes of vocabulary proteins; proteins = panels + linked ones."""
+    rna = [a for a in adatas if has_rna(a)]
+    measured = list(dict.fromkeys(p for a in adatas for p in panel(a)))
+    candidates = list(dict.fromkeys([*measured, *extra_proteins]))
+    links = resolve_gene_links(gene_links, candidates)
+    present = set().union(*(set(map(str, a.var_names)) for a in rna)) if rna else set()
+    genes = list(dict.fromkeys(g for a in rna for g in highly_variable_genes(a, n_hvg)))
+    coding = [g for p in links for g in links[p] if g in present]
+    genes = list(dict.fromkeys([*genes, *coding]))
+    gene_set = set(genes)
+    kept_links = {p: [g for g in gs if g in gene_set] for p, gs in links.items()}
+    kept_links = {p: gs for p, gs in kept_links.items() if gs}
+    proteins = list(dict.fromkeys([*measured, *(p for p in links if p in kept_links)]))
+    logger.info("vocabulary: %d genes (%d coding), %d proteins (%d measured, %d linked to a gene)", len(genes),
+                len(set(coding)), len(proteins), len(measured), len(kept_links))
+    return Vocabulary(genes, proteins, {p: kept_links[p] for p in proteins if p in kept_links}, measured)

@@ -1,0 +1,54 @@
+"""The whole network: RNA and protein encoders, their pretraining decoders, the joint space, the translator."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ._encoders import FeatureDecoder, TokenSetEncoder
+from ._heads import ProteinQueries, TranslatorHead
+
+
+class ScProSpatialModule(nn.Module):
+    def __init__(self, n_genes: int, n_proteins: int, n_datasets: int, link: torch.Tensor, *,
+                 d_model: int = 128, d_joint: int = 64, d_hidden: int = 64, n_blocks: int = 2,
+                 dropout: float = 0.1, n_bins: int = 4):
+        super().__init__()
+        self.rna_encoder = TokenSetEncoder(n_genes, n_datasets, d_model, n_blocks, dropout, n_bins, (0.0, 4.0))
+        self.protein_encoder = TokenSetEncoder(n_proteins, n_datasets, d_model, n_blocks, dropout, n_bins,
+                                               (-2.0, 4.0))
+        self.rna_decoder = FeatureDecoder(n_genes, d_model, dropout)
+        self.protein_decoder = FeatureDecoder(n_proteins, d_model, dropout)
+        self.rna_proj = nn.Linear(d_model, d_joint)
+        self.protein_proj = nn.Linear(d_model, d_joint)
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(0.1)))
+        self.queries = ProteinQueries(link, d_model)
+        self.head = TranslatorHead(d_model, d_hidden, dropout)
+        self.tie_protein_ids()
+
+    @torch.no_grad()
+    def tie_protein_ids(self) -> None:
+        """Initialise protein-ID embeddings from their coding genes' token embeddings (where linked)."""
+        link = self.queries.link
+        linked = link.sum(1) > 0
+        self.protein_encoder.id_emb[linked] = (link @ self.rna_encoder.id_emb)[linked]
+
+    @property
+    def has_gene(self) -> torch.Tensor:
+        return self.queries.link.sum(1) > 0
+
+    def translate(self, rna: torch.Tensor, dataset: torch.Tensor, proteins: torch.Tensor,
+                  cell: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """rna: sparse (B, n_genes) normalised RNA; proteins: (P,) vocabulary indices -> mean, logvar (B, P)."""
+        if cell is None:
+            cell = self.rna_encoder(rna, dataset)
+        query = self.queries(self.rna_encoder.id_emb, proteins)
+        own = self.queries.own_values(rna, proteins)
+        return self.head(cell, query, own, self.has_gene[proteins])
+
+    def joint_rna(self, cell: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.rna_proj(cell), dim=-1)
+
+    def joint_protein(self, cell: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.protein_proj(cell), dim=-1)

@@ -1,0 +1,159 @@
+"""Run the stages epoch by epoch with early stopping, a checkpoint hook after every epoch, and resume."""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import torch
+
+from .._logging import logger, progress
+from ..nn import ScProSpatialModule
+from ._loops import LOSSES, Batch, validate
+
+if TYPE_CHECKING:
+    from ..model._data import Pool
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue training exactly where it stopped."""
+
+    stages: tuple[str, ...]
+    stage_i: int = 0                 # index of the current stage in `stages`
+    epoch: int = 0                   # epochs completed in the current stage
+    optimizer: dict | None = None
+    best: dict | None = None         # {'score', 'epoch', 'weights'} of the current stage
+    bad_epochs: int = 0
+    history: list[dict] = field(default_factory=list)
+    rng: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def done(self) -> bool:
+        return self.stage_i >= len(self.stages)
+
+
+def capture_rng(gen: torch.Generator) -> dict:
+    rng = {"generator": gen.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def restore_rng(gen: torch.Generator, rng: dict) -> None:
+    gen.set_state(rng["generator"])
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+class Trainer:
+    def __init__(self, module: ScProSpatialModule, pool: Pool, train_idx: np.ndarray, val_idx: np.ndarray,
+                 proteins: torch.Tensor, config, device: str = "cpu"):
+        self.m, self.pool, self.cfg, self.device = module, pool, config, device
+        self.train_idx, self.val_idx, self.proteins = train_idx, val_idx, proteins.to(device)
+
+    def cells(self, stage: str, idx: np.ndarray) -> np.ndarray:
+        if stage == "pretrain":
+            return idx
+        return idx[self.pool.has_rna[idx] & self.pool.has_protein[idx]]
+
+    def optimizer(self, stage: str) -> torch.optim.Optimizer:
+        m, lr = self.m, self.cfg.lr
+        if stage == "pretrain":
+            groups = [{"params": [*m.rna_encoder.parameters(), *m.rna_decoder.parameters(),
+                                  *m.protein_encoder.parameters(), *m.protein_decoder.parameters()]}]
+        elif stage == "align":
+            groups = [{"params": [*m.rna_encoder.parameters(), *m.protein_encoder.parameters(),
+                                  *m.rna_proj.parameters(), *m.protein_proj.parameters(), m.log_temperature]}]
+        else:
+            groups = [{"params": [*m.head.parameters(), *m.queries.parameters()]},
+                      {"params": list(m.rna_encoder.parameters()), "lr": lr * self.cfg.encoder_lr_scale}]
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=self.cfg.weight_decay)
+
+    def run(self, state: TrainState, gen: torch.Generator, *, on_epoch: Callable[[TrainState], None] | None = None,
+            stop: Callable[[TrainState], bool] | None = None) -> TrainState:
+        """Train from `state` on; returns early (not done) when `stop(state)` says so after an epoch."""
+        if state.rng:
+            restore_rng(gen, state.rng)
+        while not state.done:
+            stage = state.stages[state.stage_i]
+            train, val = self.cells(stage, self.train_idx), self.cells(stage, self.val_idx)
+            if len(train) < 2:
+                logger.warning("stage %s skipped: no training cells it can use", stage)
+                self._next_stage(state)
+                continue
+            opt = self.optimizer(stage)
+            if state.optimizer is not None:
+                opt.load_state_dict(state.optimizer)
+            n_epochs = self.cfg.epochs(stage)
+            bar = progress(range(state.epoch, n_epochs), desc=stage, total=n_epochs - state.epoch, unit="epoch")
+            for _ in bar:
+                if state.bad_epochs >= self.cfg.patience:
+                    break
+                t0 = time.perf_counter()
+                loss = self._epoch(stage, train, opt, gen)
+                row = {"stage": stage, "epoch": state.epoch + 1, "train_loss": loss, **self._validate(stage, val)}
+                self._track_best(state, row)
+                state.epoch += 1
+                state.optimizer = opt.state_dict()
+                state.history.append(row)
+                state.rng = capture_rng(gen)
+                state.seconds += time.perf_counter() - t0
+                logger.debug("%s", row)
+                if on_epoch:
+                    on_epoch(state)
+                if stop and stop(state):
+                    return state
+            best = state.best
+            if best is not None:
+                self.m.load_state_dict(best["weights"])
+                logger.info("stage %s: best epoch %d, val loss %.4f", stage, best["epoch"], best["score"])
+            self._next_stage(state)
+            if on_epoch:
+                on_epoch(state)
+        return state
+
+    def _epoch(self, stage: str, cells: np.ndarray, opt, gen: torch.Generator) -> float:
+        self.m.train()
+        order = cells[torch.randperm(len(cells), generator=gen).numpy()]
+        bs, total, n = self.cfg.batch_size, 0.0, 0
+        extra = (self.proteins,) if stage == "translate" else ()
+        for start in range(0, len(order), bs):
+            idx = np.sort(order[start:start + bs])
+            if len(idx) < 2:
+                continue
+            loss = LOSSES[stage](self.m, Batch.of(self.pool, idx, self.device), self.cfg, gen, *extra)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.m.parameters(), 5.0)
+            opt.step()
+            total += float(loss) * len(idx)
+            n += len(idx)
+        return total / max(n, 1)
+
+    def _validate(self, stage: str, val: np.ndarray) -> dict:
+        if len(val) < 2:
+            return {}
+        self.m.eval()
+        return validate(stage, self.m, Batch.of(self.pool, np.sort(val), self.device), self.cfg, self.proteins)
+
+    def _track_best(self, state: TrainState, row: dict) -> None:
+        score = row.get("val_loss", float("nan"))
+        if not np.isfinite(score):  # no validation cells: keep the last epoch
+            state.best = None
+            return
+        if state.best is None or score < state.best["score"]:
+            state.best = {"score": score, "epoch": state.epoch + 1,
+                          "weights": copy.deepcopy(self.m.state_dict())}
+            state.bad_epochs = 0
+        else:
+            state.bad_epochs += 1
+
+    @staticmethod
+    def _next_stage(state: TrainState) -> None:
+        state.stage_i += 1
+        state.epoch, state.optimizer, state.best, state.bad_epochs = 0, None, None, 0
