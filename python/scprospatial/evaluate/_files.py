@@ -1,0 +1,125 @@
+"""`scprospatial evaluate`: read cohorts, build the splits, run every method, write the tables."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import anndata as ad
+
+from .. import _constants as K
+from .._logging import logger
+from .._settings import seed_everything, set_threads
+from ..errors import InputError
+from ..io._write import write_table, write_text
+from . import splits as S
+from ._model import MODEL_NAMES, ScProSpatialMethod, model_available
+from ._run import run_splits, summarise, summary_markdown
+from .baselines import BASELINE_NAMES, CodingGene, KNN, MeanPredictor, N_PCS, Ridge
+
+METHODS = (*MODEL_NAMES, *BASELINE_NAMES)
+_HIDDEN_CAPABLE = ("coding_gene", *MODEL_NAMES)
+
+
+def load_cohort(path: str | os.PathLike) -> ad.AnnData:
+    """A paired cohort in the prepared layout: through scprospatial.io.load, or an already prepared .h5ad."""
+    try:
+        from ..io import load
+    except ImportError:
+        load = None
+    if load is not None:
+        adata = load(path, kind="citeseq")
+    else:
+        if not str(path).endswith(".h5ad") or not Path(path).is_file():
+            raise InputError("scprospatial.io.load is unavailable: give a prepared .h5ad (scprospatial prepare)", path)
+        adata = ad.read_h5ad(path)
+        if K.UNS not in adata.uns:
+            raise InputError("not a prepared cohort (no uns['scprospatial']); run `scprospatial prepare` first", path)
+    if K.PROTEIN not in adata.obsm:
+        raise InputError("no measured protein: evaluation needs paired CITE-seq cohorts", path)
+    return adata
+
+
+def make_methods(names: Sequence[str] | None, *, split: str, epochs: int | None = None, device: str = "auto",
+                 seed: int = 0) -> list:
+    """Method objects by name; default: the model (when importable) and every baseline that fits the split."""
+    if names is None:
+        names = [n for n in METHODS if split != "leave-protein-out" or n in _HIDDEN_CAPABLE]
+        names = [n for n in names if n == "scprospatial" or n not in MODEL_NAMES]  # ablations on request only
+        if not model_available():
+            warnings.warn("scprospatial.model is not importable yet: evaluating the baselines only", stacklevel=2)
+            names = [n for n in names if n not in MODEL_NAMES]
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    factory = {"mean": MeanPredictor, "ridge_hvg": Ridge, f"ridge_pca{N_PCS}": lambda: Ridge(n_pcs=N_PCS),
+               f"knn_pca{N_PCS}": lambda: KNN(n_pcs=N_PCS), "coding_gene": CodingGene}
+    return [ScProSpatialMethod(ablation=MODEL_NAMES[n], epochs=epochs, device=device, seed=seed)
+            if n in MODEL_NAMES else factory[n]() for n in names]
+
+
+def make_splits(adatas: Sequence[ad.AnnData], split: str, *, seeds: int, seed: int,
+                cell_type_key: str | None = None) -> list[S.Split]:
+    if split not in S.SPLITS:
+        raise InputError(f"unknown split {split!r}; choose from {', '.join(S.SPLITS)}")
+    first = adatas[0]
+    if split == "random":
+        return S.random_splits(first, n_seeds=seeds, seed=seed)
+    if split == "few-shot":
+        return S.few_shot_splits(first, n_seeds=seeds, seed=seed)
+    if split == "leave-type-out":
+        return S.leave_type_out_splits(first, S.cell_types(first, key=cell_type_key, seed=seed), seed=seed)
+    if split == "leave-protein-out":
+        return S.leave_protein_out_splits(first, n_seeds=1, seed=seed)
+    if len(adatas) < 2:
+        raise InputError("cross-cohort needs two or more cohorts: the first trains, the others are tested")
+    return S.cross_cohort_splits(first, adatas[1:], n_seeds=seeds, seed=seed)
+
+
+def _run_info(inputs, adatas, split, splits, methods, seed, threads) -> dict:
+    import sklearn
+
+    from .. import __version__
+
+    return {"split": split, "n_splits": len(splits), "seed": seed, "threads": threads,
+            "methods": [m.name for m in methods], "inputs": [os.fspath(p) for p in inputs],
+            "cohorts": [{"n_cells": a.n_obs, "n_genes": a.n_vars, "panel": [str(c) for c in a.obsm[K.PROTEIN].columns]}
+                        for a in adatas],
+            "versions": {"scprospatial": __version__, "anndata": ad.__version__, "sklearn": sklearn.__version__,
+                         "python": platform.python_version()}}
+
+
+def evaluate_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, *, split: str = "random",
+                   seeds: int = 5, methods: Sequence[str] | None = None, seed: int = 0, device: str = "auto",
+                   threads: int | None = None, epochs: int | None = None, predictions: bool = False,
+                   cell_type_key: str | None = None) -> Path:
+    """Benchmark methods on `split` of the paired cohorts `inputs`; returns `outdir`.
+
+    Writes metrics_per_protein.csv (split x method x protein), metrics_per_split.csv (averaged over
+    proteins, with the paper's pooled cosine and timings), summary.csv (mean and sd over seeds or folds),
+    summary.md, run.json, and predictions.csv.gz when `predictions`.
+    """
+    if seeds < 1:
+        raise InputError(f"--n-seeds must be >= 1, got {seeds}")
+    threads = set_threads(threads)
+    seed_everything(seed)
+    adatas = [load_cohort(p) for p in inputs]
+    splits = make_splits(adatas, split, seeds=seeds, seed=seed, cell_type_key=cell_type_key)
+    chosen = make_methods(methods, split=split, epochs=epochs, device=device, seed=seed)
+    logger.info("evaluate: %s split, %d splits x %d methods (%s)", split, len(splits), len(chosen),
+                ", ".join(m.name for m in chosen))
+    tables = run_splits(adatas, splits, chosen, keep_predictions=predictions)
+    outdir = Path(outdir)
+    summary = summarise(tables["per_split"])
+    write_table(tables["per_protein"], outdir / "metrics_per_protein.csv", index=False)
+    write_table(tables["per_split"], outdir / "metrics_per_split.csv", index=False)
+    write_table(summary, outdir / "summary.csv", index=False)
+    write_text(f"### {split}\n\n" + summary_markdown(summary), outdir / "summary.md")
+    write_text(json.dumps(_run_info(inputs, adatas, split, splits, chosen, seed, threads), indent=2),
+               outdir / "run.json")
+    if predictions:
+        write_table(tables["predictions"], outdir / "predictions.csv.gz", index=False)
+    return outdir

@@ -1,0 +1,142 @@
+"""The evaluation loop: every method on the same splits, scored per protein, summarised over seeds."""
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .. import _constants as K
+from .._logging import logger, progress
+from . import metrics as M
+from .baselines import protein_frame
+from .splits import Split
+
+SUMMARY_METRICS = (*M.PER_PROTEIN_METRICS, M.COVERAGE, M.POOLED_COSINE)
+# splits whose settings are a real axis (kept apart in the summary); the others pool their folds
+_SETTING_AXIS = {"few-shot", "cross-cohort"}
+
+
+def _training_view(adata: ad.AnnData, idx: np.ndarray, hidden: Sequence[str], genes: pd.Index | None) -> ad.AnnData:
+    """Cells `idx` of a cohort as a new AnnData, `hidden` proteins removed from the panel."""
+    sub = adata[idx] if genes is None else adata[idx, genes]
+    sub = sub.copy()
+    if hidden:
+        sub.obsm[K.PROTEIN] = protein_frame(sub).drop(columns=list(hidden))
+        for key in (K.PROTEIN_RAW,):
+            if key in sub.obsm and isinstance(sub.obsm[key], pd.DataFrame):
+                sub.obsm[key] = sub.obsm[key].drop(columns=[h for h in hidden if h in sub.obsm[key].columns])
+        panel = sub.uns.get(K.UNS, {}).get("panel")
+        if panel is not None:
+            sub.uns[K.UNS] = {**sub.uns[K.UNS], "panel": [p for p in panel if p not in hidden]}
+    return sub
+
+
+def _predict(method, adata: ad.AnnData, proteins: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    if hasattr(method, "predict_with_sd"):
+        return method.predict_with_sd(adata, proteins)
+    return method.predict(adata, proteins), None
+
+
+def _fit(method, train: ad.AnnData, val: ad.AnnData, hidden: Sequence[str]) -> None:
+    if hidden and hasattr(method, "predict_with_sd"):  # the model must know the hidden proteins exist
+        method.fit(train, val, extra_proteins=hidden)
+    else:
+        method.fit(train, val)
+
+
+def run_splits(adatas: Sequence[ad.AnnData], splits: Sequence[Split], methods: Sequence,
+               *, keep_predictions: bool = False) -> dict[str, pd.DataFrame]:
+    """Fit and score every method on every split.
+
+    Returns {'per_protein': one row per split x method x protein, 'per_split': one row per split x method with
+    metrics averaged over proteins, the pooled cosine and timings, 'predictions': long table (when kept)}.
+    """
+    per_protein, per_split, preds = [], [], []
+    for split in progress(splits, desc="splits", unit="split"):
+        train_ad, test_ad = adatas[split.train_cohort], adatas[split.test_cohort]
+        genes = None
+        if split.train_cohort != split.test_cohort:
+            genes = train_ad.var_names.intersection(test_ad.var_names, sort=False)
+        train = _training_view(train_ad, split.train, split.hidden_proteins, genes)
+        val = _training_view(train_ad, split.val, split.hidden_proteins, genes)
+        test = test_ad[split.test].copy() if genes is None else test_ad[split.test, genes].copy()
+        truth = protein_frame(test)
+        panel = [p for p in truth.columns if p in protein_frame(train_ad).columns]
+        wanted = list(split.hidden_proteins) or panel
+        for method in methods:
+            t0 = time.perf_counter()
+            _fit(method, train, val, split.hidden_proteins)
+            t1 = time.perf_counter()
+            pred, sd = _predict(method, test, wanted)
+            t2 = time.perf_counter()
+            if pred.shape[1] == 0:
+                continue
+            scores = M.score_proteins(truth, pred, sd)
+            info = {"method": method.name, **split.describe(), "train_cohort": split.train_cohort,
+                    "test_cohort": split.test_cohort}
+            per_protein.append(scores.assign(**info))
+            summary = scores.drop(columns="protein").mean(numeric_only=True).to_dict()
+            per_split.append({**info, **summary, "n_proteins": len(scores),
+                              M.POOLED_COSINE: M.pooled_cosine_frame(truth, pred), "fit_s": t1 - t0,
+                              "predict_s": t2 - t1})
+            if keep_predictions:
+                long = pred.rename_axis("cell").reset_index().melt(id_vars="cell", var_name="protein",
+                                                                   value_name="predicted")
+                preds.append(long.assign(method=method.name, split=split.name, setting=split.label, seed=split.seed))
+        logger.debug("split %s %s done", split.name, split.label)
+    out = {"per_protein": _ordered(pd.concat(per_protein, ignore_index=True) if per_protein else pd.DataFrame()),
+           "per_split": pd.DataFrame(per_split)}
+    if keep_predictions:
+        out["predictions"] = pd.concat(preds, ignore_index=True) if preds else pd.DataFrame()
+    return out
+
+
+def _ordered(df: pd.DataFrame) -> pd.DataFrame:
+    first = ["method", "split", "setting", "seed", "protein"]
+    return df[[c for c in first if c in df] + [c for c in df if c not in first]] if len(df) else df
+
+
+def summarise(per_split: pd.DataFrame) -> pd.DataFrame:
+    """Mean and SD over seeds (or folds) of each method's protein-averaged metrics."""
+    if per_split.empty:
+        return pd.DataFrame()
+    df = per_split.copy()
+    df["setting"] = np.where(df["split"].isin(_SETTING_AXIS), df["setting"], "all")
+    metrics = [m for m in SUMMARY_METRICS if m in df]
+    grouped = df.groupby(["split", "setting", "method"], sort=False)
+    mean = grouped[metrics].mean().add_suffix("_mean")
+    sd = grouped[metrics].std(ddof=1).add_suffix("_sd")
+    n = grouped.size().rename("n_repeats")
+    out = pd.concat([mean, sd, n], axis=1).reset_index()
+    cols = ["split", "setting", "method", "n_repeats"] + [f"{m}_{s}" for m in metrics for s in ("mean", "sd")]
+    return out[cols]
+
+
+_LABELS = {"pearson": "Pearson", "spearman": "Spearman", "ccc": "CCC", "rmse": "RMSE",
+           M.COVERAGE: "90% coverage", M.POOLED_COSINE: "pooled cosine (paper, b=16)"}
+
+
+def summary_markdown(summary: pd.DataFrame) -> str:
+    """A Markdown table per split/setting: method x metric as mean ± sd over repeats."""
+    if summary.empty:
+        return "_no results_\n"
+    metrics = [m for m in SUMMARY_METRICS if f"{m}_mean" in summary and summary[f"{m}_mean"].notna().any()]
+    lines = []
+    for (split, setting), block in summary.groupby(["split", "setting"], sort=False):
+        title = split if setting == "all" else f"{split}, {setting}"
+        lines += [f"#### {title}", "", "| method | n | " + " | ".join(_LABELS[m] for m in metrics) + " |",
+                  "|---|---|" + "---|" * len(metrics)]
+        for _, row in block.iterrows():
+            cells = [_fmt(row[f"{m}_mean"], row[f"{m}_sd"]) for m in metrics]
+            lines.append(f"| {row['method']} | {row['n_repeats']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _fmt(mean: float, sd: float) -> str:
+    if not np.isfinite(mean):
+        return "–"
+    return f"{mean:.3f}" if not np.isfinite(sd) else f"{mean:.3f} ± {sd:.3f}"
