@@ -61,10 +61,14 @@ class H5adStream:
         obsm key -> column names of the numeric dataframe stored there.
     uns
         Written once, as anndata writes a dict.
+    max_obs
+        Upper bound on the cells to come: CSR `indices` and `indptr` are int32 when the matrix can
+        hold no more than 2**31 - 1 entries, int64 otherwise (scipy needs both of one dtype).
     """
 
     def __init__(self, path: str | Path, *, var: pd.DataFrame, categories: dict[str, list[str]],
-                 obsm_columns: dict[str, list[str]], uns: dict, dtype=np.float32, obsm_dtype=np.float64):
+                 obsm_columns: dict[str, list[str]], uns: dict, max_obs: int, dtype=np.float32,
+                 obsm_dtype=np.float64):
         from anndata.io import write_elem
 
         self.n_obs, self.n_vars = 0, var.shape[0]
@@ -75,9 +79,10 @@ class H5adStream:
         x = f.create_group("X")
         _encoding(x, "csr_matrix", "0.1.0")
         self._data = _growing(x, "data", dtype)
-        self._indices = _growing(x, "indices", np.int32)
-        self._indptr = _growing(x, "indptr", np.int64)
-        _append(self._indptr, np.zeros(1, dtype=np.int64))
+        index_dtype = np.int32 if max_obs * self.n_vars < np.iinfo(np.int32).max else np.int64
+        self._indices = _growing(x, "indices", index_dtype)
+        self._indptr = _growing(x, "indptr", index_dtype)
+        _append(self._indptr, np.zeros(1, dtype=index_dtype))
         obs = _dataframe_group(f, "obs", list(categories))
         self._codes = {}
         for col, cats in categories.items():
@@ -108,8 +113,8 @@ class H5adStream:
         X.sort_indices()
         nnz_before = self._data.shape[0]
         _append(self._data, X.data.astype(self._data.dtype, copy=False))
-        _append(self._indices, X.indices.astype(np.int32, copy=False))
-        _append(self._indptr, X.indptr[1:].astype(np.int64) + nnz_before)
+        _append(self._indices, X.indices.astype(self._indices.dtype, copy=False))
+        _append(self._indptr, (X.indptr[1:].astype(np.int64) + nnz_before).astype(self._indptr.dtype))
         names = np.asarray(obs_names, dtype=object)
         _append(self._obs_index, names)
         for col, ds in self._codes.items():

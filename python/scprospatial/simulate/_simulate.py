@@ -40,6 +40,7 @@ FILES = {"citeseq": "citeseq.h5ad", "rna": "query_rna.h5ad", "spatial": "spatial
          "spatial_cell_type": "truth/spatial_cell_type.csv", "params": "truth/params.json"}
 _STREAM = {"citeseq": 1, "rna": 2, "spatial": 4}  # 0: parameters, 3: tissue layout
 _FLOAT = "%.6g"
+SPATIAL_BLOCK = 4096  # imaged cells per generation block (cheap: only the imaged genes are sampled)
 
 
 def _chunks(n: int, block: int, chunk_size: int) -> list[list[tuple[int, int, int]]]:
@@ -84,6 +85,11 @@ def _rna_cells(params: SimParams, seed: int, file: str, segments: list[tuple[str
             offset += n
 
 
+def _uns(seed: int) -> dict:
+    """uns of the raw files: where they came from (not the `prepare` provenance, which they lack)."""
+    return {"simulation": {"simulator": "scprospatial.simulate", "seed": seed}}
+
+
 def _var(params: SimParams, perm: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"gene_ids": params.gene_ids[perm]}, index=pd.Index(params.genes[perm], dtype=object))
 
@@ -96,7 +102,7 @@ def _write_citeseq(params, seed, stage: Path, n_cells: int, chunk_size: int) -> 
     with H5adStream(stage / FILES["citeseq"], var=_var(params, perm),
                     categories={CELL_TYPE: list(params.cell_types), K.BATCH: list(BATCHES[:2])},
                     obsm_columns={PROTEIN_COUNTS: adt_names},
-                    uns={"simulation": {"simulator": "scprospatial.simulate", "seed": seed}}) as out:
+                    uns=_uns(seed), max_obs=n_cells) as out:
         for names, counts, types, adt, iso, batch in _rna_cells(params, seed, "citeseq", segments, chunk_size, perm):
             out.append(obs_names=names, X=counts, codes={CELL_TYPE: types, K.BATCH: np.full(len(names), batch)},
                        obsm={PROTEIN_COUNTS: np.hstack([adt, iso])})
@@ -112,7 +118,8 @@ def _write_query(params, seed, stage: Path, n_query: int, chunk_size: int) -> No
     protein_names = [PROTEINS[i].name for i in ADT_INDEX]
     iso_names = [name.removesuffix("_TotalSeqB") for name in ISOTYPES]
     with H5adStream(stage / FILES["rna"], var=_var(params, perm), categories={K.BATCH: [BATCHES[2]]},
-                    obsm_columns={}, uns={"simulation": {"simulator": "scprospatial.simulate", "seed": seed}}) as out:
+                    obsm_columns={}, uns=_uns(seed),
+                    max_obs=n_query) as out:
         for names, counts, types, adt, iso, _ in _rna_cells(params, seed, "rna", [("query", n_query)], chunk_size, perm):
             out.append(obs_names=names, X=counts, codes={K.BATCH: np.zeros(len(names))}, obsm={})
             index = pd.Index(names, name="cell")
@@ -127,7 +134,7 @@ def _write_spatial(params, seed, stage: Path, n_spatial: int, chunk_size: int, l
     tissue = lay_out(params, n_spatial, seed)
     imager = SpatialImager(params, tissue, layout)
     table, truth = _CsvAppender(stage / FILES["spatial"]), _CsvAppender(stage / FILES["spatial_cell_type"])
-    todo = _chunks(n_spatial, 4096, chunk_size)
+    todo = _chunks(n_spatial, SPATIAL_BLOCK, chunk_size)
     types_of, niches_of = np.array(params.cell_types), np.array(params.niche_names)
     for chunk in progress(todo, desc=FILES["spatial"], total=len(todo), unit="chunk"):
         parts = [imager.block(stream(seed, _STREAM["spatial"], k), stop - start) for k, start, stop in chunk]
