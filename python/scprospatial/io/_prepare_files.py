@@ -1,0 +1,76 @@
+"""`load` (what every command calls) and `prepare_files` (the `scprospatial prepare` command)."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+import anndata as ad
+
+from .. import _constants as K
+from .._logging import logger
+from ..errors import InputError
+from ._read import is_prepared, read_input, split_input
+from ._write import write_h5ad
+
+PathLike = str | os.PathLike
+_COMPOUND = re.compile(r"(\.(csv|tsv|txt|parquet|pq|h5ad|h5mu|h5))?(\.(gz|bz2|xz|zip))?$", re.IGNORECASE)
+
+
+def dataset_name(path: PathLike | Sequence[PathLike]) -> str:
+    """Default dataset id: the file stem ('cells.csv.gz' -> 'cells'); for a 10x `filtered_feature_bc_matrix`
+    (or `outs`) folder, the sample folder above it; for an RNA,PROTEIN pair, the RNA file's stem."""
+    first = split_input(path)[0]
+    parts = [p for p in first.resolve().parts]
+    while len(parts) > 1 and parts[-1] in ("filtered_feature_bc_matrix", "raw_feature_bc_matrix", "outs"):
+        parts.pop()
+    name = _COMPOUND.sub("", parts[-1]) if not first.is_dir() else parts[-1]
+    return name or "dataset"
+
+
+def load(path: PathLike | Sequence[PathLike], kind: str | None = None, *, dataset: str | None = None,
+         batch: str | None = None, **overrides) -> ad.AnnData:
+    """A prepared AnnData from any supported input: prepared files are returned as they are (after a kind
+    check), anything else is read and prepared."""
+    from ..preprocess import prepare
+
+    adata, found = read_input(path, kind=kind, **overrides)
+    if is_prepared(adata):
+        if kind is not None and kind != found and not (kind == "rna" and found == "citeseq"):
+            raise InputError(f"prepared as {found!r} data but {kind!r} is needed here", str(path))
+        return adata
+    return prepare(adata, found, dataset=dataset or dataset_name(path), batch=batch)
+
+
+def _summary(adata: ad.AnnData, dataset: str) -> str:
+    info = adata.uns[K.UNS]
+    kind = info[K.KIND]
+    if kind == "spatial":
+        what = f"{adata.n_vars} markers, {adata.obsm[K.SPATIAL].shape[1]}-D coordinates"
+    else:
+        n_prot = adata.obsm[K.PROTEIN].shape[1] if K.PROTEIN in adata.obsm else 0
+        n_iso = adata.obsm[K.ISOTYPE_CONTROLS].shape[1] if K.ISOTYPE_CONTROLS in adata.obsm else 0
+        what = f"{adata.n_vars} genes, {n_prot} proteins (+{n_iso} isotype controls)"
+    unknown = list(info.get("unrecognised_proteins", []))
+    return f"{dataset} [{kind}]: {adata.n_obs} cells, {what}; unrecognised protein names: {unknown or 'none'}"
+
+
+def prepare_files(inputs: Sequence[PathLike | Sequence[PathLike]], outdir: PathLike, *, kind: str | None = None,
+                  dataset: str | None = None, batch: str | None = None, **overrides) -> list[Path]:
+    """Read, validate and normalise each input; write `outdir/<dataset>.h5ad` atomically for each."""
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if dataset is not None and len(inputs) != 1:
+        raise InputError(f"--dataset names one input, but {len(inputs)} inputs were given")
+    names = [dataset or dataset_name(p) for p in inputs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(f"several inputs would be written as the same dataset {repeated}; prepare them "
+                         "separately with --dataset")
+    outdir = Path(outdir)
+    written = []
+    for inp, name in zip(inputs, names):
+        adata = load(inp, kind, dataset=name, batch=batch, **overrides)
+        logger.info(_summary(adata, name))
+        written.append(write_h5ad(adata, outdir / f"{name}.h5ad"))
+    return written

@@ -1,0 +1,82 @@
+"""Input checks that end in a one-line `InputError` naming the file."""
+from __future__ import annotations
+
+import warnings
+from typing import Iterable
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..errors import InputError
+
+
+class LogNormalisedInputWarning(UserWarning):
+    """RNA values look log-normalised and no raw counts were found; they are used as they are."""
+
+
+def _values(x) -> np.ndarray:
+    return x.data if sp.issparse(x) else np.asarray(x).ravel()
+
+
+def check_not_empty(adata: ad.AnnData, path, what: str = "matrix") -> None:
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise InputError(f"empty {what}: {adata.n_obs} cells x {adata.n_vars} features", path)
+    x = adata.X
+    nnz = x.nnz if sp.issparse(x) else int(np.count_nonzero(np.asarray(x)))
+    if nnz == 0:
+        raise InputError(f"empty {what}: every value is zero", path)
+
+
+def check_unique_cells(names: pd.Index, path) -> None:
+    if not names.is_unique:
+        dup = names[names.duplicated()].unique()
+        raise InputError(f"duplicate cell ids: {len(dup)} repeated (e.g. {list(dup[:3])})", path)
+
+
+def check_finite(values, path, what: str, *, allow_negative: bool = False) -> None:
+    data = _values(values) if not isinstance(values, pd.DataFrame) else values.to_numpy().ravel()
+    data = np.asarray(data, dtype=np.float64)
+    bad = ~np.isfinite(data)
+    if bad.any():
+        raise InputError(f"{what} contain NaN or Inf ({int(bad.sum())} values)", path)
+    if not allow_negative and (data < 0).any():
+        raise InputError(f"{what} contain negative values ({int((data < 0).sum())}); raw counts expected", path)
+
+
+def looks_log_normalised(x) -> bool:
+    """Non-negative, non-integer, max below 30 and expm1 row sums nearly constant (a target sum)."""
+    data = _values(x)
+    if data.size == 0 or data.min() < 0 or data.max() > 30 or np.all(np.mod(data, 1) == 0):
+        return False
+    rows = x[: min(x.shape[0], 500)]
+    rows = rows.expm1() if sp.issparse(rows) else np.expm1(np.asarray(rows))
+    sums = np.asarray(rows.sum(axis=1)).ravel()
+    sums = sums[sums > 0]
+    return sums.size > 0 and float(np.std(sums) / np.mean(sums)) < 0.05
+
+
+def rna_counts_status(x, path) -> str:
+    """'counts' for raw integer counts, 'lognorm' for log-normalised values (warned about); else InputError."""
+    check_finite(x, path, "RNA values")
+    data = _values(x)
+    if np.all(np.mod(data, 1) == 0):
+        return "counts"
+    if looks_log_normalised(x):
+        warnings.warn(f"{path}: RNA values look log-normalised and no raw counts (layers['counts'] or raw.X) "
+                      "were found; they are used as they are (no counts layer is written)",
+                      LogNormalisedInputWarning, stacklevel=3)
+        return "lognorm"
+    frac = float(np.mean(np.mod(data, 1) != 0))
+    raise InputError(f"RNA values are not integer counts ({frac:.1%} non-integer) and do not look "
+                     "log-normalised; provide raw UMI counts (X, layers['counts'] or raw.X)", path)
+
+
+def check_genes_shared(adata: ad.AnnData, genes: Iterable[str], path=None, *, min_shared: int = 1) -> int:
+    """Number of `adata.var_names` in `genes`; InputError when fewer than `min_shared`."""
+    shared = int(adata.var_names.isin(list(genes)).sum())
+    if shared < min_shared:
+        raise InputError(f"no genes shared with the model's vocabulary ({shared} of {adata.n_vars} input genes "
+                         "found); are the var_names gene symbols of the same species?", path)
+    return shared
