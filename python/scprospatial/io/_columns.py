@@ -31,8 +31,10 @@ CELL_TYPE_NAMES = ("ClusterName", "cell_type", "celltype", "cell_types", "CellTy
                    "cell_label", "Class")
 
 CODEX_TAG = re.compile(r":\s*Cyc_\d+_ch_\d+\s*$", re.IGNORECASE)
-NUCLEAR = re.compile(r"^(dapi|hoechst|draq5|draq7|dna|ir191|ir193|syto\d*|nuclear(stain)?|nucleus)\d*$")
-BACKGROUND = re.compile(r"^(bg|background|blank|empty|autofluorescence|af\d+|none)\d*$")
+NUCLEAR = re.compile(r"^(dapi|hoechst|draq5|draq7|dna|dsdna|ir191|ir193|syto\d*|nuclear(stain)?|nucleus)\d*$")
+BACKGROUND = re.compile(r"^(bg|background|blank|empty|autofluorescence|af\d+|none|noodle)\d*$")
+# elemental channels of MIBI-TOF (substrate, gold coating, contaminants): never antibody signal
+ELEMENTS = ("au", "ta", "si", "na", "ca", "fe", "c", "p", "au197", "ta181", "si28", "na23", "ca40", "fe56", "c12")
 MORPHOLOGY = re.compile(
     r"^(cell|nucleus|nuclear|nuclei|cytoplasm|membrane)?(area|size|volume|eccentricity|solidity|extent|orientation|"
     r"perimeter|majoraxislength|minoraxislength|convexarea|equivalentdiameter|eulernumber|circularity|"
@@ -47,7 +49,7 @@ _META_EXACT = ("x", "y", "z", "class", "core", "roi", "tma", "object", "cell", "
 def is_nonmarker(column: str) -> bool:
     """True for nuclear stains, background channels, morphology, ids/tiles/clusters (never markers)."""
     key = name_key(str(column).split(":")[0])
-    if NUCLEAR.match(key) or BACKGROUND.match(key) or MORPHOLOGY.match(key):
+    if NUCLEAR.match(key) or BACKGROUND.match(key) or MORPHOLOGY.match(key) or key in ELEMENTS:
         return True
     return key in _META_EXACT or key.endswith("id") or key.startswith(("tma", "tile")) or any(p in key for p in _META_PARTS)
 
