@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
 from scprospatial import _constants as K
 from scprospatial.errors import InputError
 from scprospatial.preprocess import (
@@ -43,7 +42,9 @@ def _raw_spatial(scale: float = 1.0, n_cells: int = 50) -> ad.AnnData:
 # --- maths -----------------------------------------------------------------------------------------------
 def test_normalize_rna_library_size_log1p():
     adata = rna_counts()
-    adata.X[0] = 0  # a cell without counts stays all zero
+    x = adata.X.toarray()
+    x[0] = 0  # a cell without counts stays all zero
+    adata.X = sp.csr_matrix(x)
     counts = adata.X.copy()
     normalize_rna(adata, target_sum=1e4)
     assert sp.issparse(adata.X) and adata.X.dtype == np.float32

@@ -6,7 +6,6 @@ for RNA-only inputs), `uns['scprospatial'] = {'source', 'reader', 'counts_source
 """
 from __future__ import annotations
 
-import os
 import re
 
 import anndata as ad

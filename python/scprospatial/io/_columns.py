@@ -51,7 +51,9 @@ def is_nonmarker(column: str) -> bool:
     key = name_key(str(column).split(":")[0])
     if NUCLEAR.match(key) or BACKGROUND.match(key) or MORPHOLOGY.match(key) or key in ELEMENTS:
         return True
-    return key in _META_EXACT or key.endswith("id") or key.startswith(("tma", "tile")) or any(p in key for p in _META_PARTS)
+    if key in _META_EXACT or key.endswith("id") or key.startswith(("tma", "tile")):
+        return True
+    return any(part in key for part in _META_PARTS)
 
 
 @dataclass

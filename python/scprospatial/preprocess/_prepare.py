@@ -50,6 +50,9 @@ def _provenance(adata: ad.AnnData, kind: str, dataset: str, batch: str | None, e
         if key in old:
             info[key] = old[key]
     adata.uns[K.UNS] = info
+    if K.BATCH in adata.obs:  # the input's own per-cell batch column is kept beside the cohort label
+        adata.obs[f"{K.BATCH}_original"] = adata.obs.pop(K.BATCH)
+        logger.info("%s: input column obs['%s'] kept as obs['%s_original']", dataset, K.BATCH, K.BATCH)
     adata.obs[K.BATCH] = pd.Categorical([batch or dataset] * adata.n_obs)
 
 
