@@ -112,6 +112,8 @@ def test_table_overrides_centroids_and_z(tmp_path):
                   cell_type_col="tumorYN", id_col="cellLabelInImage")
     assert list(chosen.var_names) == ["CD3", "Ki67"] and chosen.uns[K.UNS]["cell_type_key"] == "tumorYN"
     np.testing.assert_allclose(chosen.obsm[K.SPATIAL][:, 0], df["cellSize"])
+    given = load(tmp_path / "cells.tsv", cofactor=150.0).uns[K.UNS][K.NORMALISATION]["protein"]
+    assert given == {"method": "arcsinh", "cofactor": 150.0, "cofactor_rule": "given"}
 
 
 def test_spatial_h5ad(tmp_path):

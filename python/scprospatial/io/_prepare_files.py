@@ -30,9 +30,11 @@ def dataset_name(path: PathLike | Sequence[PathLike]) -> str:
 
 
 def load(path: PathLike | Sequence[PathLike], kind: str | None = None, *, dataset: str | None = None,
-         batch: str | None = None, **overrides) -> ad.AnnData:
+         batch: str | None = None, imaging_method: str = "arcsinh", cofactor: float | str = "auto",
+         **overrides) -> ad.AnnData:
     """A prepared AnnData from any supported input: prepared files are returned as they are (after a kind
-    check), anything else is read and prepared."""
+    check), anything else is read and prepared (`overrides`: x_col, y_col, z_col, marker_cols,
+    cell_type_col, id_col, protein_key; imaging_method/cofactor: see `scprospatial.preprocess.arcsinh`)."""
     from ..preprocess import prepare
 
     adata, found = read_input(path, kind=kind, **overrides)
@@ -40,7 +42,8 @@ def load(path: PathLike | Sequence[PathLike], kind: str | None = None, *, datase
         if kind is not None and kind != found and not (kind == "rna" and found == "citeseq"):
             raise InputError(f"prepared as {found!r} data but {kind!r} is needed here", str(path))
         return adata
-    return prepare(adata, found, dataset=dataset or dataset_name(path), batch=batch)
+    return prepare(adata, found, dataset=dataset or dataset_name(path), batch=batch,
+                   imaging_method=imaging_method, cofactor=cofactor)
 
 
 def _summary(adata: ad.AnnData, dataset: str) -> str:
@@ -57,8 +60,12 @@ def _summary(adata: ad.AnnData, dataset: str) -> str:
 
 
 def prepare_files(inputs: Sequence[PathLike | Sequence[PathLike]], outdir: PathLike, *, kind: str | None = None,
-                  dataset: str | None = None, batch: str | None = None, **overrides) -> list[Path]:
-    """Read, validate and normalise each input; write `outdir/<dataset>.h5ad` atomically for each."""
+                  dataset: str | None = None, batch: str | None = None, **options) -> list[Path]:
+    """Read, validate and normalise each input; write `outdir/<dataset>.h5ad` atomically for each.
+
+    Each input is a path or an 'RNA,PROTEIN' pair; `options` are `load`'s format overrides and
+    imaging_method/cofactor.
+    """
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     if dataset is not None and len(inputs) != 1:
         raise InputError(f"--dataset names one input, but {len(inputs)} inputs were given")
@@ -70,7 +77,7 @@ def prepare_files(inputs: Sequence[PathLike | Sequence[PathLike]], outdir: PathL
     outdir = Path(outdir)
     written = []
     for inp, name in zip(inputs, names):
-        adata = load(inp, kind, dataset=name, batch=batch, **overrides)
+        adata = load(inp, kind, dataset=name, batch=batch, **options)
         logger.info(_summary(adata, name))
         written.append(write_h5ad(adata, outdir / f"{name}.h5ad"))
     return written
