@@ -181,3 +181,12 @@ def test_check_genes_shared():
     with pytest.raises(InputError, match="no genes shared with the model's vocabulary") as err:
         check_genes_shared(adata, ["ENSG0001"], "query.h5ad")
     assert "query.h5ad" in str(err.value)
+
+
+def test_batch_labels():
+    raw = _raw_cite()
+    assert set(prepare(raw, "rna", dataset="cohort").obs[K.BATCH]) == {"cohort"}
+    raw.obs[K.BATCH] = ["b1", "b2"] * (raw.n_obs // 2)
+    assert set(prepare(raw, "rna", dataset="cohort").obs[K.BATCH]) == {"b1", "b2"}  # input batches kept
+    given = prepare(raw, "rna", dataset="cohort", batch="run7")
+    assert set(given.obs[K.BATCH]) == {"run7"} and set(given.obs["batch_original"]) == {"b1", "b2"}

@@ -50,9 +50,14 @@ def _provenance(adata: ad.AnnData, kind: str, dataset: str, batch: str | None, e
         if key in old:
             info[key] = old[key]
     adata.uns[K.UNS] = info
-    if K.BATCH in adata.obs:  # the input's own per-cell batch column is kept beside the cohort label
+    if K.BATCH in adata.obs and batch is None:  # the input's own per-cell batches win over the default
+        adata.obs[K.BATCH] = adata.obs[K.BATCH].astype(str).astype("category")
+        logger.info("%s: using the input's obs['%s'] (%d batches)", dataset, K.BATCH, adata.obs[K.BATCH].nunique())
+        return
+    if K.BATCH in adata.obs:
         adata.obs[f"{K.BATCH}_original"] = adata.obs.pop(K.BATCH)
-        logger.info("%s: input column obs['%s'] kept as obs['%s_original']", dataset, K.BATCH, K.BATCH)
+        logger.info("%s: --batch given; the input's obs['%s'] is kept as obs['%s_original']", dataset, K.BATCH,
+                    K.BATCH)
     adata.obs[K.BATCH] = pd.Categorical([batch or dataset] * adata.n_obs)
 
 
