@@ -65,21 +65,25 @@ class SimParams:
 
     def summary(self) -> dict:
         """JSON-ready description for truth/params.json."""
-        gene_of = dict(zip(range(len(self.genes)), self.genes))
         return {
             "cell_types": list(self.cell_types),
+            "markers": {ct.name: list(ct.markers) for ct in CELL_TYPES[:len(self.cell_types)]},
             "batches": list(BATCHES),
-            "type_proportions": {b: dict(zip(self.cell_types, map(float, p))) for b, p in zip(BATCHES, self.type_props)},
+            "type_proportions": {b: _named(self.cell_types, p) for b, p in zip(BATCHES, self.type_props)},
             "library_size": {"mean": LIBRARY_MEAN, "log_sd": LIBRARY_SD,
-                             "batch_depth": dict(zip(BATCHES, map(float, self.batch_depth)))},
+                             "batch_depth": _named(BATCHES, self.batch_depth)},
             "batch_effect_sd": float(self.batch_lfc.std()),
             "n_latent_programs": N_FACTORS,
-            "proteins": {p.name: {"gene": gene_of[int(g)], "isoform": p.isoform or None, "alpha": float(a),
+            "proteins": {p.name: {"gene": str(self.genes[g]), "isoform": p.isoform or None, "alpha": float(a),
                                   "adt": p.adt or None, "codex": p.codex or None, "cycif": p.cycif or None}
                          for p, g, a in zip(PROTEINS, self.prot_gene, self.prot_alpha)},
             "isotype_controls": list(ISOTYPES),
-            "niches": {n: dict(zip(self.cell_types, map(float, row))) for n, row in zip(self.niche_names, self.niche_types)},
+            "niches": {n: _named(self.cell_types, row) for n, row in zip(self.niche_names, self.niche_types)},
         }
+
+
+def _named(names, values) -> dict[str, float]:
+    return {n: float(v) for n, v in zip(names, values)}
 
 
 def _gene_names(n_genes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -76,11 +76,15 @@ def _rna_cells(params: SimParams, seed: int, file: str, segments: list[tuple[str
             rng = stream(seed, _STREAM[file], batch, k)
             state = draw_state(params, rng, stop - start, batch)
             counts, signal = rna_block(params, rng, state)
+            counts = counts[:, perm]     # file gene order, block by block (small copies)
+            counts.sort_indices()
             parts.append((counts, state.types, *adt_counts(params, rng, state, signal)))
         start, stop = chunk[0][1], chunk[-1][2]
         names = barcodes(offset + start, offset + stop, f"-{batch + 1}")
-        counts = sp.vstack([p[0] for p in parts], format="csr")[:, perm]
-        yield names, counts, *(np.concatenate([p[i] for p in parts]) for i in (1, 2, 3)), batch
+        types, adt, iso = (np.concatenate([p[i] for p in parts]) for i in (1, 2, 3))
+        counts = sp.vstack([p[0] for p in parts], format="csr")
+        del parts  # keep only the stacked copy
+        yield names, counts, types, adt, iso, batch
         if stop == n:
             offset += n
 
@@ -120,7 +124,8 @@ def _write_query(params, seed, stage: Path, n_query: int, chunk_size: int) -> No
     with H5adStream(stage / FILES["rna"], var=_var(params, perm), categories={K.BATCH: [BATCHES[2]]},
                     obsm_columns={}, uns=_uns(seed),
                     max_obs=n_query) as out:
-        for names, counts, types, adt, iso, _ in _rna_cells(params, seed, "rna", [("query", n_query)], chunk_size, perm):
+        chunks = _rna_cells(params, seed, "rna", [("query", n_query)], chunk_size, perm)
+        for names, counts, types, adt, iso, _ in chunks:
             out.append(obs_names=names, X=counts, codes={K.BATCH: np.zeros(len(names))}, obsm={})
             index = pd.Index(names, name="cell")
             truth["query_cell_type"].add(pd.DataFrame({CELL_TYPE: np.array(params.cell_types)[types]}, index=index))
