@@ -41,7 +41,12 @@ def _spatial_format_parser() -> argparse.ArgumentParser:
     g.add_argument("--z-col", help="column holding z coordinates (3-D tables)")
     g.add_argument("--marker-cols", type=_csv_list, help="comma-separated marker columns (default: detected)")
     g.add_argument("--cell-type-col", help="column holding cell-type labels (default: detected)")
+    g.add_argument("--id-col", help="column holding cell ids (default: detected, else row numbers)")
     g.add_argument("--protein-key", help="obsm key holding protein counts in a CITE-seq .h5ad (default: detected)")
+    g.add_argument("--imaging-norm", choices=("arcsinh", "quantile"), default=None,
+                   help="normalisation of imaging intensities (default arcsinh)")
+    g.add_argument("--cofactor", default=None,
+                   help="arcsinh cofactor, a number or 'auto' (default auto: 5 on count scales, else the panel's background)")
     return p
 
 
@@ -53,8 +58,23 @@ def _csv_list(text: str) -> list[str]:
 
 
 def _format_overrides(args: argparse.Namespace) -> dict:
-    keys = ("x_col", "y_col", "z_col", "marker_cols", "cell_type_col", "protein_key")
-    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    keys = ("x_col", "y_col", "z_col", "marker_cols", "cell_type_col", "id_col", "protein_key")
+    out = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    if getattr(args, "imaging_norm", None):
+        out["imaging_method"] = args.imaging_norm
+    if getattr(args, "cofactor", None):
+        out["cofactor"] = args.cofactor if args.cofactor == "auto" else _positive_float(args.cofactor)
+    return out
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise InputError(f"--cofactor must be a positive number or 'auto', got {text!r}")
+    return value
 
 
 # ----------------------------------------------------------------------------------------------

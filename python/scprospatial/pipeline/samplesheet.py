@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import InputError
 
-OPTIONAL_COLUMNS = ("batch", "x_col", "y_col", "z_col", "marker_cols", "cell_type_col", "protein_key")
+OPTIONAL_COLUMNS = ("batch", "x_col", "y_col", "z_col", "marker_cols", "cell_type_col", "id_col", "protein_key")
 
 
 @dataclass(frozen=True)
