@@ -34,7 +34,8 @@ def cohort(n: int = 300, seed: int = 0, n_noise: int = 120, name: str = "toy") -
                    var=pd.DataFrame(index=genes))
     a.layers[K.COUNTS_LAYER] = sp.csr_matrix(counts)
     a.obsm[K.PROTEIN] = pd.DataFrame(prot, index=a.obs_names, columns=list(LINKS))
-    a.uns[K.UNS] = {K.KIND: "citeseq", K.DATASET: name, "panel": list(LINKS)}
+    a.uns[K.UNS] = {K.KIND: "citeseq", K.DATASET: name, "panel": list(LINKS),
+                    K.NORMALISATION: {"rna": {"method": "log1p_library_size"}, "protein": {"method": "clr"}}}
     return a
 
 
@@ -157,6 +158,13 @@ def test_hyperparameters_picked_on_validation_cells():
     knn = E.KNN(n_pcs=10, n_hvg=50)
     knn.fit(a[s.train].copy(), a[s.val].copy())
     assert knn.chosen in E.baselines.KNN_KS and knn.chosen <= len(s.train)
+    # the one-pass validation paths equal refitting sklearn at every grid value
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 8)), rng.normal(size=(60, 3))
+    for m, grid in ((E.Ridge(), [0.1, 10.0, 1e3]), (E.KNN(), [1, 5, 20])):
+        fast = m._val_losses(x[:40], y[:40], x[40:], y[40:], grid)
+        slow = E.baselines._Regression._val_losses(m, x[:40], y[:40], x[40:], y[40:], grid)
+        np.testing.assert_allclose(fast, slow, rtol=1e-6)
     tiny = E.KNN(n_pcs=2, n_hvg=50)
     tiny.fit(a[:4].copy(), a[4:6].copy())  # grid clipped to the cells there are
     assert tiny.chosen <= 4
@@ -232,10 +240,7 @@ def test_malt_random_split_baselines_real_data():
     path = DATA / "malt_10k_train_1000cells.h5ad"
     if not path.is_file():
         pytest.skip(f"real data not found at {path} (../shared/data is absent on this machine)")
-    io = pytest.importorskip("scprospatial.io")
-    if not hasattr(io, "load"):
-        pytest.skip("scprospatial.io.load is not there yet")
-    a = io.load(path)
+    a = E.load_cohort(path)
     out = E.run_splits([a], E.random_splits(a, n_seeds=1), [E.MeanPredictor(), E.KNN(), E.CodingGene()])
     res = out["per_split"].set_index("method")["pearson"]
     assert res["knn_pca50"] > 0.6 and res["coding_gene"] > 0.2

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 import anndata as ad
+from threadpoolctl import threadpool_limits
 
 from .. import _constants as K
 from .._logging import logger
@@ -25,19 +26,10 @@ _HIDDEN_CAPABLE = ("coding_gene", *MODEL_NAMES)
 
 
 def load_cohort(path: str | os.PathLike) -> ad.AnnData:
-    """A paired cohort in the prepared layout: through scprospatial.io.load, or an already prepared .h5ad."""
-    try:
-        from ..io import load
-    except ImportError:
-        load = None
-    if load is not None:
-        adata = load(path, kind="citeseq")
-    else:
-        if not str(path).endswith(".h5ad") or not Path(path).is_file():
-            raise InputError("scprospatial.io.load is unavailable: give a prepared .h5ad (scprospatial prepare)", path)
-        adata = ad.read_h5ad(path)
-        if K.UNS not in adata.uns:
-            raise InputError("not a prepared cohort (no uns['scprospatial']); run `scprospatial prepare` first", path)
+    """A paired cohort in the prepared layout (any supported input, prepared on the fly by scprospatial.io.load)."""
+    from ..io import load
+
+    adata = load(path, kind="citeseq")
     if K.PROTEIN not in adata.obsm:
         raise InputError("no measured protein: evaluation needs paired CITE-seq cohorts", path)
     return adata
@@ -80,15 +72,13 @@ def make_splits(adatas: Sequence[ad.AnnData], split: str, *, seeds: int, seed: i
 
 
 def _run_info(inputs, adatas, split, splits, methods, seed, threads) -> dict:
-    import sklearn
-
-    from .. import __version__
+    from importlib.metadata import version
 
     return {"split": split, "n_splits": len(splits), "seed": seed, "threads": threads,
             "methods": [m.name for m in methods], "inputs": [os.fspath(p) for p in inputs],
             "cohorts": [{"n_cells": a.n_obs, "n_genes": a.n_vars, "panel": [str(c) for c in a.obsm[K.PROTEIN].columns]}
                         for a in adatas],
-            "versions": {"scprospatial": __version__, "anndata": ad.__version__, "sklearn": sklearn.__version__,
+            "versions": {**{p: version(p) for p in ("scprospatial", "anndata", "scikit-learn", "scanpy", "torch")},
                          "python": platform.python_version()}}
 
 
@@ -106,12 +96,13 @@ def evaluate_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLik
         raise InputError(f"--n-seeds must be >= 1, got {seeds}")
     threads = set_threads(threads)
     seed_everything(seed)
-    adatas = [load_cohort(p) for p in inputs]
-    splits = make_splits(adatas, split, seeds=seeds, seed=seed, cell_type_key=cell_type_key)
     chosen = make_methods(methods, split=split, epochs=epochs, device=device, seed=seed)
-    logger.info("evaluate: %s split, %d splits x %d methods (%s)", split, len(splits), len(chosen),
-                ", ".join(m.name for m in chosen))
-    tables = run_splits(adatas, splits, chosen, keep_predictions=predictions)
+    adatas = [load_cohort(p) for p in inputs]
+    with threadpool_limits(limits=threads):  # BLAS threads as asked (oversubscribed OpenBLAS crawls)
+        splits = make_splits(adatas, split, seeds=seeds, seed=seed, cell_type_key=cell_type_key)
+        logger.info("evaluate: %s split, %d splits x %d methods (%s)", split, len(splits), len(chosen),
+                    ", ".join(m.name for m in chosen))
+        tables = run_splits(adatas, splits, chosen, keep_predictions=predictions)
     outdir = Path(outdir)
     summary = summarise(tables["per_split"])
     write_table(tables["per_protein"], outdir / "metrics_per_protein.csv", index=False)

@@ -7,6 +7,7 @@ Hyper-parameters (ridge alpha, k) are chosen by validation MSE, then the regress
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Mapping, Protocol, Sequence
 
@@ -69,22 +70,50 @@ def highly_variable_genes(adata: ad.AnnData, n_top: int) -> list[str]:
     return list(map(str, tmp.var_names[np.asarray(hv["highly_variable"], dtype=bool)]))
 
 
+def _cells_key(adata: ad.AnnData) -> tuple:
+    """Identity of a set of cells and genes, so features fitted once serve every method of a split."""
+    return (hash(tuple(adata.obs_names)), hash(tuple(adata.var_names)), adata.n_obs, adata.n_vars)
+
+
+@functools.lru_cache(maxsize=4)
+def _fit_features(key: tuple, n_hvg: int, n_pcs: int | None, train: "_Hold") -> tuple:
+    genes = highly_variable_genes(train.adata, n_hvg)
+    if not n_pcs:
+        return genes, None, None
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    x = gene_matrix(train.adata, genes)
+    scaler = StandardScaler().fit(x)
+    n = min(n_pcs, x.shape[0] - 1, x.shape[1])
+    pca = PCA(n_components=n, svd_solver="full").fit(np.clip(scaler.transform(x), -10, 10))
+    return genes, scaler, pca
+
+
+class _Hold:
+    """Carries an AnnData through lru_cache without hashing it (the cache key is `_cells_key`)."""
+
+    def __init__(self, adata):
+        self.adata = adata
+
+    def __hash__(self):
+        return 0
+
+    def __eq__(self, other):
+        return isinstance(other, _Hold)
+
+
 class Features:
-    """HVGs chosen on the training cells; optionally scaled (fit on train, clipped at 10) and PCA-reduced."""
+    """HVGs chosen on the training cells; optionally scaled (fit on train, clipped at 10) and PCA-reduced.
+
+    Fits are cached per set of training cells, so methods sharing a feature map on a split fit it once.
+    """
 
     def __init__(self, n_hvg: int = N_HVG, n_pcs: int | None = None):
         self.n_hvg, self.n_pcs = n_hvg, n_pcs
 
     def fit(self, train: ad.AnnData) -> "Features":
-        self.genes = highly_variable_genes(train, self.n_hvg)
-        if self.n_pcs:
-            from sklearn.decomposition import PCA
-            from sklearn.preprocessing import StandardScaler
-
-            x = gene_matrix(train, self.genes)
-            self.scaler = StandardScaler().fit(x)
-            n = min(self.n_pcs, x.shape[0] - 1, x.shape[1])
-            self.pca = PCA(n_components=n, random_state=0).fit(np.clip(self.scaler.transform(x), -10, 10))
+        self.genes, self.scaler, self.pca = _fit_features(_cells_key(train), self.n_hvg, self.n_pcs, _Hold(train))
         return self
 
     def transform(self, adata: ad.AnnData) -> np.ndarray:
@@ -134,13 +163,16 @@ class _Regression:
         self.features.fit(train)
         x_tr, x_va = self.features.transform(train), self.features.transform(val)
         grid = self._grid(len(x_tr))
-        losses = [np.mean((self._make(v).fit(x_tr, y_tr.to_numpy()).predict(x_va) - y_va.to_numpy()) ** 2) for v in grid]
+        losses = self._val_losses(x_tr, y_tr.to_numpy(), x_va, y_va.to_numpy(), grid)
         self.chosen = grid[int(np.argmin(losses))]
         logger.debug("%s: %s=%s (validation MSE %.4f)", self.name, self.param_name, self.chosen, min(losses))
         self.model = self._make(self.chosen).fit(np.vstack([x_tr, x_va]), pd.concat([y_tr, y_va]).to_numpy())
 
     def _grid(self, n_fit: int) -> list:
         return list(self.grid)
+
+    def _val_losses(self, x_tr, y_tr, x_va, y_va, grid) -> list[float]:
+        return [float(np.mean((self._make(v).fit(x_tr, y_tr).predict(x_va) - y_va) ** 2)) for v in grid]
 
     def predict(self, adata: ad.AnnData, proteins: Sequence[str]) -> pd.DataFrame:
         pred = pd.DataFrame(self.model.predict(self.features.transform(adata)), index=adata.obs_names,
@@ -154,6 +186,13 @@ class Ridge(_Regression):
     def __init__(self, *, n_pcs: int | None = None, n_hvg: int = N_HVG):
         super().__init__(Features(n_hvg, n_pcs))
         self.name = f"ridge_pca{n_pcs}" if n_pcs else "ridge_hvg"
+
+    def _val_losses(self, x_tr, y_tr, x_va, y_va, grid) -> list[float]:
+        """The whole alpha path from one SVD of the centred training features (same fit as sklearn's Ridge)."""
+        xm, ym = x_tr.mean(0), y_tr.mean(0)
+        u, s, vt = np.linalg.svd(x_tr - xm, full_matrices=False)
+        uty, xv = u.T @ (y_tr - ym), (x_va - xm) @ vt.T
+        return [float(np.mean((xv @ ((s / (s**2 + a))[:, None] * uty) + ym - y_va) ** 2)) for a in grid]
 
     def _make(self, value):
         from sklearn.linear_model import Ridge as SkRidge
@@ -170,6 +209,13 @@ class KNN(_Regression):
 
     def _grid(self, n_fit: int) -> list:
         return [k for k in self.grid if k <= n_fit] or [n_fit]
+
+    def _val_losses(self, x_tr, y_tr, x_va, y_va, grid) -> list[float]:
+        """One neighbour query at the largest k; each k averages its nearest `k` of them."""
+        from sklearn.neighbors import NearestNeighbors
+
+        idx = NearestNeighbors(n_neighbors=max(grid)).fit(x_tr).kneighbors(x_va, return_distance=False)
+        return [float(np.mean((y_tr[idx[:, :k]].mean(1) - y_va) ** 2)) for k in grid]
 
     def _make(self, value):
         from sklearn.neighbors import KNeighborsRegressor
