@@ -1,0 +1,20 @@
+"""Spatial graphs over cell coordinates (kNN, radius, Delaunay) on the compiled grid kernels.
+
+Mapping and spatial statistics live beside this in their own modules.
+"""
+from ._builders import DelaunayBuilder, GraphBuilder, KNNBuilder, RadiusBuilder, make_builder
+from ._kernels import knn_graph, radius_graph
+from ._neighbors import graph_file, graph_keys, spatial_neighbors
+
+__all__ = [
+    "DelaunayBuilder",
+    "GraphBuilder",
+    "KNNBuilder",
+    "RadiusBuilder",
+    "graph_file",
+    "graph_keys",
+    "knn_graph",
+    "make_builder",
+    "radius_graph",
+    "spatial_neighbors",
+]

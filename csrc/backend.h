@@ -1,0 +1,23 @@
+// Internal: the per-device kNN drivers behind scp::knn_graph (not part of the public API).
+#pragma once
+
+#include <cstdint>
+
+#include "grid.h"
+
+namespace scp {
+
+// Points per occupied cell aimed at by the kNN grid (measured best for k around 10, see bench_knn.py).
+double knn_cell_occupancy(int k, int dim);
+
+template <class I, class D>
+void knn_rows_cpu(const GridView& g, int k, bool include_self, int threads, I* indices, D* distances);
+
+#ifdef SCPROSPATIAL_WITH_CUDA
+constexpr int kCudaMaxK = 64;  // per-thread candidate list lives in registers/local memory
+int cuda_device_count_impl();
+template <class I, class D>
+void knn_rows_cuda(const Grid& g, int k, bool include_self, I* indices, D* distances);
+#endif
+
+}  // namespace scp
