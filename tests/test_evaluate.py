@@ -15,7 +15,7 @@ from scprospatial import evaluate as E
 from scprospatial.errors import InputError
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "citeseq"
-LINKS = {"CD4": ["CD4"], "CD16": ["FCGR3A", "FCGR3B"], "CD19": ["CD19"], "CD8a": ["CD8A"]}  # as the shipped vocabulary
+LINKS = {"CD4": ["CD4"], "CD16": ["FCGR3A", "FCGR3B"], "CD19": ["CD19"], "CD8": ["CD8A"]}  # as the shipped vocabulary
 
 
 def cohort(n: int = 300, seed: int = 0, n_noise: int = 120, name: str = "toy") -> ad.AnnData:
@@ -244,3 +244,16 @@ def test_malt_random_split_baselines_real_data():
     out = E.run_splits([a], E.random_splits(a, n_seeds=1), [E.MeanPredictor(), E.KNN(), E.CodingGene()])
     res = out["per_split"].set_index("method")["pearson"]
     assert res["knn_pca50"] > 0.6 and res["coding_gene"] > 0.2
+
+
+def test_model_wrapper_predicts_a_hidden_protein_through_its_gene():
+    if not E.model_available():
+        pytest.skip("scprospatial.model is not importable")
+    a = cohort(120)
+    split = E.leave_protein_out_splits(a, proteins=["CD16"])[0]
+    method = E.ScProSpatialMethod(ablation="no-pretrain", epochs=1, device="cpu")
+    out = E.run_splits([a], [split], [method])
+    assert "CD16" not in method.model.vocab.measured and "CD16" in method.model.vocab.proteins
+    row = out["per_split"].iloc[0]
+    assert row["method"] == "scprospatial_no_pretrain" and row["n_proteins"] == 1
+    assert np.isfinite(row["pearson"]) and 0.0 <= row["coverage90"] <= 1.0

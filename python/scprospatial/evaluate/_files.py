@@ -47,6 +47,10 @@ def make_methods(names: Sequence[str] | None, *, split: str, epochs: int | None 
     unknown = [n for n in names if n not in METHODS]
     if unknown:
         raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    if split == "leave-protein-out" and any(n not in _HIDDEN_CAPABLE for n in names):
+        logger.warning("leave-protein-out: %s cannot predict a protein they never saw; not run",
+                       ", ".join(n for n in names if n not in _HIDDEN_CAPABLE))
+        names = [n for n in names if n in _HIDDEN_CAPABLE]
     factory = {"mean": MeanPredictor, "ridge_hvg": Ridge, f"ridge_pca{N_PCS}": lambda: Ridge(n_pcs=N_PCS),
                f"knn_pca{N_PCS}": lambda: KNN(n_pcs=N_PCS), "coding_gene": CodingGene}
     return [ScProSpatialMethod(ablation=MODEL_NAMES[n], epochs=epochs, device=device, seed=seed)
