@@ -46,9 +46,13 @@ class ScProSpatial:
     # ------------------------------------------------------------------ construction
     @classmethod
     def setup(cls, adatas, config: ModelConfig | None = None, *, gene_links: GeneLinks | None = None,
-              extra_proteins: Sequence[str] = (), ppi: str | os.PathLike | None = None,
+              extra_proteins: Sequence[str] | None = None, ppi: str | os.PathLike | None = None,
               seed: int = 0) -> "ScProSpatial":
-        """Build the vocabularies from the training cohorts and initialise the network (seeded)."""
+        """Build the vocabularies from the training cohorts and initialise the network (seeded).
+
+        gene_links: protein -> coding genes (mapping or callable; default: the shipped vocabulary);
+        extra_proteins: proteins requestable through their gene link (default: the whole vocabulary).
+        """
         adatas, config = _as_list(adatas), config or ModelConfig()
         if not adatas:
             raise InputError("no training cohort given")

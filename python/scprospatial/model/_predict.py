@@ -34,11 +34,9 @@ def resolve_proteins(vocab: Vocabulary, proteins: Sequence[str] | None, all_prot
 
 
 def _canonical(name: str) -> str:
-    try:
-        from ..vocab import normalise_protein_name  # type: ignore[attr-defined]
-    except ImportError:
-        return str(name)
-    return normalise_protein_name(str(name))
+    from ..vocab import normalise_protein_name
+
+    return normalise_protein_name(str(name)).canonical
 
 
 def check_genes(mapping: GeneMapping, vocab: Vocabulary, path=None) -> None:

@@ -52,21 +52,19 @@ class Vocabulary:
                    list(d.get("measured", [])))
 
 
-_warned_no_vocab = False
-
-
 def default_gene_links(proteins: Iterable[str]) -> dict[str, list[str]]:
-    """Coding genes of the shipped protein vocabulary (scprospatial.vocab)."""
-    global _warned_no_vocab
-    try:
-        from ..vocab import gene_links as vocab_gene_links  # type: ignore[attr-defined]
-    except ImportError:
-        if not _warned_no_vocab:
-            _warned_no_vocab = True
-            warnings.warn("scprospatial.vocab provides no gene_links(); linking each protein only to a gene "
-                          "of the same name", stacklevel=3)
-        return {p: [p.upper()] for p in proteins}
-    return {p: list(g) for p, g in vocab_gene_links(proteins).items()}
+    """Coding genes of each protein from the shipped protein vocabulary (scprospatial.vocab)."""
+    from ..vocab import get_vocabulary
+
+    vocab = get_vocabulary()
+    return {p: list(vocab.genes(p)) for p in proteins}
+
+
+def vocabulary_proteins() -> list[str]:
+    """Every canonical protein of the shipped vocabulary (isotype controls excluded)."""
+    from ..vocab import get_vocabulary
+
+    return get_vocabulary().proteins
 
 
 def resolve_gene_links(links: GeneLinks | None, proteins: Iterable[str]) -> dict[str, list[str]]:
@@ -103,8 +101,13 @@ def has_rna(adata: ad.AnnData) -> bool:
 
 
 def build_vocabulary(adatas: Sequence[ad.AnnData], n_hvg: int, gene_links: GeneLinks | None = None,
-                     extra_proteins: Iterable[str] = ()) -> Vocabulary:
-    """HVGs of every RNA cohort + coding genes of vocabulary proteins; proteins = panels + linked ones."""
+                     extra_proteins: Iterable[str] | None = None) -> Vocabulary:
+    """HVGs of every RNA cohort + coding genes of vocabulary proteins; proteins = panels + linked ones.
+
+    extra_proteins: proteins to make requestable through their gene link (None: the whole shipped vocabulary).
+    """
+    if extra_proteins is None:
+        extra_proteins = vocabulary_proteins()
     rna = [a for a in adatas if has_rna(a)]
     measured = list(dict.fromkeys(p for a in adatas for p in panel(a)))
     candidates = list(dict.fromkeys([*measured, *extra_proteins]))

@@ -69,7 +69,7 @@ class TokenSetEncoder(nn.Module):
         phi = self.basis(vals)
         out = torch.zeros((tokens.shape[0], self.id_emb.shape[1]), dtype=vals.dtype, device=vals.device)
         for k in range(phi.shape[1]):
-            sp = torch.sparse_coo_tensor(idx, phi[:, k], tokens.shape, is_coalesced=True)
+            sp = torch.sparse_coo_tensor(idx, phi[:, k], tokens.shape, is_coalesced=True, check_invariants=False)
             out = out + torch.sparse.mm(sp, self.id_emb) * self.value_emb[k]
         return out
 

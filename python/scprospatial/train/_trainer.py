@@ -127,11 +127,11 @@ class Trainer:
             if len(idx) < 2:
                 continue
             loss = LOSSES[stage](self.m, Batch.of(self.pool, idx, self.device), self.cfg, gen, *extra)
-            opt.zero_grad(set_to_none=True)
+            self.m.zero_grad(set_to_none=True)  # also stale grads of modules other stages train
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.m.parameters(), 5.0)
+            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 5.0)
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             n += len(idx)
         return total / max(n, 1)
 

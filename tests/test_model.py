@@ -1,0 +1,159 @@
+"""The AnnData-facing model: prediction invariances, flags, save/load, vocabulary errors, streaming impute."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import anndata as ad
+
+from scprospatial import _constants as K
+from scprospatial.errors import InputError
+from scprospatial.model import ModelConfig, ScProSpatial, impute_file
+
+CODING = ["CD3E", "CD4", "CD8A", "CD19", "MS4A1", "PTPRC", "NCAM1", "IL7R", "CD14", "HLA-DRA"]
+TINY = ModelConfig(n_hvg=60, d_model=16, d_joint=8, d_hidden=16, n_blocks=1, batch_size=64, epochs_pretrain=2,
+                   epochs_align=2, epochs_translate=4, patience=10)
+
+
+def make_cohort(n: int = 240, seed: int = 0, proteins=("CD3", "CD4", "CD19", "CD45RA"), batch: str = "c1",
+                n_other: int = 90, kind: str = "citeseq") -> ad.AnnData:
+    """A small cohort in the prepared layout: 3 cell types; proteins follow type and coding-gene RNA."""
+    rng = np.random.default_rng(seed)
+    genes = CODING + [f"GENE{i}" for i in range(n_other)]
+    types = rng.integers(0, 3, n)
+    profile = np.random.default_rng(123).gamma(0.6, 2.0, (3, len(genes)))
+    counts = rng.poisson(profile[types] * rng.uniform(0.5, 1.5, (n, 1))).astype(np.float32)
+    lib = counts.sum(1, keepdims=True).clip(1)
+    x = sp.csr_matrix(np.log1p(counts / lib * 1e4).astype(np.float32))
+    a = ad.AnnData(x, obs=pd.DataFrame({K.BATCH: batch}, index=[f"{batch}_{i}" for i in range(n)]),
+                   var=pd.DataFrame(index=genes))
+    a.layers[K.COUNTS_LAYER] = sp.csr_matrix(counts)
+    a.uns[K.UNS] = {K.KIND: kind, K.DATASET: batch,
+                    K.NORMALISATION: {"rna": {"method": "log1p_library_size", "target_sum": 1e4}}}
+    if kind == "citeseq":
+        dense = np.asarray(x.todense())
+        prot = {p: types * (j + 1) % 3 + 0.5 * dense[:, j] + 0.1 * rng.standard_normal(n)
+                for j, p in enumerate(proteins)}
+        a.obsm[K.PROTEIN] = pd.DataFrame(prot, index=a.obs_names).astype(np.float32)
+    return a
+
+
+@pytest.fixture(scope="module")
+def trained():
+    train = make_cohort(seed=0)
+    model = ScProSpatial.setup([train], TINY, seed=0)
+    model.train([train], seed=0, device="cpu")
+    return model
+
+
+@pytest.fixture(scope="module")
+def query():
+    a = make_cohort(n=70, seed=5, batch="q", kind="rna")
+    return a
+
+
+def _pred(model, adata, **kw) -> pd.DataFrame:
+    return model.predict(adata, **kw).obsm[K.PROTEIN_PREDICTED]
+
+
+def test_prediction_does_not_depend_on_other_requested_proteins_or_their_order(trained, query):
+    alone = _pred(trained, query, proteins=["CD4"])
+    together = _pred(trained, query, proteins=["CD19", "CD3", "CD4", "CD45RA"])
+    reversed_ = _pred(trained, query, proteins=["CD45RA", "CD4", "CD3", "CD19"])
+    np.testing.assert_allclose(alone["CD4"], together["CD4"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(together[["CD3", "CD19"]], reversed_[["CD3", "CD19"]], rtol=0, atol=1e-5)
+    assert list(reversed_.columns) == ["CD45RA", "CD4", "CD3", "CD19"]
+    assert alone["CD4"].std() > 0
+
+
+def test_prediction_does_not_depend_on_gene_order(trained, query):
+    perm = np.random.default_rng(1).permutation(query.n_vars)
+    shuffled = query[:, perm].copy()
+    np.testing.assert_allclose(_pred(trained, query), _pred(trained, shuffled), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(trained.embed_rna(query), trained.embed_rna(shuffled), rtol=0, atol=1e-5)
+
+
+def test_chunk_size_does_not_change_results(trained, query):
+    np.testing.assert_allclose(_pred(trained, query, batch_size=7), _pred(trained, query, batch_size=4096),
+                               rtol=0, atol=1e-5)
+
+
+def test_output_layout_and_gene_link_flags(trained, query):
+    out = trained.predict(query, all_proteins=True)
+    info = out.uns[K.PROTEIN_PREDICTED]
+    assert set(info["measured_in_training"]) == {"CD3", "CD4", "CD19", "CD45RA"}
+    # proteins never measured but coded by a vocabulary gene (MS4A1 -> CD20, NCAM1 -> CD56) are predictable
+    assert {"CD20", "CD56"} <= set(info["predicted_via_gene_link"])
+    assert not set(info["measured_in_training"]) & set(info["predicted_via_gene_link"])
+    pred, sd = out.obsm[K.PROTEIN_PREDICTED], out.obsm[K.PROTEIN_PREDICTED_SD]
+    assert list(pred.columns) == list(sd.columns) and (pred.index == query.obs_names).all()
+    assert np.isfinite(pred.to_numpy()).all() and (sd.to_numpy() > 0).all()
+    emb = out.obsm[K.EMBEDDING]
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
+    assert info["scale"] == "clr" and info["model_id"].startswith("scprospatial-")
+
+
+def test_missing_genes_are_counted_and_no_shared_gene_is_an_error(trained, query):
+    part = query[:, 20:].copy()
+    info = trained.predict(part).uns[K.PROTEIN_PREDICTED]
+    assert info["n_vocabulary_genes_missing"] >= 20 - (len(query.var_names) - len(trained.vocab.genes))
+    assert info["n_vocabulary_genes_missing"] > 0
+    alien = query.copy()
+    alien.var_names = [f"XX{i}" for i in range(alien.n_vars)]
+    with pytest.raises(InputError, match="no gene shared"):
+        trained.predict(alien)
+
+
+def test_unknown_protein_is_an_input_error(trained, query):
+    with pytest.raises(InputError, match="not predictable"):
+        trained.predict(query, proteins=["NOT_A_PROTEIN_XYZ"])
+
+
+def test_save_load_round_trip_predicts_identically(trained, query, tmp_path):
+    path = trained.save(tmp_path / "model.pt")
+    loaded = ScProSpatial.load(path, device="cpu")
+    assert loaded.vocab.to_dict() == trained.vocab.to_dict()
+    assert loaded.meta["model_id"] == trained.meta["model_id"]
+    a, b = trained.predict(query, all_proteins=True), loaded.predict(query, all_proteins=True)
+    np.testing.assert_array_equal(a.obsm[K.PROTEIN_PREDICTED], b.obsm[K.PROTEIN_PREDICTED])
+    np.testing.assert_array_equal(a.obsm[K.PROTEIN_PREDICTED_SD], b.obsm[K.PROTEIN_PREDICTED_SD])
+
+
+def test_incompatible_checkpoint_vocabulary_fails_loudly(trained, tmp_path):
+    import torch
+
+    path = trained.save(tmp_path / "model.pt")
+    ck = torch.load(path, weights_only=True)
+    ck["vocabulary"]["genes"] = ck["vocabulary"]["genes"][:-3]
+    torch.save(ck, tmp_path / "bad.pt")
+    with pytest.raises(InputError, match="do not match"):
+        ScProSpatial.load(tmp_path / "bad.pt", device="cpu")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError):
+        ScProSpatial.load(tmp_path / "junk.pt", device="cpu")
+
+
+def test_impute_file_streams_backed_and_matches_predict(trained, query, tmp_path):
+    src = tmp_path / "query.h5ad"
+    query.write_h5ad(src)
+    model_path = trained.save(tmp_path / "model.pt")
+    out_small = impute_file(model_path, src, tmp_path / "a.h5ad", all_proteins=True, device="cpu", batch_size=16)
+    out_big = impute_file(trained, src, tmp_path / "b.h5ad", all_proteins=True, device="cpu", batch_size=4096)
+    a, b = ad.read_h5ad(out_small), ad.read_h5ad(out_big)
+    expected = trained.predict(query, all_proteins=True).obsm[K.PROTEIN_PREDICTED]
+    np.testing.assert_allclose(a.obsm[K.PROTEIN_PREDICTED], expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(a.obsm[K.PROTEIN_PREDICTED_SD], b.obsm[K.PROTEIN_PREDICTED_SD], rtol=0, atol=1e-5)
+    assert list(a.obsm[K.PROTEIN_PREDICTED].columns) == list(expected.columns)
+    assert a.obsm[K.EMBEDDING].shape == (query.n_obs, TINY.d_joint)
+    assert a.uns[K.PROTEIN_PREDICTED]["predicted_via_gene_link"].size > 0
+    assert (a.X != query.X).nnz == 0
+
+
+def test_embed_protein_uses_the_measured_panel(trained):
+    cells = make_cohort(n=30, seed=9, batch="img")
+    emb = trained.embed_protein(cells)
+    assert emb.shape == (30, TINY.d_joint) and np.isfinite(emb).all()
+    cells.obsm[K.PROTEIN] = cells.obsm[K.PROTEIN].rename(columns=lambda c: f"UNKNOWN{c}")
+    with pytest.raises(InputError, match="protein vocabulary"):
+        trained.embed_protein(cells)

@@ -1,0 +1,122 @@
+"""Training: per-cohort protein masks, resume equals an uninterrupted run, calibration, file outputs."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from scprospatial import _constants as K
+from scprospatial.model import ScProSpatial, train_files
+from scprospatial.model._data import build_pool
+from scprospatial.train import calibrate_scale, foscttm, interval_coverage, matching_accuracy, z_value
+from scprospatial.train._loops import Batch, translate_loss
+
+from .test_model import TINY, make_cohort
+
+
+def _cohorts():
+    a = make_cohort(n=150, seed=1, proteins=("CD3", "CD4", "CD19"), batch="a")
+    b = make_cohort(n=120, seed=2, proteins=("CD3", "CD45RA"), batch="b")
+    return [a, b]
+
+
+def test_unmeasured_protein_adds_no_loss():
+    cohorts = _cohorts()
+    model = ScProSpatial.setup(cohorts, TINY, seed=0)
+    pool = build_pool(cohorts, model.vocab, model.datasets)
+    measured = torch.as_tensor(model.vocab.protein_index.get_indexer(model.vocab.measured))
+    j = model.vocab.protein_index.get_loc("CD45RA")
+    in_a = pool.cohort == 0
+    assert not pool.pmask[in_a, j].any() and pool.pmask[~in_a, j].all()   # per-cohort panel masks
+    cfg = dataclasses.replace(TINY, token_dropout=0.0, dataset_dropout=0.0)
+    model.module.eval()
+    idx = np.flatnonzero(in_a)[:40]
+
+    def loss(protein):
+        pool.protein = protein
+        return translate_loss(model.module, Batch.of(pool, idx, "cpu"), cfg, torch.Generator(), measured)
+
+    base = pool.protein.copy()
+    garbage = base.copy()
+    garbage[in_a, j] = 1e4
+    assert torch.equal(loss(base), loss(garbage))
+    changed = base.copy()
+    changed[idx[0], model.vocab.protein_index.get_loc("CD19")] += 5.0
+    assert not torch.equal(loss(base), loss(changed))
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.module.state_dict().items()}
+
+
+def test_resume_after_interruption_ends_where_an_uninterrupted_run_ends(tmp_path):
+    cohorts = _cohorts()
+    cfg = dataclasses.replace(TINY, epochs_pretrain=2, epochs_align=3, epochs_translate=3)
+    full = ScProSpatial.setup(cohorts, cfg, seed=3)
+    full.train(cohorts, seed=3, device="cpu", outdir=tmp_path / "full")
+
+    part = ScProSpatial.setup(cohorts, cfg, seed=3)
+    stop = lambda s: s.stages[s.stage_i] == "align" and s.epoch == 1  # noqa: E731  (killed mid-stage)
+    part.train(cohorts, seed=3, device="cpu", outdir=tmp_path / "part", stop=stop)
+    assert not part.train_state.done
+    del part
+    resumed = ScProSpatial.load(tmp_path / "part" / "checkpoint.pt", device="cpu")
+    assert resumed.train_state.stage_i == 1 and resumed.train_state.epoch == 1
+    resumed.train(cohorts, seed=3, device="cpu", outdir=tmp_path / "part", resume=True)
+    a, b = _weights(full), _weights(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert full.meta["scale"] == resumed.meta["scale"]
+    assert [r["train_loss"] for r in full.train_state.history] == [r["train_loss"] for r in resumed.train_state.history]
+
+
+def test_calibration_scale_restores_nominal_coverage():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(0.0, 2.0, (4000, 3))
+    mean, sd = np.zeros_like(truth), np.ones_like(truth)         # model says SD 1, truth has SD 2
+    mask = np.ones_like(truth, dtype=bool)
+    mask[:, 2] = False
+    truth[:, 2] = 1e6                                            # unmeasured: must not be calibrated on
+    scale = calibrate_scale(mean[:2000], sd[:2000], truth[:2000], mask[:2000], coverage=0.9)
+    assert scale == pytest.approx(2.0, rel=0.08)
+    held = interval_coverage(mean[2000:], sd[2000:] * scale, truth[2000:], z_value(0.9), mask[2000:])
+    assert held == pytest.approx(0.9, abs=0.03)
+    assert interval_coverage(mean[2000:], sd[2000:], truth[2000:], z_value(0.9), mask[2000:]) < 0.75
+    assert z_value(0.9) == pytest.approx(1.6449, abs=1e-3)
+
+
+def test_alignment_metrics():
+    torch.manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(200, 16), dim=1)
+    assert foscttm(a, a) == 0.0 and matching_accuracy(a, a) == 1.0
+    b = a[torch.randperm(200)]
+    assert 0.4 < foscttm(a, b) < 0.6 and matching_accuracy(a, b) < 0.05
+
+
+def test_train_files_writes_model_metrics_and_curves(tmp_path):
+    cohorts = _cohorts()
+    paths = []
+    for i, a in enumerate(cohorts):
+        paths.append(tmp_path / f"c{i}.h5ad")
+        a.write_h5ad(paths[-1])
+    out = tmp_path / "model"
+    path = train_files(paths, out, seed=0, device="cpu", threads=1, epochs=2,
+                       config=dataclasses.replace(TINY, n_hvg=40))
+    assert path == out / "model.pt" and path.is_file() and not (out / "checkpoint.pt").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["measured_in_training"]) == {"CD3", "CD4", "CD19", "CD45RA"}
+    assert "val_matching_accuracy" in metrics["align"] and metrics["calibration"]["scale"] > 0
+    curves = pd.read_csv(out / "training_curves.csv")
+    assert list(curves.groupby("stage", sort=False).size().items()) == [("pretrain", 2), ("align", 2),
+                                                                         ("translate", 2)]
+    mtime = path.stat().st_mtime_ns
+    assert train_files(paths, out, resume=True, device="cpu") == path and path.stat().st_mtime_ns == mtime
+    model = ScProSpatial.load(path, device="cpu")
+    assert model.meta["cohorts"][1]["panel"] == ["CD3", "CD45RA"]
+    q = make_cohort(n=20, seed=7, kind="rna", batch="new")
+    assert model.predict(q).uns[K.PROTEIN_PREDICTED]["n_cells_unknown_dataset"] == 20
