@@ -5,6 +5,7 @@ Every kernel returns CSR arrays whose rows are sorted by distance, ties broken b
 """
 from __future__ import annotations
 
+import os
 import warnings
 from typing import NamedTuple
 
@@ -65,7 +66,11 @@ def resolve_backend(backend: str, *, cuda_kernel: bool = True) -> str:
 
 
 def _threads(threads: int | None) -> int:
-    return int(threads) if threads else get_threads()
+    """Explicit count, else the run-wide setting capped at the CPUs this process may use (taskset, cgroups)."""
+    if threads:
+        return int(threads)
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else get_threads()
+    return max(1, min(get_threads(), allowed))
 
 
 def _check_k(k: int, n: int) -> int:

@@ -10,7 +10,6 @@ from scipy import sparse
 from .. import _constants as K
 from .._logging import logger
 from ..errors import InputError
-from ..io import write_h5ad
 from ._builders import GraphBuilder, make_builder
 
 
@@ -90,7 +89,7 @@ def graph_file(input, out, *, method: str = "knn", k: int = 10, radius: float | 
                **overrides) -> os.PathLike:
     """`scprospatial spatial-graph`: read a spatial input (any supported layout), add the graph, write
     `out` (.h5ad) atomically. `overrides` are the readers' format overrides (x_col, y_col, ...)."""
-    from ..io import load
+    from ..io import load, write_h5ad  # anndata-heavy: imported only where files are read and written
 
     adata = load(input, kind="spatial", **overrides)
     spatial_neighbors(adata, method=method, n_neighs=k, radius=radius, library_key=library_key,
