@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import torch
 import anndata as ad
 
 from scprospatial import _constants as K
@@ -14,6 +15,15 @@ from scprospatial.model import ModelConfig, ScProSpatial, impute_file
 CODING = ["CD3E", "CD4", "CD8A", "CD19", "MS4A1", "PTPRC", "NCAM1", "IL7R", "CD14", "HLA-DRA"]
 TINY = ModelConfig(n_hvg=60, d_model=16, d_joint=8, d_hidden=16, n_blocks=1, batch_size=64, epochs_pretrain=2,
                    epochs_align=2, epochs_translate=4, patience=10)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one torch thread is fastest and keeps the shared CPU free."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def make_cohort(n: int = 240, seed: int = 0, proteins=("CD3", "CD4", "CD19", "CD45RA"), batch: str = "c1",
@@ -121,8 +131,6 @@ def test_save_load_round_trip_predicts_identically(trained, query, tmp_path):
 
 
 def test_incompatible_checkpoint_vocabulary_fails_loudly(trained, tmp_path):
-    import torch
-
     path = trained.save(tmp_path / "model.pt")
     ck = torch.load(path, weights_only=True)
     ck["vocabulary"]["genes"] = ck["vocabulary"]["genes"][:-3]

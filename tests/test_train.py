@@ -18,6 +18,15 @@ from scprospatial.train._loops import Batch, translate_loss
 from .test_model import TINY, make_cohort
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one torch thread is fastest and keeps the shared CPU free."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _cohorts():
     a = make_cohort(n=150, seed=1, proteins=("CD3", "CD4", "CD19"), batch="a")
     b = make_cohort(n=120, seed=2, proteins=("CD3", "CD45RA"), batch="b")

@@ -1,7 +1,6 @@
 """The model's gene vocabulary (HVGs + coding genes) and protein vocabulary (with gene links)."""
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable, Iterable, Mapping, Sequence
@@ -9,6 +8,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import anndata as ad
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 
 from .. import _constants as K
@@ -76,17 +76,24 @@ def resolve_gene_links(links: GeneLinks | None, proteins: Iterable[str]) -> dict
     return {p: list(g) for p, g in links.items()}
 
 
-def highly_variable_genes(adata: ad.AnnData, n_top: int) -> list[str]:
-    """Top `n_top` genes by normalised dispersion of the log-normalised X (Seurat flavour)."""
-    import scanpy as sc
-
+def highly_variable_genes(adata: ad.AnnData, n_top: int, n_bins: int = 20) -> list[str]:
+    """Top `n_top` genes by normalised dispersion of the log-normalised X (Seurat flavour, numpy only)."""
     if adata.n_vars <= n_top:
         return list(adata.var_names)
-    tmp = ad.AnnData(X=adata.X, var=pd.DataFrame(index=adata.var_names.astype(str)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        hv = sc.pp.highly_variable_genes(tmp, n_top_genes=n_top, flavor="seurat", inplace=False)
-    return list(tmp.var_names[np.asarray(hv["highly_variable"], dtype=bool)])
+    x = sp.csr_matrix(adata.X, dtype=np.float64, copy=True)
+    x.data = np.expm1(x.data)
+    n = max(x.shape[0], 2)
+    mean = np.asarray(x.mean(axis=0)).ravel()
+    var = (np.asarray(x.multiply(x).mean(axis=0)).ravel() - mean**2) * n / (n - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        disp = np.log(np.where(mean > 0, var / np.where(mean > 0, mean, 1.0), np.nan))
+    disp[~np.isfinite(disp)] = np.nan
+    frame = pd.DataFrame({"disp": disp, "bin": pd.cut(np.log1p(mean), n_bins)})
+    grouped = frame.groupby("bin", observed=True)["disp"]
+    centre, spread = grouped.transform("mean"), grouped.transform("std")
+    norm = ((frame["disp"] - centre) / spread.where(spread > 0)).fillna(frame["disp"] - centre)
+    order = np.argsort(-norm.fillna(-np.inf).to_numpy(), kind="stable")[:n_top]
+    return list(adata.var_names[np.sort(order)].astype(str))
 
 
 def panel(adata: ad.AnnData) -> list[str]:
