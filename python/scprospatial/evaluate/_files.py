@@ -48,7 +48,7 @@ def make_methods(names: Sequence[str] | None, *, split: str, epochs: int | None 
     if unknown:
         raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     if split == "leave-protein-out" and any(n not in _HIDDEN_CAPABLE for n in names):
-        logger.warning("leave-protein-out: %s cannot predict a protein they never saw; not run",
+        logger.warning("leave-protein-out: %s cannot predict a protein absent from training: not run",
                        ", ".join(n for n in names if n not in _HIDDEN_CAPABLE))
         names = [n for n in names if n in _HIDDEN_CAPABLE]
     factory = {"mean": MeanPredictor, "ridge_hvg": Ridge, f"ridge_pca{N_PCS}": lambda: Ridge(n_pcs=N_PCS),
