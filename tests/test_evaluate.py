@@ -257,3 +257,17 @@ def test_model_wrapper_predicts_a_hidden_protein_through_its_gene():
     row = out["per_split"].iloc[0]
     assert row["method"] == "scprospatial_no_pretrain" and row["n_proteins"] == 1
     assert np.isfinite(row["pearson"]) and 0.0 <= row["coverage90"] <= 1.0
+
+
+def test_same_training_cells_fitted_once():
+    a, b, c = cohort(100), cohort(60, seed=1, name="b"), cohort(60, seed=2, name="c")
+
+    class Count(E.MeanPredictor):
+        fits = 0
+
+        def fit(self, train, val):
+            Count.fits += 1
+            super().fit(train, val)
+
+    out = E.run_splits([a, b, c], E.cross_cohort_splits(a, [b, c], n_seeds=2), [Count()])
+    assert Count.fits == 2 and len(out["per_split"]) == 4  # one fit per seed serves both test cohorts

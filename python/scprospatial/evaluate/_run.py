@@ -55,6 +55,7 @@ def run_splits(adatas: Sequence[ad.AnnData], splits: Sequence[Split], methods: S
     metrics averaged over proteins, the pooled cosine and timings, 'predictions': long table (when kept)}.
     """
     per_protein, per_split, preds = [], [], []
+    fitted_on: dict[int, tuple] = {}  # a method fitted on the same training cells is not refitted
     for split in progress(splits, desc="splits", unit="split"):
         train_ad, test_ad = adatas[split.train_cohort], adatas[split.test_cohort]
         genes = None
@@ -66,9 +67,12 @@ def run_splits(adatas: Sequence[ad.AnnData], splits: Sequence[Split], methods: S
         truth = protein_frame(test)
         panel = [p for p in truth.columns if p in protein_frame(train_ad).columns]
         wanted = list(split.hidden_proteins) or panel
+        key = (split.train_cohort, split.train.tobytes(), split.val.tobytes(), split.hidden_proteins, split.seed)
         for method in methods:
             t0 = time.perf_counter()
-            _fit(method, train, val, split.hidden_proteins)
+            if fitted_on.get(id(method)) != key:
+                _fit(method, train, val, split.hidden_proteins)
+                fitted_on[id(method)] = key
             t1 = time.perf_counter()
             pred, sd = _predict(method, test, wanted)
             t2 = time.perf_counter()

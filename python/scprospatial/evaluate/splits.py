@@ -127,9 +127,8 @@ def cross_cohort_splits(train_adata: ad.AnnData, test_adatas: Sequence[ad.AnnDat
     """Train on every cell of cohort 0 (val carved per seed); test on all cells of each other cohort."""
     out = []
     for s in range(seed, seed + n_seeds):
-        for j, test in enumerate(test_adatas, start=1):
-            rng = np.random.default_rng([s, j])
-            fit, val = _carve_val(np.arange(train_adata.n_obs), val_fraction, rng)
+        fit, val = _carve_val(np.arange(train_adata.n_obs), val_fraction, np.random.default_rng(s))
+        for j, test in enumerate(test_adatas, start=1):  # one training part per seed serves every test cohort
             name = test.uns.get(K.UNS, {}).get(K.DATASET, f"cohort{j}")
             out.append(Split("cross-cohort", f"test={name}", s, fit, val, np.arange(test.n_obs), 0, j))
     return out
