@@ -129,3 +129,22 @@ def test_train_files_writes_model_metrics_and_curves(tmp_path):
     assert model.meta["cohorts"][1]["panel"] == ["CD3", "CD45RA"]
     q = make_cohort(n=20, seed=7, kind="rna", batch="new")
     assert model.predict(q).uns[K.PROTEIN_PREDICTED]["n_cells_unknown_dataset"] == 20
+
+
+@pytest.mark.realdata
+def test_real_cohorts_train_and_cross_predict(shared_data):
+    """MALT (raw 10x layout, prepared by io.load) trains a tiny model that imputes the PBMC10k cohort."""
+    from scprospatial.io import load
+
+    malt = load(shared_data / "citeseq" / "malt_10k_train_1000cells.h5ad")[:300].copy()
+    pbmc = load(shared_data / "citeseq" / "pbmc_10k_protein_v3_200cells.h5ad")
+    cfg = dataclasses.replace(TINY, n_hvg=300, epochs_pretrain=1, epochs_align=1, epochs_translate=2)
+    model = ScProSpatial.setup([malt], cfg, seed=0)
+    model.train([malt], seed=0, device="cpu")
+    out = model.predict(pbmc, all_proteins=True)
+    info = out.uns[K.PROTEIN_PREDICTED]
+    shared = set(malt.obsm[K.PROTEIN].columns) & set(pbmc.obsm[K.PROTEIN].columns)
+    assert len(shared) >= 10 and shared <= set(info["measured_in_training"])
+    assert "CD20" in info["predicted_via_gene_link"]            # MS4A1 is an HVG of a lymphoid tumour
+    assert info["n_vocabulary_genes_missing"] > 0 and info["n_cells_unknown_dataset"] == pbmc.n_obs
+    assert np.isfinite(out.obsm[K.PROTEIN_PREDICTED].to_numpy()).all()

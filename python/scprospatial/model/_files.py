@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -24,22 +23,13 @@ from ._model import CHECKPOINT, ScProSpatial
 from ._predict import check_genes, resolve_proteins
 
 MODEL_FILE, METRICS_FILE, CURVES_FILE = "model.pt", "metrics.json", "training_curves.csv"
-_warned_io = False
 
 
-def load_input(path: str | os.PathLike) -> ad.AnnData:
-    """Read any supported layout through scprospatial.io.load (prepared AnnData)."""
-    global _warned_io
-    try:
-        from ..io import load  # type: ignore[attr-defined]
-    except ImportError:
-        if not _warned_io:
-            _warned_io = True
-            warnings.warn("scprospatial.io.load is not available; reading inputs as prepared .h5ad", stacklevel=2)
-        if not Path(path).is_file():
-            raise InputError("input not found", path) from None
-        return ad.read_h5ad(path)
-    return load(path)
+def load_input(path: str | os.PathLike, kind: str | None = None) -> ad.AnnData:
+    """Any supported layout, prepared by scprospatial.io.load (prepared files are read as they are)."""
+    from ..io import load
+
+    return load(path, kind=kind)
 
 
 def train_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, *, stages=STAGES,
@@ -103,7 +93,7 @@ def impute_file(model, input: str | os.PathLike, out: str | os.PathLike, *, prot
     names = resolve_proteins(model.vocab, proteins, all_proteins, input)
     if _is_prepared_h5ad(input):
         return _impute_backed(model, Path(input), Path(out), names, batch_size)
-    adata = load_input(input)
+    adata = load_input(input, kind="rna")
     model.predict(adata, proteins=names, batch_size=batch_size, copy=False)
     return write_h5ad(adata, out)
 
@@ -114,7 +104,7 @@ def _is_prepared_h5ad(path) -> bool:
         return False
     try:
         with h5py.File(path, "r") as f:
-            if f"uns/{K.UNS}/{K.KIND}" not in f:
+            if f"uns/{K.UNS}/{K.KIND}" not in f or f"uns/{K.UNS}/{K.NORMALISATION}" not in f:
                 return False
             kind = f[f"uns/{K.UNS}/{K.KIND}"][()]
     except OSError:
