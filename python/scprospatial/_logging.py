@@ -23,6 +23,8 @@ def progress(iterable: Iterable[T], *, desc: str, total: int | None = None, unit
     """A tqdm bar on stderr, shown only when stderr is a terminal or logging is at INFO."""
     from tqdm.auto import tqdm
 
-    disable = not (sys.stderr.isatty() or logger.isEnabledFor(logging.INFO))
+    tty = sys.stderr.isatty()
+    disable = not (tty or logger.isEnabledFor(logging.INFO))
+    # In a log file (Nextflow, CI) one line every 30 s is enough to show the work is alive.
     return iter(tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, disable=disable,
-                     mininterval=1.0, dynamic_ncols=True, leave=False))
+                     mininterval=1.0 if tty else 30.0, dynamic_ncols=True, leave=tty))
