@@ -66,10 +66,12 @@ SCP_HD inline double sq_dist(const double* p, const double* q) {
 template <int DIM>
 SCP_HD inline void scan_range(const GridView& g, int64_t a, int64_t b, const double* q, int64_t skip,
                               Candidates& c) {
+  double kth = c.d2[c.k - 1];  // kept in a register: stores into c may alias the grid arrays
   for (int64_t s = a; s < b; ++s) {
     const double d2 = sq_dist<DIM>(g.xyz + s * DIM, q);
-    if (d2 > c.d2[c.k - 1]) continue;
-    if (s != skip) offer(c, d2, g.order[s]);
+    if (d2 > kth || s == skip) continue;
+    offer(c, d2, g.order[s]);
+    kth = c.d2[c.k - 1];
   }
 }
 
