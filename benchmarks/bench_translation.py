@@ -55,7 +55,8 @@ def machine() -> dict:
     except (OSError, StopIteration):
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "os": platform.platform(), "python": platform.python_version(),
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "os": platform.platform(),
+            "python": platform.python_version(),
             **{k: version(p) for k, p in (("torch", "torch"), ("sklearn", "scikit-learn"), ("scanpy", "scanpy"),
                                           ("anndata", "anndata"), ("numpy", "numpy"))}}
 
@@ -72,7 +73,8 @@ def run(args) -> None:
             inputs = [paths[c] for c in PLAN[split]]
             outdir = Path(tmp) / split
             cmd = ["scprospatial", "evaluate", *[f"../shared/data/citeseq/{COHORTS[c]}" for c in PLAN[split]],
-                   "--outdir", f"eval_{split}", "--split", split, "--n-seeds", str(args.seeds), "--seed", str(args.seed)]
+                   "--outdir", f"eval_{split}", "--split", split, "--n-seeds", str(args.seeds),
+                   "--seed", str(args.seed), "--threads", str(args.threads or os.cpu_count())]
             if args.methods:
                 cmd += ["--methods", ",".join(args.methods)]
             if args.epochs:
@@ -114,7 +116,9 @@ def write_readme() -> None:
              "comparable. Methods missing from a table did not run (the model column appears once "
              "`scprospatial.model` is importable and the benchmark is rerun with it).", ""]
     for r in records:
-        lines += [f"### {r['split']} ({' → '.join(r['cohorts']) if r['split'] == 'cross-cohort' else r['cohorts'][0]})",
+        c = r["cohorts"]
+        cohorts = f"{c[0]} → {', '.join(c[1:])}" if r["split"] == "cross-cohort" else c[0]
+        lines += [f"### {r['split']} ({cohorts})",
                   "", f"Command: `{r['command']}`  ", f"Wall time {r['wall_s']} s.",
                   "", r["summary_md"].split("\n", 2)[2].replace("#### ", "##### "), ""]
     lines.append(END)

@@ -5,7 +5,6 @@ them: the test cells are never seen) and predicts mean and SD for the test cells
 """
 from __future__ import annotations
 
-import tempfile
 from typing import Sequence
 
 import anndata as ad
@@ -51,9 +50,7 @@ class ScProSpatialMethod:
         extra = list(dict.fromkeys([*self.extra_proteins, *extra_proteins]))
         self.model = ScProSpatial.setup([cells], config=config, gene_links=coding_gene_links, extra_proteins=extra,
                                         seed=self.seed)
-        with tempfile.TemporaryDirectory(prefix="scprospatial-eval-") as outdir:
-            self.model.train([cells], stages=ABLATIONS[self.ablation], outdir=outdir, seed=self.seed,
-                             device=self.device)
+        self.model.train([cells], stages=ABLATIONS[self.ablation], outdir=None, seed=self.seed, device=self.device)
 
     def predict_with_sd(self, adata: ad.AnnData, proteins: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         known = set(self.model.vocab.proteins) if hasattr(self.model, "vocab") else set(proteins)
