@@ -21,7 +21,7 @@ def samplesheetRows(sheet) {
             if (!(row.kind in ['citeseq', 'rna', 'spatial'])) {
                 error "${sheet}: row ${row.id}: kind must be citeseq, rna or spatial"
             }
-            def meta = [id: row.id, kind: row.kind, batch: row.batch ?: row.id]
+            def meta = [id: row.id, kind: row.kind, batch: row.batch ?: null]
             def files = row.path.tokenize(';').collect { p ->
                 def f = p.startsWith('/') || p.contains('://') ? file(p) : base.resolve(p)
                 file(f.toString(), checkIfExists: true)

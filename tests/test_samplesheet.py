@@ -28,7 +28,7 @@ def test_valid_sheet_resolves_relative_paths_and_defaults_batch(tmp_path):
     samples = read_samplesheet(p)
     assert [s.id for s in samples] == ["malt", "codex"]
     assert samples[0].paths[0] == (tmp_path / "a.h5ad").resolve() and samples[0].batch == "b1"
-    assert samples[1].batch == "codex" and samples[1].read_overrides() == {"cell_type_col": "ClusterName"}
+    assert samples[1].batch is None and samples[1].read_overrides() == {"cell_type_col": "ClusterName"}
 
 
 def test_pair_of_files_for_citeseq(tmp_path):

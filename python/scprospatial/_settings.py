@@ -24,9 +24,19 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (respects taskset/cgroup affinity, unlike os.cpu_count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
 def set_threads(threads: int | None) -> int:
-    """Use `threads` CPU threads in torch and the C++ core (None: all cores)."""
-    n = threads or os.cpu_count() or 1
+    """Use `threads` CPU threads in torch and the C++ core (None: every available CPU)."""
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads must be at least 1, got {threads}")
+    n = threads or available_cpus()
     os.environ["SCPROSPATIAL_THREADS"] = str(n)
     try:
         import torch
@@ -38,7 +48,7 @@ def set_threads(threads: int | None) -> int:
 
 
 def get_threads() -> int:
-    return int(os.environ.get("SCPROSPATIAL_THREADS", 0)) or os.cpu_count() or 1
+    return int(os.environ.get("SCPROSPATIAL_THREADS", 0)) or available_cpus()
 
 
 def seed_everything(seed: int) -> np.random.Generator:

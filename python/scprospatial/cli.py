@@ -121,7 +121,8 @@ def _spatial_graph(args):
     from .spatial import graph_file
 
     path = graph_file(args.input, args.out, method=args.method, k=args.k, radius=args.radius,
-                      library_key=args.library_key, backend=args.backend, threads=args.threads)
+                      library_key=args.library_key, backend=args.backend, threads=args.threads,
+                      **_format_overrides(args))
     print(path)
 
 

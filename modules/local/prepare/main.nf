@@ -13,8 +13,9 @@ process PREPARE {
     def args = task.ext.args ?: ''
     prefix   = task.ext.prefix ?: "${meta.id}"
     def files = input instanceof List ? input.join(',') : input
+    def batch = meta.batch ? "--batch ${meta.batch}" : ''
     """
-    scprospatial_prepare.py ${files} --outdir . --kind ${meta.kind} --dataset ${prefix} --batch ${meta.batch} --threads ${task.cpus} ${args}
+    scprospatial_prepare.py ${files} --outdir . --kind ${meta.kind} --dataset ${prefix} ${batch} --threads ${task.cpus} ${args}
     echo "\\"${task.process}\\": {scprospatial: \$(scprospatial --version | cut -d' ' -f2)}" > versions.yml
     """
 

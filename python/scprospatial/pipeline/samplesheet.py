@@ -19,7 +19,7 @@ class Sample:
     id: str
     kind: str
     paths: tuple[Path, ...]
-    batch: str
+    batch: str | None   # None: the input's own obs['batch'], else the sample id
     options: dict = field(default_factory=dict)
 
     @property
@@ -89,7 +89,7 @@ def read_samplesheet(path: str | Path) -> list[Sample]:
         if len(paths) > 2 or (len(paths) == 2 and row["kind"] != "citeseq"):
             raise InputError(f"row {i}: only a citeseq row may name two files (RNA;PROTEIN)", path)
         options = {k: row[k] for k in OPTIONAL_COLUMNS if k in row}
-        samples.append(Sample(row["id"], row["kind"], paths, row.get("batch") or row["id"], options))
+        samples.append(Sample(row["id"], row["kind"], paths, row.get("batch") or None, options))
     return samples
 
 

@@ -66,12 +66,14 @@ def _section_model(outdir: Path) -> str:
 
 
 def _truth_table(truth_dir: Path, pred: pd.DataFrame) -> pd.DataFrame | None:
+    from ..preprocess import clr_transform
     from ..vocab import normalise_protein_name
 
     path = truth_dir / "query_protein.csv"
     if not path.exists():
         return None
-    truth = pd.read_csv(path, index_col=0)
+    counts = pd.read_csv(path, index_col=0)  # held-back ADT counts: put them on the model's CLR scale
+    truth = pd.DataFrame(clr_transform(counts.to_numpy(float)), index=counts.index, columns=counts.columns)
     truth.columns = [normalise_protein_name(c).canonical for c in truth.columns]
     truth = truth.loc[:, ~truth.columns.duplicated()]
     return truth.reindex(pred.index)
