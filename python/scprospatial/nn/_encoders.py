@@ -8,9 +8,12 @@ the encoder invariant to the order of the input features by construction.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
+
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 
 
 class ValueBasis(nn.Module):
@@ -63,15 +66,21 @@ class TokenSetEncoder(nn.Module):
         return self.id_emb.shape[0]
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Sum over tokens of id_emb[feature] * value_emb(value): one sparse product per basis function."""
+        """Sum over tokens of id_emb[feature] * value_emb(value), as one CSR x dense product.
+
+        With basis functions phi_k: sum_g id[g] * sum_k phi_k(v_g) w_k = [phi_k(v_g)]_(g,k) @ (id[g] * w_k).
+        """
         tokens = tokens.coalesce()
-        idx, vals = tokens.indices(), tokens.values()
-        phi = self.basis(vals)
-        out = torch.zeros((tokens.shape[0], self.id_emb.shape[1]), dtype=vals.dtype, device=vals.device)
-        for k in range(phi.shape[1]):
-            sp = torch.sparse_coo_tensor(idx, phi[:, k], tokens.shape, is_coalesced=True, check_invariants=False)
-            out = out + torch.sparse.mm(sp, self.id_emb) * self.value_emb[k]
-        return out
+        (rows, cols), n_cells = tokens.indices(), tokens.shape[0]
+        phi = self.basis(tokens.values())                                   # (nnz, K)
+        k = phi.shape[1]
+        counts = torch.bincount(rows, minlength=n_cells) * k
+        crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        col = (cols[:, None] * k + torch.arange(k, device=cols.device)).reshape(-1)
+        table = (self.id_emb[:, None, :] * self.value_emb[None, :, :]).reshape(-1, self.id_emb.shape[1])
+        mat = torch.sparse_csr_tensor(crow, col, phi.reshape(-1), (n_cells, table.shape[0]),
+                                      check_invariants=False)
+        return mat @ table
 
     def forward(self, tokens: torch.Tensor, dataset: torch.Tensor) -> torch.Tensor:
         h = self.in_norm(self.pool(tokens)) + self.dataset_emb(dataset)

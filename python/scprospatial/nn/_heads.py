@@ -30,25 +30,30 @@ class ProteinQueries(nn.Module):
         """Mean normalised RNA of each protein's coding genes: (cells, P)."""
         lt = self.link[proteins].T
         if rna_dense_or_sparse.is_sparse:
-            return torch.sparse.mm(rna_dense_or_sparse, lt)
+            return rna_dense_or_sparse.to_sparse_csr() @ lt
         return rna_dense_or_sparse @ lt
 
 
 class TranslatorHead(nn.Module):
-    """MLP([cell embedding, protein query, own coding-gene RNA]) -> (mean, log-variance) per pair."""
+    """MLP([cell embedding, protein query, own coding-gene RNA, has-gene flag]) -> (mean, log-variance).
+
+    The first layer is split by input so the (cells x proteins x hidden) tensor is built by broadcasting.
+    """
 
     def __init__(self, d_model: int, d_hidden: int = 64, dropout: float = 0.1):
         super().__init__()
         self.cell = nn.Linear(d_model, d_hidden)
         self.query = nn.Linear(d_model, d_hidden, bias=False)
-        self.own = nn.Linear(2, d_hidden, bias=False)
-        self.mlp = nn.Sequential(nn.GELU(), nn.Dropout(dropout), nn.Linear(d_hidden, d_hidden), nn.GELU(),
+        self.own = nn.Parameter(0.1 * torch.randn(d_hidden))
+        self.has_gene = nn.Parameter(torch.zeros(d_hidden))
+        self.mlp = nn.Sequential(nn.Dropout(dropout), nn.Linear(d_hidden, d_hidden), nn.ReLU(),
                                  nn.Linear(d_hidden, 2))
 
     def forward(self, cell: torch.Tensor, query: torch.Tensor, own: torch.Tensor,
                 has_gene: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cell (B, d), query (P, d), own (B, P), has_gene (P,) -> mean (B, P), logvar (B, P)."""
-        own_feats = torch.stack([own, has_gene.float().expand_as(own)], dim=-1)
-        z = self.cell(cell)[:, None, :] + self.query(query)[None, :, :] + self.own(own_feats)
+        per_protein = self.query(query) + has_gene.float()[:, None] * self.has_gene
+        z = self.cell(cell)[:, None, :] + per_protein[None, :, :]
+        z = torch.relu(torch.addcmul(z, own[..., None], self.own))
         out = self.mlp(z)
         return out[..., 0], out[..., 1].clamp(-10.0, 6.0)

@@ -39,13 +39,22 @@ class ScProSpatialModule(nn.Module):
         return self.queries.link.sum(1) > 0
 
     def translate(self, rna: torch.Tensor, dataset: torch.Tensor, proteins: torch.Tensor,
-                  cell: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """rna: sparse (B, n_genes) normalised RNA; proteins: (P,) vocabulary indices -> mean, logvar (B, P)."""
+                  cell: torch.Tensor | None = None, max_pairs: int = 1 << 16) -> tuple[torch.Tensor, torch.Tensor]:
+        """rna: sparse (B, n_genes) normalised RNA; proteins: (P,) vocabulary indices -> mean, logvar (B, P).
+
+        The (cell, protein) pairs are scored in blocks of at most `max_pairs` so the hidden tensor stays
+        cache-sized; blocks are independent, so the block size does not change any value.
+        """
         if cell is None:
             cell = self.rna_encoder(rna, dataset)
         query = self.queries(self.rna_encoder.id_emb, proteins)
         own = self.queries.own_values(rna, proteins)
-        return self.head(cell, query, own, self.has_gene[proteins])
+        has_gene = self.has_gene[proteins]
+        step = max(1, max_pairs // max(len(proteins), 1))
+        if cell.shape[0] <= step:
+            return self.head(cell, query, own, has_gene)
+        parts = [self.head(cell[i:i + step], query, own[i:i + step], has_gene) for i in range(0, cell.shape[0], step)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def joint_rna(self, cell: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(self.rna_proj(cell), dim=-1)
