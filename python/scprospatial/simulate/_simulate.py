@@ -1,8 +1,9 @@
 """`simulate()`: write a seeded cohort (CITE-seq, RNA-only query, spatial table, truth, samplesheet).
 
 Determinism: cells are generated in fixed-size blocks, each from its own generator seeded by
-(seed, file, batch, block index). `chunk_size` only sets how many cells are held in memory before
-they are appended to disk, so the files' content is the same for any chunk size.
+(seed, file, batch, block index). `chunk_size` (rounded up to whole blocks) only sets how many cells
+are held in memory before they are appended to disk, so the files' content is the same for any chunk
+size; CSV files are then byte-identical, h5ad files equal once read (HDF5 places chunks differently).
 Atomicity: everything is written into a hidden staging folder inside `outdir` and moved into place
 (one rename per file) only when the whole cohort is complete.
 """
@@ -38,7 +39,7 @@ FILES = {"citeseq": "citeseq.h5ad", "rna": "query_rna.h5ad", "spatial": "spatial
          "query_isotype_controls": "truth/query_isotype_controls.csv",
          "query_cell_type": "truth/query_cell_type.csv", "citeseq_cell_type": "truth/citeseq_cell_type.csv",
          "spatial_cell_type": "truth/spatial_cell_type.csv", "params": "truth/params.json"}
-_STREAM = {"citeseq": 1, "rna": 2, "spatial": 4}  # 0: parameters, 3: tissue layout
+_STREAM = {"citeseq": 1, "rna": 2, "spatial": 4}  # 0: parameters, 3: tissue layout, 5: gene orders
 _FLOAT = "%.6g"
 SPATIAL_BLOCK = 4096  # imaged cells per generation block (cheap: only the imaged genes are sampled)
 
