@@ -85,7 +85,8 @@ def _simulate(args):
     from .simulate import simulate
 
     paths = simulate(args.outdir, n_cells=args.n_cells, n_query=args.n_query, n_spatial=args.n_spatial,
-                     seed=args.seed, spatial_layout=args.spatial_layout)
+                     n_genes=args.n_genes, n_cell_types=args.n_cell_types, seed=args.seed,
+                     spatial_layout=args.spatial_layout, chunk_size=args.chunk_size)
     for name, path in paths.items():
         print(f"{name}\t{path}")
 
@@ -160,6 +161,10 @@ def _add_simulate(p):
     p.add_argument("--n-query", type=int, default=None, help="RNA-only query cells (default: half of --n-cells)")
     p.add_argument("--n-spatial", type=int, default=None, help="imaged cells in the spatial table (default: 2 x --n-cells)")
     p.add_argument("--spatial-layout", choices=("codex", "cycif"), default="codex", help="column layout of the cell table")
+    p.add_argument("--n-genes", type=int, default=3000, help="genes per cell (default 3000)")
+    p.add_argument("--n-cell-types", type=int, default=8, help="cell types, 2-12 (default 8)")
+    p.add_argument("--chunk-size", type=int, default=50_000,
+                   help="cells generated at a time; bounds memory, never changes the result (default 50000)")
 
 
 def _add_prepare(p):
