@@ -46,3 +46,33 @@ def test_parser_rejects_both_protein_selections():
         build_parser().parse_args(["impute", "q.h5ad", "--model", "m.pt", "--out", "o.h5ad",
                                    "--proteins", "CD3", "--all-proteins"])
     assert exc.value.code == 2
+
+
+def test_prepare_every_real_file_as_a_user_would(cli, shared_data, tmp_path):
+    import anndata as ad
+
+    inputs = sorted(str(p) for p in (shared_data / "citeseq").glob("*.h5ad"))
+    inputs += [str(shared_data / "citeseq" / "pbmc_10x_v3_1024cells" / "filtered_feature_bc_matrix")]
+    inputs += sorted(str(p) for p in (shared_data / "spatial").glob("*.csv"))
+    proc = cli("prepare", *inputs, "--outdir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    written = proc.stdout.split()
+    assert len(written) == len(inputs)
+    for path in written:
+        a = ad.read_h5ad(path, backed="r")
+        meta = a.uns["scprospatial"]
+        assert meta["normalisation"] and meta["kind"] in ("citeseq", "rna", "spatial")
+        assert ("spatial" in a.obsm) == (meta["kind"] == "spatial")
+        assert (meta["kind"] == "rna") or a.obsm["protein"].shape[1] > 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+def test_bad_input_exits_2_naming_the_file_and_leaves_no_output(cli, tmp_path):
+    bad = tmp_path / "cells.csv"
+    bad.write_text("a,b\n1,2\n")
+    out = tmp_path / "out"
+    proc = cli("prepare", str(bad), "--outdir", str(out), "--kind", "spatial")
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "cells.csv" in last and "Traceback" not in proc.stderr
+    assert not out.exists() or not any(out.iterdir())
