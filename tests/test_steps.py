@@ -52,3 +52,17 @@ def test_crash_leaves_step_incomplete(tmp_path):
     calls: list[str] = []
     run_steps([Step("a", _writer(out, calls), outputs=[out])], info)
     assert calls == ["a.txt"]
+
+
+def test_atomic_outputs_get_normal_permissions(tmp_path):
+    import stat
+
+    from scprospatial.io._write import write_text
+
+    umask = os.umask(0o022)
+    try:
+        p = write_text("x", tmp_path / "out.txt")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o644
+    assert [f.name for f in tmp_path.iterdir()] == ["out.txt"]

@@ -19,6 +19,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        if tmp.exists():  # mkstemp makes 0600 files: give the output the permissions the umask allows
+            umask = os.umask(0)
+            os.umask(umask)
+            tmp.chmod((0o777 if tmp.is_dir() else 0o666) & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if tmp.is_dir():
