@@ -9,6 +9,7 @@
 #include <string>
 
 #include "spatial.h"
+#include "topk.h"
 
 namespace py = pybind11;
 
@@ -89,6 +90,27 @@ static py::tuple radius_graph(const Points& pts, double radius, bool include_sel
   return float32 ? radius_typed<int32_t, float>(*graph) : radius_typed<int32_t, double>(*graph);
 }
 
+using Embedding = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+// Top-k inner products of query rows against reference rows: (indices int64 nq x k, similarities float32 nq x k).
+static py::tuple topk_similarity(const Embedding& query, const Embedding& ref, int k, int threads) {
+  if (query.ndim() != 2 || ref.ndim() != 2 || query.shape(1) != ref.shape(1)) {
+    throw py::value_error("query and reference must be 2-d arrays with the same number of columns");
+  }
+  const int64_t nq = query.shape(0), nr = ref.shape(0);
+  py::array_t<int64_t> indices({nq, static_cast<int64_t>(k)});
+  py::array_t<float> sims({nq, static_cast<int64_t>(k)});
+  const float* q = query.data();
+  const float* r = ref.data();
+  int64_t* ii = indices.mutable_data();
+  float* ss = sims.mutable_data();
+  {
+    py::gil_scoped_release release;
+    scp::topk_similarity(q, nq, r, nr, static_cast<int>(query.shape(1)), k, threads, ii, ss);
+  }
+  return py::make_tuple(indices, sims);
+}
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "scprospatial compiled core";
   m.def("compiled_with_cuda", &has_cuda, "True when the CUDA kernels were compiled in");
@@ -101,4 +123,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("radius_graph", &radius_graph, py::arg("points"), py::arg("radius"), py::arg("include_self") = false,
         py::arg("threads") = 0, py::arg("float32") = false, py::arg("index64") = false,
         "All pairs within `radius` (inclusive) as CSR arrays (indptr, indices, distances), rows sorted by distance.");
+  m.def("topk_similarity", &topk_similarity, py::arg("query"), py::arg("ref"), py::arg("k"), py::arg("threads") = 0,
+        "For every query row the k reference rows with the largest dot product (cosine for L2-normalised rows),\n"
+        "computed in query x reference blocks without the full similarity matrix. Returns (indices int64 nq x k,\n"
+        "similarities float32 nq x k), rows sorted by similarity (descending), ties by index; GIL released.");
 }

@@ -64,3 +64,21 @@ SCP_INSTANTIATE(int64_t, double)
 #undef SCP_INSTANTIATE
 
 }  // namespace scp
+
+// ---- blocked top-k similarity (mapping scRNA-seq cells onto imaged cells) ----
+#include "topk.h"
+
+namespace scp {
+
+void topk_similarity(const float* query, int64_t nq, const float* ref, int64_t nr, int dim, int k, int threads,
+                     int64_t* indices, float* similarities) {
+  if (dim < 1) throw std::invalid_argument("embedding dimension must be at least 1");
+  if (k < 1) throw std::invalid_argument("k must be at least 1, got " + std::to_string(k));
+  if (nr < k) {
+    throw std::invalid_argument("k=" + std::to_string(k) + " needs at least " + std::to_string(k) +
+                                " reference rows, got " + std::to_string(nr));
+  }
+  topk_rows_cpu(query, nq, ref, nr, dim, k, threads, indices, similarities);
+}
+
+}  // namespace scp

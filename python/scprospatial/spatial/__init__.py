@@ -4,6 +4,7 @@ Mapping and spatial statistics live beside this in their own modules.
 """
 from ._builders import DelaunayBuilder, GraphBuilder, KNNBuilder, RadiusBuilder, make_builder
 from ._kernels import knn_graph, radius_graph
+from ._mapping import map_cells, map_files, rna_output_path, topk_similarity
 from ._neighbors import graph_file, graph_keys, spatial_neighbors
 
 __all__ = [
@@ -15,6 +16,10 @@ __all__ = [
     "graph_keys",
     "knn_graph",
     "make_builder",
+    "map_cells",
+    "map_files",
     "radius_graph",
+    "rna_output_path",
     "spatial_neighbors",
+    "topk_similarity",
 ]

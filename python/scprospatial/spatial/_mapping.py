@@ -1,0 +1,280 @@
+"""Map scRNA-seq cells onto imaged cells through the joint (CLIP-aligned) space and impute their proteome.
+
+No shared features are needed: scRNA-seq cells are embedded by the RNA encoder, imaged cells by the
+protein encoder on whatever panel they measured. Each imaged cell takes its k most similar scRNA-seq
+cells (cosine similarity, blocked top-k that never holds the full similarity matrix), weights them by
+softmax(similarity / temperature) and receives the weighted mixture of their predicted proteomes:
+
+    mean = sum_j w_j mu_j,   sd^2 = sum_j w_j (sigma_j^2 + mu_j^2) - mean^2
+
+(the mixture variance: neighbours' predictive variance plus their spread around the mean).
+The default temperature is the model's learned CLIP temperature (the scale its similarities were trained on).
+
+Outputs on the imaged cells: obsm['protein_predicted'] / ['protein_predicted_sd'], uns['protein_predicted'],
+obs['mapping_confidence'] = sum_j w_j cos_j (weighted mean cosine similarity of the chosen scRNA-seq cells,
+in [-1, 1]; near 1 when the cell sits on scRNA-seq cells in the joint space), obsm['X_scprospatial'] and,
+when both sides are labelled, obs['mapped_cell_type'] (weighted vote). On the scRNA-seq cells (the second
+file `<out stem>.rna.h5ad`): obsm['mapped_location'] (mean coordinates of the imaged cells that chose the
+cell, weighted by w; NaN for cells no imaged cell chose), obs['mapping_weight'] (total weight received),
+obs['mapped_cell_type'] (weighted vote of those imaged cells' labels), plus the model's own predictions.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from .. import _constants as K
+from .. import _ext
+from .._logging import logger, progress
+from ..errors import InputError
+from ._kernels import _threads
+
+TOPK_BACKENDS = ("auto", "cpp", "cuda", "torch")
+MAPPED_CELL_TYPE = "mapped_cell_type"     # obs, both sides (weighted vote of the other side's labels)
+MAPPING_WEIGHT = "mapping_weight"         # obs, scRNA-seq side: total mapping weight received
+RNA_CELL_TYPE_KEY = "cell_type"           # default obs column of scRNA-seq cell types
+CELL_TYPE_KEY = "cell_type_key"           # uns['scprospatial'] entry naming the spatial label column
+RNA_SUFFIX = ".rna.h5ad"
+QUERY_BLOCK = 65536                       # imaged cells per mapping block (bounds every temporary)
+
+
+# ----------------------------------------------------------------------------- top-k search
+def _as_embedding(x, what: str) -> np.ndarray:
+    arr = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        raise InputError(f"{what} must be a 2-d array with at least one column, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise InputError(f"{what} hold non-finite values")
+    return arr
+
+
+def resolve_topk_backend(backend: str, device: str = "cpu") -> str:
+    """'auto': torch on the GPU when `device` is cuda, else the C++ kernel (torch, warned, when it is missing)."""
+    if backend not in TOPK_BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(TOPK_BACKENDS)}")
+    if backend == "cuda" or (backend == "auto" and device == "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("backend 'cuda': torch sees no CUDA device")
+        return "cuda"
+    if backend == "cpp" and _ext.core() is None:
+        raise InputError("backend 'cpp' needs the compiled extension, which is not available")
+    if backend == "auto":
+        return "cpp" if _ext.core() is not None else "torch"  # _ext warned once already
+    return backend
+
+
+def _topk_torch(query: np.ndarray, ref: np.ndarray, k: int, device: str, block: int = 4096):
+    """Same blocks as the C++ kernel in torch: a running top-k per query row merged block by block."""
+    import torch
+
+    r = torch.from_numpy(ref).to(device)
+    idx_out = np.empty((len(query), k), np.int64)
+    sim_out = np.empty((len(query), k), np.float32)
+    for q0 in range(0, len(query), block):
+        q = torch.from_numpy(query[q0:q0 + block]).to(device)
+        best_s = torch.full((len(q), k), -torch.inf, device=device)
+        best_i = torch.zeros((len(q), k), dtype=torch.long, device=device)
+        for r0 in range(0, len(r), block):
+            s = q @ r[r0:r0 + block].T
+            kk = min(k, s.shape[1])
+            bs, bi = torch.topk(s, kk, dim=1)
+            cand_s, cand_i = torch.cat([best_s, bs], 1), torch.cat([best_i, bi + r0], 1)
+            best_s, pos = torch.topk(cand_s, k, dim=1)
+            best_i = torch.gather(cand_i, 1, pos)
+        sim_out[q0:q0 + block], idx_out[q0:q0 + block] = best_s.cpu().numpy(), best_i.cpu().numpy()
+    # Same order as the C++ kernel: similarity descending, ties by index.
+    order = np.lexsort((idx_out, -sim_out), axis=1) if k > 1 else np.zeros((len(query), 1), np.int64)
+    return np.take_along_axis(idx_out, order, 1), np.take_along_axis(sim_out, order, 1)
+
+
+def topk_similarity(query, ref, k: int = 10, *, backend: str = "auto", threads: int | None = None,
+                    device: str = "cpu") -> tuple[np.ndarray, np.ndarray, str]:
+    """The k reference rows with the largest inner product for every query row (cosine similarity
+    for L2-normalised rows), without materialising the n_query x n_ref matrix.
+
+    Returns (indices int64 n x k, similarities float32 n x k, backend used), rows sorted by similarity
+    (descending), ties by index. backend: 'cpp' (multithreaded C++ kernel, GIL released, outputs
+    returned without a copy), 'torch' (the same blocks in torch on `device`), 'cuda' (torch on the GPU)
+    or 'auto'.
+    """
+    q, r = _as_embedding(query, "query embedding"), _as_embedding(ref, "reference embedding")
+    if q.shape[1] != r.shape[1]:
+        raise InputError(f"query ({q.shape[1]} columns) and reference ({r.shape[1]} columns) differ in width")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InputError(f"k must be a positive integer, got {k!r}")
+    if len(r) < k:
+        raise InputError(f"k={k} neighbours need at least {k} reference cells, got {len(r)}")
+    used = resolve_topk_backend(backend, device)
+    if used == "cpp":
+        idx, sim = _ext.core().topk_similarity(q, r, int(k), threads=_threads(threads))
+    else:
+        idx, sim = _topk_torch(q, r, int(k), "cuda" if used == "cuda" else device)
+    return idx, sim, used
+
+
+# ----------------------------------------------------------------------------- weights and transfer
+def softmax_weights(sim: np.ndarray, temperature: float) -> np.ndarray:
+    """Row-wise softmax(sim / temperature) (float64, rows sum to 1)."""
+    if not temperature > 0:
+        raise InputError(f"temperature must be positive, got {temperature!r}")
+    z = sim.astype(np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    w = np.exp(z)
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def weights_matrix(idx: np.ndarray, w: np.ndarray, n_ref: int) -> sparse.csr_matrix:
+    """n_query x n_ref CSR with each query row's k weights."""
+    n, k = idx.shape
+    return sparse.csr_matrix((w.ravel(), idx.ravel(), np.arange(0, n * k + 1, k)), shape=(n, n_ref))
+
+
+def mixture(weights: sparse.csr_matrix, mean: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted mixture mean and SD of the neighbours' Gaussians (predictive variance + spread)."""
+    m = np.asarray(weights @ mean.astype(np.float64))
+    second = np.asarray(weights @ (sd.astype(np.float64) ** 2 + mean.astype(np.float64) ** 2))
+    return m.astype(np.float32), np.sqrt(np.maximum(second - m ** 2, 0.0)).astype(np.float32)
+
+
+def vote(weights: sparse.csr_matrix, labels: pd.Series) -> tuple[pd.Categorical, np.ndarray]:
+    """Weighted vote of `labels` (one per column of `weights`) for every row; rows with no weight get NaN.
+
+    Returns (winning label per row, its share of the row's weight)."""
+    codes, names = pd.factorize(labels.astype("string"), use_na_sentinel=True)
+    ok = codes >= 0
+    onehot = sparse.csr_matrix((np.ones(ok.sum()), (np.flatnonzero(ok), codes[ok])), shape=(len(codes), len(names)))
+    score = np.asarray((weights @ onehot).todense())
+    total = score.sum(axis=1)
+    best = score.argmax(axis=1)
+    share = np.where(total > 0, score[np.arange(len(best)), best] / np.where(total > 0, total, 1), np.nan)
+    cats = pd.Categorical.from_codes(np.where(total > 0, best, -1), categories=list(names))
+    return cats, share
+
+
+def _temperature(model, temperature: float | None) -> float:
+    if temperature is not None:
+        return float(temperature)
+    return float(np.exp(model.module.log_temperature.detach().cpu().item()))
+
+
+def spatial_cell_type_key(adata) -> str | None:
+    return adata.uns.get(K.UNS, {}).get(CELL_TYPE_KEY)
+
+
+def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | None = None,
+              all_proteins: bool = False, temperature: float | None = None, backend: str = "auto",
+              threads: int | None = None, rna_cell_type_key: str | None = None,
+              spatial_key: str = K.SPATIAL, block_size: int = QUERY_BLOCK, copy: bool = False):
+    """Map the scRNA-seq cells in `rna` onto the imaged cells in `spatial` and impute the imaged cells' proteome.
+
+    Writes the keys listed in the module docstring onto both AnnData objects (in place unless copy=True,
+    then returns (spatial, rna) copies). `rna_cell_type_key`: obs column of scRNA-seq labels (default
+    'cell_type' when present); spatial labels come from uns['scprospatial']['cell_type_key'].
+    """
+    if copy:
+        rna, spatial = rna.copy(), spatial.copy()
+    if spatial_key not in spatial.obsm:
+        raise InputError(f"no coordinates: obsm[{spatial_key!r}] is missing from the spatial input")
+    tau = _temperature(model, temperature)
+    model.predict(rna, proteins=proteins, all_proteins=all_proteins, copy=False)  # predict once per RNA cell
+    ref = np.ascontiguousarray(rna.obsm[K.EMBEDDING], dtype=np.float32)
+    query = model.embed_protein(spatial)
+    mean = rna.obsm[K.PROTEIN_PREDICTED].to_numpy(np.float32)
+    sd = rna.obsm[K.PROTEIN_PREDICTED_SD].to_numpy(np.float32)
+    names = list(rna.obsm[K.PROTEIN_PREDICTED].columns)
+    n = spatial.n_obs
+    out_mean, out_sd = np.empty((n, len(names)), np.float32), np.empty((n, len(names)), np.float32)
+    confidence = np.empty(n, np.float32)
+    blocks, used = [], None
+    starts = range(0, n, block_size)
+    for q0 in progress(starts, desc="map", total=len(starts), unit="block"):
+        rows = slice(q0, min(q0 + block_size, n))
+        idx, sim, used = topk_similarity(query[rows], ref, k, backend=backend, threads=threads, device=model.device)
+        w = softmax_weights(sim, tau)
+        wm = weights_matrix(idx, w, rna.n_obs)
+        out_mean[rows], out_sd[rows] = mixture(wm, mean, sd)
+        confidence[rows] = (w * sim).sum(axis=1)
+        blocks.append(wm)
+    weights = sparse.vstack(blocks, format="csr") if blocks else sparse.csr_matrix((0, rna.n_obs))
+    _write_spatial(spatial, names, out_mean, out_sd, confidence, query, rna.uns[K.PROTEIN_PREDICTED],
+                   {"backend": used, "k": int(k), "temperature": tau, "method": "joint-space top-k mapping",
+                    "n_rna_cells": int(rna.n_obs)})
+    _write_rna(rna, weights, np.asarray(spatial.obsm[spatial_key], dtype=np.float64))
+    _transfer_labels(rna, spatial, weights, rna_cell_type_key)
+    logger.info("mapped %d imaged cells onto %d scRNA-seq cells (k=%d, %s, temperature %.3g); median confidence "
+                "%.3f", n, rna.n_obs, k, used, tau, float(np.median(confidence)) if n else float("nan"))
+    return (spatial, rna) if copy else None
+
+
+def _write_spatial(spatial, names, mean, sd, confidence, emb, info: dict, extra: dict) -> None:
+    idx = spatial.obs_names
+    spatial.obsm[K.PROTEIN_PREDICTED] = pd.DataFrame(mean, index=idx, columns=names)
+    spatial.obsm[K.PROTEIN_PREDICTED_SD] = pd.DataFrame(sd, index=idx, columns=names)
+    spatial.obsm[K.EMBEDDING] = emb
+    spatial.obs[K.MAPPING_CONFIDENCE] = confidence
+    keep = ("model_id", "scale", "measured_in_training", "predicted_via_gene_link", "sd_scale", "coverage_nominal")
+    spatial.uns[K.PROTEIN_PREDICTED] = {**{k: info[k] for k in keep if k in info}, **extra}
+
+
+def _write_rna(rna, weights: sparse.csr_matrix, coords: np.ndarray) -> None:
+    received = np.asarray(weights.sum(axis=0)).ravel()
+    loc = np.asarray(weights.T @ coords)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loc = loc / received[:, None]
+    loc[received == 0] = np.nan
+    rna.obsm[K.MAPPED_LOCATION] = loc
+    rna.obs[MAPPING_WEIGHT] = received
+
+
+def _transfer_labels(rna, spatial, weights: sparse.csr_matrix, rna_key: str | None) -> None:
+    sp_key = spatial_cell_type_key(spatial)
+    if rna_key is not None and rna_key not in rna.obs:
+        raise InputError(f"rna_cell_type_key {rna_key!r} is not an obs column of the scRNA-seq input")
+    rna_key = rna_key or (RNA_CELL_TYPE_KEY if RNA_CELL_TYPE_KEY in rna.obs else None)
+    if sp_key is None or sp_key not in spatial.obs or rna_key is None:
+        logger.info("cell types not transferred: labels on the %s side are missing",
+                    "scRNA-seq" if rna_key is None else "spatial")
+        return
+    spatial.obs[MAPPED_CELL_TYPE], _ = vote(weights, rna.obs[rna_key])
+    rna.obs[MAPPED_CELL_TYPE], _ = vote(weights.T.tocsr(), spatial.obs[sp_key])
+
+
+def rna_output_path(out: str | os.PathLike) -> Path:
+    """`<out stem>.rna.h5ad` beside `out`: the scRNA-seq side of a mapping."""
+    out = Path(out)
+    return out.with_name(out.name[:-len(".h5ad")] + RNA_SUFFIX if out.name.endswith(".h5ad") else out.name + RNA_SUFFIX)
+
+
+def map_files(model, rna, spatial, out, *, k: int = 10, proteins: Sequence[str] | None = None,
+              all_proteins: bool = False, device: str = "auto", threads: int | None = None, backend: str = "auto",
+              seed: int = 0, temperature: float | None = None, rna_cell_type_key: str | None = None,
+              **overrides) -> Path:
+    """`scprospatial map`: read the scRNA-seq and spatial inputs (any supported layout; `overrides` are the
+    spatial table's format overrides), map, write `out` (imaged cells) and `<out stem>.rna.h5ad`
+    (scRNA-seq cells with mapped_location), both atomically. Returns `out`."""
+    from ..io import load, write_h5ad
+    from ..model import ScProSpatial
+    from .._settings import resolve_device, seed_everything, set_threads
+
+    set_threads(threads)
+    seed_everything(seed)
+    if not isinstance(model, ScProSpatial):
+        model = ScProSpatial.load(model, device=device)
+    else:
+        model._to(resolve_device(device))
+    rna_data = load(rna, kind="rna")
+    spatial_data = load(spatial, kind="spatial", **overrides)
+    if rna_data.n_obs < k:
+        raise InputError(f"k={k} neighbours need at least {k} scRNA-seq cells, got {rna_data.n_obs}", rna)
+    map_cells(model, rna_data, spatial_data, k=k, proteins=proteins, all_proteins=all_proteins,
+              temperature=temperature, backend=backend, threads=threads, rna_cell_type_key=rna_cell_type_key)
+    rna_path = rna_output_path(out)
+    write_h5ad(rna_data, rna_path)
+    return write_h5ad(spatial_data, out)

@@ -1,0 +1,212 @@
+"""Mapping scRNA-seq cells onto imaged cells: the blocked top-k kernel (vs brute force), the weights,
+mixture uncertainty, label and location transfer, block invariance, and a real MALT -> CyCIF run."""
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from scprospatial import _constants as K
+from scprospatial import _ext
+from scprospatial.errors import InputError
+from scprospatial.spatial import map_cells, map_files, rna_output_path, topk_similarity
+from scprospatial.spatial._mapping import MAPPED_CELL_TYPE, MAPPING_WEIGHT, mixture, softmax_weights, weights_matrix
+
+BACKENDS = ["torch"] + (["cpp"] if _ext.core() is not None else [])
+
+
+def brute_topk(q: np.ndarray, r: np.ndarray, k: int):
+    s = q.astype(np.float64) @ r.astype(np.float64).T
+    order = np.lexsort((np.broadcast_to(np.arange(len(r)), s.shape), -s), axis=1)[:, :k]
+    return order, np.take_along_axis(s, order, 1)
+
+
+def unit(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("nq,nr,dim,k", [(1, 5, 3, 5), (37, 300, 8, 1), (200, 5000, 64, 10), (70, 1100, 17, 33)])
+def test_topk_matches_brute_force(backend, nq, nr, dim, k):
+    rng = np.random.default_rng(nq + nr)
+    q, r = unit(rng.standard_normal((nq, dim))), unit(rng.standard_normal((nr, dim)))
+    idx, sim, used = topk_similarity(q, r, k, backend=backend, threads=2)
+    assert used == backend and idx.shape == sim.shape == (nq, k)
+    assert idx.dtype == np.int64 and sim.dtype == np.float32
+    bi, bs = brute_topk(q, r, k)
+    np.testing.assert_allclose(sim, bs, atol=1e-5)
+    # Indices agree except where float32 rounding swaps near-ties; those must still be as similar.
+    exact = q.astype(np.float64) @ r.astype(np.float64).T
+    np.testing.assert_allclose(np.take_along_axis(exact, idx, 1), bs, atol=1e-5)
+    assert (idx == bi).mean() > 0.99
+    assert (np.diff(sim, axis=1) <= 0).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_topk_ties_broken_by_index_and_duplicates(backend):
+    rng = np.random.default_rng(1)
+    base = unit(rng.standard_normal((50, 6)))
+    ref = np.concatenate([base, base, base])  # every reference row three times
+    idx, sim, _ = topk_similarity(base[:20], ref, 3, backend=backend)
+    np.testing.assert_array_equal(idx, np.arange(20)[:, None] + np.array([0, 50, 100]))
+    np.testing.assert_allclose(sim, 1.0, atol=1e-6)
+
+
+@pytest.mark.skipif(_ext.core() is None, reason="compiled extension not built")
+def test_cpp_topk_does_not_depend_on_threads_and_returns_fresh_arrays():
+    rng = np.random.default_rng(2)
+    q, r = rng.standard_normal((500, 16)).astype(np.float32), rng.standard_normal((3000, 16)).astype(np.float32)
+    a = topk_similarity(q, r, 7, backend="cpp", threads=1)
+    b = topk_similarity(q, r, 7, backend="cpp", threads=2)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])  # bit-identical: every sum runs in the same order
+    assert all(x.flags.c_contiguous and x.flags.owndata for x in a[:2])  # the kernel's own buffers, as allocated
+
+
+def test_topk_bad_input_is_an_input_error():
+    r = np.zeros((4, 3), np.float32)
+    with pytest.raises(InputError, match="k=5"):
+        topk_similarity(r, r, 5)
+    with pytest.raises(InputError, match="width"):
+        topk_similarity(np.zeros((2, 2)), r, 1)
+    with pytest.raises(InputError, match="non-finite"):
+        topk_similarity(np.full((2, 3), np.nan), r, 1)
+    with pytest.raises(InputError, match="backend"):
+        topk_similarity(r, r, 1, backend="gpu")
+
+
+def test_mixture_is_the_weighted_gaussian_mixture():
+    rng = np.random.default_rng(3)
+    mean, sd = rng.standard_normal((30, 4)), rng.uniform(0.1, 1.0, (30, 4))
+    idx = np.stack([rng.choice(30, 5, replace=False) for _ in range(8)])
+    w = softmax_weights(rng.uniform(-1, 1, (8, 5)), 0.1)
+    np.testing.assert_allclose(w.sum(1), 1.0)
+    m, s = mixture(weights_matrix(idx, w, 30), mean, sd)
+    for i in range(8):
+        mu, sig, wi = mean[idx[i]], sd[idx[i]], w[i][:, None]
+        ref_m = (wi * mu).sum(0)
+        ref_v = (wi * sig ** 2).sum(0) + (wi * (mu - ref_m) ** 2).sum(0)
+        np.testing.assert_allclose(m[i], ref_m, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(s[i], np.sqrt(ref_v), rtol=1e-4)
+    with pytest.raises(InputError, match="temperature"):
+        softmax_weights(np.zeros((1, 2)), 0.0)
+
+
+class StubModel:
+    """A model whose RNA embedding, protein embedding and predictions are given (hand-checkable mapping)."""
+
+    device = "cpu"
+
+    def __init__(self, rna_emb, prot_emb, mean, sd, names):
+        self.rna_emb, self.prot_emb, self.mean, self.sd, self.names = rna_emb, prot_emb, mean, sd, names
+        self.module = torch.nn.Module()
+        self.module.log_temperature = torch.nn.Parameter(torch.tensor(np.log(0.1)))
+
+    def predict(self, adata, *, proteins=None, all_proteins=False, copy=True):
+        adata.obsm[K.PROTEIN_PREDICTED] = pd.DataFrame(self.mean, index=adata.obs_names, columns=self.names)
+        adata.obsm[K.PROTEIN_PREDICTED_SD] = pd.DataFrame(self.sd, index=adata.obs_names, columns=self.names)
+        adata.obsm[K.EMBEDDING] = self.rna_emb
+        adata.uns[K.PROTEIN_PREDICTED] = {"model_id": "stub", "scale": "clr", "measured_in_training": self.names[:1]}
+
+    def embed_protein(self, adata):
+        return self.prot_emb
+
+
+@pytest.fixture
+def stub_case():
+    """40 scRNA-seq cells of 4 types (types cluster in the embedding); 100 imaged cells each a noisy copy
+    of one scRNA-seq cell, placed in a block per type."""
+    rng = np.random.default_rng(4)
+    n_rna, n_sp = 40, 100
+    types = np.repeat(np.arange(4), 10)
+    centres = unit(rng.standard_normal((4, 16)) * 3)
+    rna_emb = unit(centres[types] + 0.2 * rng.standard_normal((n_rna, 16)))
+    src = rng.integers(0, n_rna, n_sp)
+    prot_emb = unit(rna_emb[src] + 0.01 * rng.standard_normal((n_sp, 16)))
+    mean = np.stack([types * 1.0, -types * 2.0], 1).astype(np.float32) + rng.normal(0, 0.1, (n_rna, 2)).astype(np.float32)
+    sd = np.full((n_rna, 2), 0.5, np.float32)
+    coords = np.stack([types[src] * 100.0 + rng.uniform(0, 10, n_sp), rng.uniform(0, 10, n_sp)], 1)
+    names = ["CD3", "CD19"]
+    rna = ad.AnnData(np.zeros((n_rna, 1), np.float32), obs=pd.DataFrame(
+        {"cell_type": pd.Categorical([f"T{t}" for t in types])}, index=[f"r{i}" for i in range(n_rna)]))
+    sp = ad.AnnData(np.zeros((n_sp, 1), np.float32), obs=pd.DataFrame(
+        {"ClusterName": pd.Categorical([f"S{t}" for t in types[src]])}, index=[f"s{i}" for i in range(n_sp)]))
+    sp.obsm[K.SPATIAL] = coords
+    sp.uns[K.UNS] = {"cell_type_key": "ClusterName"}
+    return StubModel(rna_emb, prot_emb, mean, sd, names), rna, sp, src, types
+
+
+def test_map_cells_outputs_and_hand_checkable_values(stub_case):
+    model, rna, sp, src, types = stub_case
+    map_cells(model, rna, sp, k=5, temperature=0.01)
+    pred = sp.obsm[K.PROTEIN_PREDICTED]
+    assert list(pred.columns) == ["CD3", "CD19"] and (pred.index == sp.obs_names).all()
+    # Every imaged cell lands among its own type's scRNA-seq cells: its imputed CD3 is that type's level.
+    np.testing.assert_allclose(pred["CD3"], types[src], atol=0.5)
+    assert (sp.obsm[K.PROTEIN_PREDICTED_SD].to_numpy() >= 0.5 - 1e-5).all()  # never below the neighbours' SD
+    assert sp.obs[K.MAPPING_CONFIDENCE].between(0.9, 1.0 + 1e-6).all()
+    assert sp.obsm[K.EMBEDDING].shape == (100, 16)
+    info = sp.uns[K.PROTEIN_PREDICTED]
+    assert info["k"] == 5 and info["model_id"] == "stub" and info["measured_in_training"] == ["CD3"]
+    assert info["backend"] in ("cpp", "torch") and info["temperature"] == pytest.approx(0.01)
+    # Labels both ways (type t <-> S t) and locations: scRNA-seq cells of type t sit in block t.
+    np.testing.assert_array_equal(sp.obs[MAPPED_CELL_TYPE].astype(str), [f"T{t}" for t in types[src]])
+    chosen = rna.obs[MAPPING_WEIGHT].to_numpy() > 0
+    np.testing.assert_array_equal(rna.obs[MAPPED_CELL_TYPE][chosen].astype(str), [f"S{t}" for t in types[chosen]])
+    loc = rna.obsm[K.MAPPED_LOCATION]
+    assert np.isnan(loc[~chosen]).all() and (np.abs(loc[chosen, 0] // 100 - types[chosen]) == 0).all()
+    np.testing.assert_allclose(rna.obs[MAPPING_WEIGHT].sum(), sp.n_obs)  # each imaged cell gives weight 1
+
+
+def test_default_temperature_is_the_models_and_blocks_do_not_change_results(stub_case):
+    model, rna, sp, _, _ = stub_case
+    a_sp, _ = map_cells(model, rna, sp, k=7, copy=True)
+    b_sp, b_rna = map_cells(model, rna, sp, k=7, block_size=9, copy=True, backend="torch")
+    assert a_sp.uns[K.PROTEIN_PREDICTED]["temperature"] == pytest.approx(0.1)
+    np.testing.assert_allclose(a_sp.obsm[K.PROTEIN_PREDICTED], b_sp.obsm[K.PROTEIN_PREDICTED], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a_sp.obs[K.MAPPING_CONFIDENCE], b_sp.obs[K.MAPPING_CONFIDENCE], atol=1e-6)
+    assert K.PROTEIN_PREDICTED not in sp.obsm  # copy=True left the input alone
+
+
+def test_missing_labels_skip_transfer_and_bad_key_is_an_error(stub_case):
+    model, rna, sp, _, _ = stub_case
+    del rna.obs["cell_type"]
+    map_cells(model, rna, sp, k=3)
+    assert MAPPED_CELL_TYPE not in sp.obs and K.MAPPED_LOCATION in rna.obsm
+    with pytest.raises(InputError, match="not an obs column"):
+        map_cells(model, rna, sp, k=3, rna_cell_type_key="nope")
+
+
+def test_rna_output_path():
+    assert rna_output_path("x/codex_mapped.h5ad").name == "codex_mapped.rna.h5ad"
+
+
+# ----------------------------------------------------------------------------- real data
+def test_malt_rna_onto_cycif_end_to_end(shared_data, tmp_path):
+    """A tiny model trained on 300 MALT cells maps the MALT query RNA onto the CyCIF table."""
+    from scprospatial.io import load
+    from scprospatial.model import ModelConfig, ScProSpatial
+
+    torch.set_num_threads(1)
+    malt = load(shared_data / "citeseq" / "malt_10k_train_1000cells.h5ad")[:300].copy()
+    cfg = ModelConfig(n_hvg=200, d_model=16, d_joint=8, d_hidden=16, n_blocks=1, batch_size=64,
+                      epochs_pretrain=1, epochs_align=2, epochs_translate=2)
+    model = ScProSpatial.setup([malt], cfg, seed=0)
+    model.train([malt], seed=0, device="cpu")
+    ckpt = model.save(tmp_path / "model.pt")
+    query = shared_data / "citeseq" / "malt_10k_query_1100cells_rna_only.h5ad"
+    out = map_files(ckpt, query, shared_data / "spatial" / "cycif_scimap_example.csv", tmp_path / "cycif.h5ad",
+                    k=10, device="cpu", threads=1)
+    sp, rna = ad.read_h5ad(out), ad.read_h5ad(rna_output_path(out))
+    assert sp.n_obs == 3029 and rna.n_obs == 1100
+    pred = sp.obsm[K.PROTEIN_PREDICTED]
+    assert list(pred.columns) == model.vocab.measured and np.isfinite(pred.to_numpy()).all()
+    assert (sp.obsm[K.PROTEIN_PREDICTED_SD].to_numpy() > 0).all()
+    assert sp.obs[K.MAPPING_CONFIDENCE].between(-1, 1).all()
+    assert sp.uns[K.PROTEIN_PREDICTED]["k"] == 10
+    chosen = rna.obs[MAPPING_WEIGHT].to_numpy() > 0
+    assert chosen.any() and np.isfinite(rna.obsm[K.MAPPED_LOCATION][chosen]).all()
+    lo, hi = sp.obsm[K.SPATIAL].min(0), sp.obsm[K.SPATIAL].max(0)
+    assert ((rna.obsm[K.MAPPED_LOCATION][chosen] >= lo - 1e-6) & (rna.obsm[K.MAPPED_LOCATION][chosen] <= hi + 1e-6)).all()
