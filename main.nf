@@ -9,6 +9,7 @@ include { PREPARE       } from './modules/local/prepare'
 include { TRAIN         } from './modules/local/train'
 include { IMPUTE        } from './modules/local/impute'
 include { SPATIAL_GRAPH } from './modules/local/spatial_graph'
+include { REPORT        } from './modules/local/report'
 
 def samplesheetRows(sheet) {
     def base = sheet.parent
@@ -59,6 +60,15 @@ workflow {
 
     SPATIAL_GRAPH(ch_prepared.spatial)
     ch_versions = ch_versions.mix(SPATIAL_GRAPH.out.versions)
+
+    ch_model_files = params.model ? ch_model : TRAIN.out.model.mix(TRAIN.out.metrics, TRAIN.out.curves)
+    REPORT(
+        PREPARE.out.h5ad.map { _meta, h5ad -> h5ad }.collect(),
+        ch_model_files.collect(),
+        IMPUTE.out.h5ad.map { _meta, h5ad -> h5ad }.collect().ifEmpty([]),
+        SPATIAL_GRAPH.out.h5ad.map { _meta, h5ad -> h5ad }.collect().ifEmpty([])
+    )
+    ch_versions = ch_versions.mix(REPORT.out.versions)
 
     ch_versions.unique().collectFile(name: 'software_versions.yml', storeDir: "${params.outdir}/pipeline_info")
 }

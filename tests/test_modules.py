@@ -44,11 +44,13 @@ def render(module: str, values: dict[str, object]) -> str:
     return command.replace("\\$", "$").replace('\\\\"', '\\"')
 
 
-def run_task(module: str, workdir: Path, staged: list[Path], values: dict[str, object]) -> Path:
-    """Stage inputs by name into a fresh work folder and run the rendered script with bash."""
+def run_task(module: str, workdir: Path, staged: list[Path | tuple[Path, str]], values: dict[str, object]) -> Path:
+    """Stage inputs by name (or as (path, 'folder/')) into a fresh work folder and run the script with bash."""
     workdir.mkdir(parents=True)
-    for src in staged:
-        os.symlink(src, workdir / src.name)
+    for item in staged:
+        src, folder = item if isinstance(item, tuple) else (item, "")
+        (workdir / folder).mkdir(parents=True, exist_ok=True)
+        os.symlink(src, workdir / folder / src.name)
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(REPO / "bin"), str(Path(sys.executable).parent), env["PATH"]])
     command = render(module, {"task.cpus": 1, "task.process": module.upper(), **values})
@@ -61,7 +63,7 @@ def run_task(module: str, workdir: Path, staged: list[Path], values: dict[str, o
 
 
 def test_every_module_is_exercised():
-    assert {p.name for p in MODULES.iterdir() if p.is_dir()} == {"prepare", "train", "impute", "spatial_graph"}
+    assert {p.name for p in MODULES.iterdir() if p.is_dir()} == {"prepare", "train", "impute", "spatial_graph", "report"}
 
 
 def _chain(tmp_path: Path, rows: list[tuple[str, str, list[Path]]], train_args: str) -> dict:
@@ -93,6 +95,13 @@ def _chain(tmp_path: Path, rows: list[tuple[str, str, list[Path]]], train_args: 
             wd = run_task("spatial_graph", tmp_path / f"graph_{sample_id}", [path],
                           {"spatial": path.name, "prefix": sample_id, "args": "--method knn --k 10"})
             results[sample_id] = wd / f"{sample_id}.graph.h5ad"
+
+    model_files = [model, *sorted((model.parent).glob("*.json")), *sorted(model.parent.glob("*.csv"))]
+    staged = ([(p, "prepared") for _, p in prepared.values()] + [(p, "model") for p in model_files]
+              + [(p, "imputed" if p.name.endswith(".imputed.h5ad") else "spatial") for p in results.values()])
+    wd = run_task("report", tmp_path / "report", staged, {"args": ""})
+    html = (wd / "report" / "report.html").read_text()
+    assert "Imputed proteins" in html and "Spatial samples" in html and "Training curves" in html
     return results
 
 

@@ -127,11 +127,21 @@ def _spatial_graph(args):
     print(path)
 
 
+def _map(args):
+    from .spatial import map_files
+
+    path = map_files(args.model, args.rna, args.spatial, args.out, k=args.k, proteins=args.proteins,
+                     all_proteins=args.all_proteins, device=args.device, threads=args.threads,
+                     backend=args.backend, seed=args.seed, **_format_overrides(args))
+    print(path)
+
+
 def _evaluate(args):
     from .evaluate import evaluate_files
 
     path = evaluate_files(args.inputs, args.outdir, split=args.split, seeds=args.n_seeds, methods=args.methods,
-                          seed=args.seed, device=args.device, threads=args.threads, epochs=args.epochs)
+                          seed=args.seed, device=args.device, threads=args.threads, epochs=args.epochs,
+                          predictions=args.predictions, cell_type_key=args.cell_type_key)
     print(path)
 
 
@@ -141,6 +151,13 @@ def _run(args):
     path = run_samplesheet(args.samplesheet, args.outdir, model=args.model, seed=args.seed, device=args.device,
                            threads=args.threads, epochs=args.epochs, force=args.force)
     print(path)
+
+
+def _report(args):
+    from .report import build_report
+
+    out = args.out or f"{args.results}/report/report.html"
+    print(build_report(args.results, out, truth=args.truth))
 
 
 def _demo(args):
@@ -205,6 +222,18 @@ def _add_spatial_graph(p):
     p.add_argument("--backend", choices=("auto", "cpp", "cuda", "scipy"), default="auto", help="kernel backend")
 
 
+def _add_map(p):
+    p.add_argument("--model", required=True, help="checkpoint written by `scprospatial train` (model.pt)")
+    p.add_argument("--rna", required=True, help="scRNA-seq cells to map (any supported layout)")
+    p.add_argument("--spatial", required=True, help="spatial proteomics cell table or prepared .h5ad")
+    p.add_argument("--out", required=True, help="output .h5ad: imaged cells with the imputed proteome")
+    p.add_argument("--k", type=int, default=10, help="scRNA-seq neighbours per imaged cell (default 10)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--proteins", type=_csv_list, default=None, help="comma-separated proteins (default: training panel)")
+    g.add_argument("--all-proteins", action="store_true", help="every vocabulary protein linked to a model gene")
+    p.add_argument("--backend", choices=("auto", "cpp", "cuda", "torch"), default="auto", help="top-k search backend")
+
+
 def _add_evaluate(p):
     p.add_argument("inputs", nargs="+", metavar="CITESEQ", help="paired cohorts; cross-cohort trains on the first")
     p.add_argument("--outdir", required=True, help="folder for metrics tables")
@@ -213,6 +242,9 @@ def _add_evaluate(p):
     p.add_argument("--n-seeds", type=int, default=5, help="repeats of the random split (default 5)")
     p.add_argument("--methods", type=_csv_list, default=None, help="methods to run (default: model and all baselines)")
     p.add_argument("--epochs", type=int, default=None, help="override the model's epochs")
+    p.add_argument("--cell-type-key", default=None,
+                   help="obs column of cell types for leave-type-out (default: Leiden clusters of the RNA)")
+    p.add_argument("--predictions", action="store_true", help="also write every prediction (predictions.csv.gz)")
 
 
 def _add_run(p):
@@ -221,6 +253,12 @@ def _add_run(p):
     p.add_argument("--model", default=None, help="start from a trained checkpoint: only impute and map")
     p.add_argument("--epochs", type=int, default=None, help="override the model's epochs")
     p.add_argument("--force", action="store_true", help="re-run every step even when its outputs are up to date")
+
+
+def _add_report(p):
+    p.add_argument("results", metavar="RESULTS_DIR", help="an output folder of `scprospatial run` or the pipeline")
+    p.add_argument("--out", default=None, help="HTML file to write (default RESULTS_DIR/report/report.html)")
+    p.add_argument("--truth", default=None, help="ground-truth folder of a simulated cohort (adds accuracy tables)")
 
 
 def _add_demo(p):
@@ -243,11 +281,16 @@ SUBCOMMANDS: dict[str, tuple[Callable, str, str, Callable, tuple[str, ...]]] = {
     "spatial-graph": (_spatial_graph, "build a spatial neighbour graph over cell coordinates",
                       "scprospatial spatial-graph codex.csv --out codex_graph.h5ad --method knn --k 10",
                       _add_spatial_graph, ("format",)),
+    "map": (_map, "map scRNA-seq cells onto a spatial proteomics sample and impute its proteome",
+            "scprospatial map --model model/model.pt --rna query.h5ad --spatial codex.csv --out codex_mapped.h5ad --k 10",
+            _add_map, ("format",)),
     "evaluate": (_evaluate, "benchmark the model against baselines on held-out cells",
                  "scprospatial evaluate prepared/malt.h5ad --outdir eval --split random --n-seeds 5",
                  _add_evaluate, ()),
     "run": (_run, "run every step of a samplesheet on this machine (no Nextflow needed)",
             "scprospatial run --samplesheet samplesheet.csv --outdir results", _add_run, ()),
+    "report": (_report, "write the self-contained HTML report of a results folder",
+               "scprospatial report results --out results/report/report.html", _add_report, ()),
     "demo": (_demo, "simulate a small cohort and run the whole pipeline on it",
              "scprospatial demo --outdir demo_results", _add_demo, ()),
 }
