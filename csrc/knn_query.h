@@ -160,4 +160,23 @@ SCP_HD inline void knn_query(const GridView& g, int64_t s, Candidates& c) {
   }
 }
 
+// Solve grid position s and write its row at the point's original index (CPU and CUDA drivers alike).
+template <int DIM, class I, class D>
+SCP_HD inline void knn_row(const GridView& g, int64_t s, Candidates& c, bool include_self, I* indices, D* distances) {
+  reset(c);
+  knn_query<DIM>(g, s, c);
+  const int64_t width = c.k + (include_self ? 1 : 0);
+  const int64_t i = g.order[s];
+  I* oi = indices + i * width;
+  D* od = distances + i * width;
+  if (include_self) {
+    *oi++ = static_cast<I>(i);
+    *od++ = D(0);
+  }
+  for (int t = 0; t < c.k; ++t) {
+    oi[t] = static_cast<I>(c.id[t]);
+    od[t] = static_cast<D>(sqrt(c.d2[t]));
+  }
+}
+
 }  // namespace scp

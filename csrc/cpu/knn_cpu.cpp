@@ -18,26 +18,11 @@ namespace {
 
 template <int DIM, class I, class D>
 void rows(const GridView& g, int k, bool include_self, int threads, I* indices, D* distances) {
-  const int64_t width = k + (include_self ? 1 : 0);
   parallel_for(0, g.n, 4096, threads, [&](int64_t lo, int64_t hi) {
     std::vector<double> d2(k);
     std::vector<int64_t> id(k);
-    for (int64_t s = lo; s < hi; ++s) {
-      Candidates c{d2.data(), id.data(), k};
-      reset(c);
-      knn_query<DIM>(g, s, c);
-      const int64_t i = g.order[s];
-      I* oi = indices + i * width;
-      D* od = distances + i * width;
-      if (include_self) {
-        *oi++ = static_cast<I>(i);
-        *od++ = D(0);
-      }
-      for (int t = 0; t < k; ++t) {
-        oi[t] = static_cast<I>(id[t]);
-        od[t] = static_cast<D>(std::sqrt(d2[t]));
-      }
-    }
+    Candidates c{d2.data(), id.data(), k};
+    for (int64_t s = lo; s < hi; ++s) knn_row<DIM>(g, s, c, include_self, indices, distances);
   });
 }
 

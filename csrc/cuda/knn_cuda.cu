@@ -36,20 +36,7 @@ __global__ void knn_kernel(GridView g, int k, bool include_self, I* indices, D* 
   double d2[kCudaMaxK];
   int64_t id[kCudaMaxK];
   Candidates c{d2, id, k};
-  reset(c);
-  knn_query<DIM>(g, s, c);
-  const int64_t width = k + (include_self ? 1 : 0);
-  const int64_t i = g.order[s];
-  I* oi = indices + i * width;
-  D* od = distances + i * width;
-  if (include_self) {
-    *oi++ = static_cast<I>(i);
-    *od++ = D(0);
-  }
-  for (int t = 0; t < k; ++t) {
-    oi[t] = static_cast<I>(id[t]);
-    od[t] = static_cast<D>(sqrt(d2[t]));
-  }
+  knn_row<DIM>(g, s, c, include_self, indices, distances);
 }
 
 }  // namespace
