@@ -1,0 +1,311 @@
+"""Spatial statistics on one precomputed neighbour graph: neighbourhood enrichment, Moran's I, niche composition.
+
+Every statistic reads obsp['spatial_connectivities'] (built by `spatial_neighbors` when absent), so all
+of them describe the same neighbourhoods. With a `library_key` each sample is analysed on its own
+(edges between samples are ignored) and the tables carry a `library` column ('all' = pooled).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import sparse, stats
+
+from .. import _constants as K
+from .._logging import logger
+from ..errors import InputError
+
+ALL = "all"                      # library label of pooled results
+PERM_BATCH_EDGES = 20_000_000    # edges x permutations counted per vectorised batch (bounds memory)
+SOURCES = {"measured": K.PROTEIN, "predicted": K.PROTEIN_PREDICTED}
+NICHE = "niche_composition"      # obsm (per cell) and uns suffix (per cell type)
+MORAN = "moranI"                 # uns: squidpy's key for Moran's I
+
+
+def enrichment_key(cluster_key: str) -> str:
+    return f"{cluster_key}_nhood_enrichment"  # squidpy's key
+
+
+def connectivities(adata, *, connectivity_key: str = K.SPATIAL_CONNECTIVITIES) -> sparse.csr_matrix:
+    """The stored graph as binary CSR without self-loops, or MissingStepError."""
+    from ..errors import MissingStepError
+
+    if connectivity_key not in adata.obsp:
+        raise MissingStepError(f"no spatial graph: obsp[{connectivity_key!r}] is missing (run spatial-graph)")
+    a = sparse.csr_matrix(adata.obsp[connectivity_key], copy=True)
+    a.setdiag(0)
+    a.eliminate_zeros()
+    a.data[:] = 1.0
+    return a
+
+
+def _codes(adata, key: str) -> tuple[np.ndarray, list[str]]:
+    if key not in adata.obs:
+        raise InputError(f"cluster key {key!r} is not an obs column")
+    labels = adata.obs[key]
+    codes, names = pd.factorize(labels.astype("string"), sort=True, use_na_sentinel=True)
+    return codes, [str(n) for n in names]
+
+
+def _libraries(adata, library_key: str | None) -> list[tuple[str, np.ndarray]]:
+    """(name, cell indices) per library, pooled first."""
+    parts = [(ALL, np.arange(adata.n_obs))]
+    if library_key is not None:
+        if library_key not in adata.obs:
+            raise InputError(f"library_key {library_key!r} is not an obs column")
+        lib = adata.obs[library_key].astype(str).to_numpy()
+        parts += [(name, np.flatnonzero(lib == name)) for name in pd.unique(lib)]
+    return parts
+
+
+# ----------------------------------------------------------------------------- neighbourhood enrichment
+def _pair_counts(codes: np.ndarray, rows: np.ndarray, cols: np.ndarray, n_types: int) -> np.ndarray:
+    """Edges from type a to type b, for one labelling (n,) or a batch of labellings (B, n)."""
+    codes = np.atleast_2d(codes)
+    b = codes.shape[0]
+    flat = codes[:, rows] * n_types + codes[:, cols] + (np.arange(b) * n_types * n_types)[:, None]
+    return np.bincount(flat.ravel(), minlength=b * n_types * n_types).reshape(b, n_types, n_types)
+
+
+def enrichment_zscores(codes: np.ndarray, graph: sparse.csr_matrix, n_types: int, *, n_perms: int,
+                       rng: np.random.Generator, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(count, zscore): edges between types and their z-score against `n_perms` label permutations
+    (within `groups` when given). Cells with a missing label (code -1) and their edges are left out."""
+    coo = graph.tocoo()
+    keep = (codes[coo.row] >= 0) & (codes[coo.col] >= 0)
+    rows, cols = coo.row[keep], coo.col[keep]
+    count = _pair_counts(codes, rows, cols, n_types)[0]
+    labelled = np.flatnonzero(codes >= 0)
+    group_ids = np.zeros(len(codes), np.int64) if groups is None else groups
+    members = [labelled[group_ids[labelled] == g] for g in np.unique(group_ids[labelled])]
+    total, total_sq = np.zeros((n_types, n_types)), np.zeros((n_types, n_types))
+    batch = max(1, min(n_perms, PERM_BATCH_EDGES // max(len(rows), 1)))
+    for start in range(0, n_perms, batch):
+        b = min(batch, n_perms - start)
+        perm = np.repeat(codes[None, :], b, axis=0)
+        for idx in members:
+            perm[:, idx] = rng.permuted(np.repeat(codes[idx][None, :], b, axis=0), axis=1)
+        c = _pair_counts(perm, rows, cols, n_types).astype(np.float64)
+        total += c.sum(0)
+        total_sq += (c ** 2).sum(0)
+    mean = total / n_perms
+    sd = np.sqrt(np.maximum(total_sq / n_perms - mean ** 2, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(sd > 0, (count - mean) / np.where(sd > 0, sd, 1.0), np.nan)
+    return count, z
+
+
+def nhood_enrichment(adata, *, cluster_key: str, n_perms: int = 1000, seed: int = 0, library_key: str | None = None,
+                     connectivity_key: str = K.SPATIAL_CONNECTIVITIES, copy: bool = False):
+    """Neighbourhood enrichment z-scores between cell types (as squidpy.gr.nhood_enrichment).
+
+    count[a, b] = graph edges from a cell of type a to one of type b; z = (count - mean) / sd over
+    `n_perms` seeded permutations of the labels (within each library when `library_key` is given).
+    Writes uns['{cluster_key}_nhood_enrichment'] = {'zscore', 'count', 'categories', 'n_perms', 'seed'}.
+    """
+    adata = adata.copy() if copy else adata
+    if n_perms < 1:
+        raise InputError(f"n_perms must be at least 1, got {n_perms}")
+    codes, names = _codes(adata, cluster_key)
+    groups = None
+    if library_key is not None:
+        groups = pd.factorize(adata.obs[library_key].astype(str))[0]
+    count, z = enrichment_zscores(codes, connectivities(adata, connectivity_key=connectivity_key), len(names),
+                                  n_perms=n_perms, rng=np.random.default_rng(seed), groups=groups)
+    adata.uns[enrichment_key(cluster_key)] = {"zscore": z, "count": count, "categories": np.array(names),
+                                              "n_perms": int(n_perms), "seed": int(seed)}
+    return adata if copy else None
+
+
+# ----------------------------------------------------------------------------- Moran's I
+def morans_i(values: np.ndarray, graph: sparse.csr_matrix) -> pd.DataFrame:
+    """Moran's I of every column of `values` (n x p) on row-standardised `graph`, with the analytical
+    variance under the normality assumption and two-sided p-values (as esda's `p_norm`, two-tailed).
+
+    I = n / S0 * z'Wz / z'z, E[I] = -1/(n-1), Var = (n^2 S1 - n S2 + 3 S0^2) / ((n^2 - 1) S0^2) - E[I]^2.
+    Cells without neighbours keep an empty row. Constant columns give NaN.
+    """
+    n = values.shape[0]
+    deg = np.asarray(graph.sum(axis=1)).ravel()
+    w = sparse.diags(np.where(deg > 0, 1.0 / np.where(deg > 0, deg, 1.0), 0.0)) @ graph
+    w = sparse.csr_matrix(w)
+    s0 = w.sum()
+    wt = w.T.tocsr()
+    s1 = 0.5 * ((w + wt).power(2)).sum()
+    s2 = float(((np.asarray(w.sum(axis=1)).ravel() + np.asarray(w.sum(axis=0)).ravel()) ** 2).sum())
+    z = values.astype(np.float64) - values.mean(axis=0, dtype=np.float64)
+    num = (z * (w @ z)).sum(axis=0)
+    den = (z ** 2).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        i = np.where(den > 0, n / s0 * num / np.where(den > 0, den, 1.0), np.nan)
+    expected = -1.0 / (n - 1)
+    var = (n * n * s1 - n * s2 + 3 * s0 * s0) / ((n * n - 1) * s0 * s0) - expected ** 2
+    zscore = (i - expected) / np.sqrt(var)
+    p = 2 * stats.norm.sf(np.abs(zscore))
+    return pd.DataFrame({"I": i, "expected_I": expected, "var_norm": var, "z": zscore, "pval_norm": p})
+
+
+def _bh(p: np.ndarray) -> np.ndarray:
+    out = np.full_like(p, np.nan, dtype=np.float64)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = stats.false_discovery_control(p[ok], method="bh")
+    return out
+
+
+def protein_tables(adata, proteins=None) -> dict[str, pd.DataFrame]:
+    """Per source ('measured' obsm['protein'], 'predicted' obsm['protein_predicted']) the frame of the
+    requested proteins present there (all when `proteins` is None)."""
+    out = {}
+    for source, key in SOURCES.items():
+        if key not in adata.obsm:
+            continue
+        frame = pd.DataFrame(adata.obsm[key])
+        cols = list(frame.columns) if proteins is None else [p for p in proteins if p in frame.columns]
+        if cols:
+            out[source] = frame[cols]
+    if proteins is not None:
+        found = set().union(*(f.columns for f in out.values())) if out else set()
+        missing = [p for p in proteins if p not in found]
+        if missing:
+            raise InputError(f"protein(s) {', '.join(missing)} neither measured nor imputed in this input")
+    return out
+
+
+def spatial_autocorr(adata, *, proteins=None, library_key: str | None = None,
+                     connectivity_key: str = K.SPATIAL_CONNECTIVITIES, copy: bool = False):
+    """Moran's I per protein, measured and imputed, per library; BH-corrected p-values within each
+    (library, source). Writes uns['moranI'] (a long DataFrame: library, source, protein, I, ... )."""
+    adata = adata.copy() if copy else adata
+    graph = connectivities(adata, connectivity_key=connectivity_key)
+    tables = protein_tables(adata, proteins)
+    rows = []
+    for lib, cells in _libraries(adata, library_key):
+        sub = graph[cells][:, cells]
+        for source, frame in tables.items():
+            res = morans_i(frame.to_numpy(np.float64)[cells], sub)
+            res.insert(0, "protein", list(frame.columns))
+            res.insert(0, "source", source)
+            res.insert(0, "library", lib)
+            res["pval_norm_fdr_bh"] = _bh(res["pval_norm"].to_numpy())
+            rows.append(res)
+    table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    table.index = table.index.astype(str)
+    adata.uns[MORAN] = table
+    return adata if copy else None
+
+
+# ----------------------------------------------------------------------------- niche composition
+def niche_composition(adata, *, cluster_key: str, library_key: str | None = None,
+                      connectivity_key: str = K.SPATIAL_CONNECTIVITIES, copy: bool = False):
+    """Fraction of each cell's graph neighbours of every type (obsm['niche_composition'], DataFrame) and
+    its mean per centre cell type (uns['{cluster_key}_niche_composition'], long DataFrame per library)."""
+    adata = adata.copy() if copy else adata
+    codes, names = _codes(adata, cluster_key)
+    graph = connectivities(adata, connectivity_key=connectivity_key)
+    ok = codes >= 0
+    onehot = sparse.csr_matrix((np.ones(ok.sum()), (np.flatnonzero(ok), codes[ok])), shape=(len(codes), len(names)))
+    counts = np.asarray((graph @ onehot).todense())
+    total = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(total > 0, counts / np.where(total > 0, total, 1), np.nan)
+    adata.obsm[NICHE] = pd.DataFrame(frac, index=adata.obs_names, columns=names)
+    parts = []
+    for lib, cells in _libraries(adata, library_key):
+        sub = pd.DataFrame(frac[cells], columns=names)
+        sub["cell_type"] = pd.Categorical.from_codes(codes[cells], categories=names)
+        mean = sub.groupby("cell_type", observed=False).mean()
+        mean.insert(0, "n_cells", np.bincount(codes[cells][codes[cells] >= 0], minlength=len(names)))
+        mean.insert(0, "library", lib)
+        parts.append(mean.reset_index())
+    table = pd.concat(parts, ignore_index=True)
+    table = table[["library", "cell_type", "n_cells", *names]]
+    table.index = table.index.astype(str)
+    table["cell_type"] = table["cell_type"].astype(str)
+    adata.uns[f"{cluster_key}_{NICHE}"] = table
+    logger.info("niche composition: %d cell types, %.1f neighbours per cell", len(names), float(total.mean()))
+    return adata if copy else None
+
+
+# ----------------------------------------------------------------------------- file level
+def _enrichment_table(adata, cluster_key: str, library_key: str | None, n_perms: int, seed: int) -> pd.DataFrame:
+    """Long table (library, cluster_a, cluster_b, count, zscore): pooled from uns, then each library alone."""
+    res = adata.uns[enrichment_key(cluster_key)]
+    codes, names = _codes(adata, cluster_key)
+    graph = connectivities(adata)
+    frames = []
+    for i, (lib, cells) in enumerate(_libraries(adata, library_key)):
+        if lib == ALL:
+            count, z = res["count"], res["zscore"]
+        else:
+            count, z = enrichment_zscores(codes[cells], graph[cells][:, cells], len(names), n_perms=n_perms,
+                                          rng=np.random.default_rng([seed, i]))
+        a, b = np.meshgrid(names, names, indexing="ij")
+        frames.append(pd.DataFrame({"library": lib, "cluster_a": a.ravel(), "cluster_b": b.ravel(),
+                                    "count": count.ravel(), "zscore": z.ravel()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _figure_proteins(adata, proteins, moran: pd.DataFrame, limit: int = 4) -> list[str]:
+    """Requested proteins, else those both measured and imputed (highest imputed Moran's I first)."""
+    if proteins is not None:
+        return list(proteins)[:limit]
+    if moran.empty:
+        return []
+    pooled = moran[moran["library"] == ALL].sort_values("I", ascending=False)
+    by_source = {s: list(pooled.loc[pooled["source"] == s, "protein"]) for s in SOURCES}
+    both = [p for p in by_source["predicted"] if p in set(by_source["measured"])]
+    return (both or by_source["predicted"] or by_source["measured"])[:limit]
+
+
+def spatial_stats_file(input, outdir, *, cluster_key: str | None = None, proteins=None, n_perms: int = 1000,
+                       library_key: str | None = None, seed: int = 0, threads: int | None = None):
+    """`scprospatial spatial-stats`: statistics of one spatial .h5ad on one graph (built when absent).
+
+    Writes into `outdir`: nhood_enrichment.csv, niche_composition.csv (when cell types are known),
+    moran.csv, nhood_enrichment.png, protein_maps.png and `<stem>.stats.h5ad` (the input with every
+    result). cluster_key defaults to uns['scprospatial']['cell_type_key']. Returns the .h5ad path.
+    """
+    from pathlib import Path
+
+    from .._settings import set_threads
+    from ..io import load, write_h5ad, write_table
+    from ._figures import enrichment_heatmap, protein_maps
+    from ._mapping import spatial_cell_type_key
+    from ._neighbors import spatial_neighbors
+
+    set_threads(threads)
+    outdir = Path(outdir)
+    adata = load(input, kind="spatial")
+    if K.SPATIAL_CONNECTIVITIES not in adata.obsp:
+        logger.info("%s has no spatial graph: building a 10-nearest-neighbour graph", input)
+        spatial_neighbors(adata, library_key=library_key, threads=threads)
+    cluster_key = cluster_key or spatial_cell_type_key(adata)
+    if cluster_key is not None and cluster_key not in adata.obs:
+        raise InputError(f"cluster key {cluster_key!r} is not an obs column", input)
+    outdir.mkdir(parents=True, exist_ok=True)
+    if cluster_key is None:
+        logger.warning("%s: no cell-type column known (give --cluster-key); skipping neighbourhood enrichment "
+                       "and niche composition", input)
+    else:
+        nhood_enrichment(adata, cluster_key=cluster_key, n_perms=n_perms, seed=seed, library_key=library_key)
+        write_table(_enrichment_table(adata, cluster_key, library_key, n_perms, seed),
+                    outdir / "nhood_enrichment.csv", index=False)
+        res = adata.uns[enrichment_key(cluster_key)]
+        enrichment_heatmap(res["zscore"], res["categories"], outdir / "nhood_enrichment.png",
+                           title=f"{cluster_key}: neighbourhood enrichment ({n_perms} permutations)")
+        niche_composition(adata, cluster_key=cluster_key, library_key=library_key)
+        write_table(adata.uns[f"{cluster_key}_{NICHE}"], outdir / "niche_composition.csv", index=False)
+    try:
+        spatial_autocorr(adata, proteins=proteins, library_key=library_key)
+    except InputError as exc:
+        raise InputError(exc.problem, input) from None
+    moran = adata.uns[MORAN]
+    write_table(moran, outdir / "moran.csv", index=False)
+    shown = _figure_proteins(adata, proteins, moran)
+    if shown:
+        tables = protein_tables(adata, shown)
+        label = {"measured": "measured", "predicted": "imputed"}
+        panels = {p: {label[s]: f[p] for s, f in tables.items() if p in f} for p in shown}
+        protein_maps(np.asarray(adata.obsm[K.SPATIAL]), panels, outdir / "protein_maps.png")
+    stem = Path(input).name.split(".")[0]
+    return write_h5ad(adata, outdir / f"{stem}.stats.h5ad")
