@@ -31,7 +31,13 @@ def test_demo_writes_documented_layout(demo_run):
     assert pred.notna().all().all() and (sd.to_numpy() > 0).all()
     g = ad.read_h5ad(graphs[0])
     assert keys.SPATIAL_CONNECTIVITIES in g.obsp and keys.SPATIAL_DISTANCES in g.obsp
+    mapped = [p for p in sorted((out / "mapped").glob("*.h5ad")) if not p.name.endswith(".rna.h5ad")]
+    assert mapped
+    m = ad.read_h5ad(mapped[0])
+    assert m.obsm[keys.PROTEIN_PREDICTED].shape[0] == m.n_obs and keys.MAPPING_CONFIDENCE in m.obs
+    assert keys.SPATIAL_CONNECTIVITIES in m.obsp  # mapped from the graph file, so statistics can reuse it
     html = (out / "report" / "report.html").read_text()
+    assert "Imaged cells with imputed proteomes" in html
     assert "Imputed proteins" in html and "data:image/png;base64" in html
 
 

@@ -7,6 +7,8 @@ use Nextflow. Output layout under OUTDIR:
     model/model.pt            trained checkpoint (+ metrics.json, training curves)
     imputed/<id>.h5ad         RNA-only rows with obsm['protein_predicted'] and its SD
     spatial/<id>.h5ad         spatial rows with squidpy-compatible neighbour graphs
+    mapped/<sp>__<rna>.h5ad   imaged cells of spatial row <sp> with the proteome imputed from RNA row <rna>
+                              (and <sp>__<rna>.rna.h5ad: the scRNA-seq cells with their mapped locations)
     report/report.html        self-contained report (figures embedded)
     pipeline_info/            step stamps and trace.tsv
 """
@@ -20,7 +22,7 @@ from .samplesheet import Sample, read_samplesheet
 from .steps import Step, run_steps
 
 LAYOUT = {"prepared": "prepared", "model": "model", "imputed": "imputed", "spatial": "spatial",
-          "report": "report", "info": "pipeline_info"}
+          "mapped": "mapped", "report": "report", "info": "pipeline_info"}
 
 
 def _prepare_step(sample: Sample, outdir: Path) -> Step:
@@ -43,7 +45,7 @@ def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None
     """The runner's plan: prepare every row, train (unless a model is given), impute, graphs, report."""
     from ..model import impute_file, train_files
     from ..report import build_report
-    from ..spatial import graph_file
+    from ..spatial import graph_file, map_files
 
     steps = [_prepare_step(s, outdir) for s in samples]
     prepared = {s.id: step.outputs[0] for s, step in zip(samples, steps)}
@@ -74,11 +76,17 @@ def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None
                           inputs=[model_path, prepared[s.id]], outputs=[out], params={}))
 
     for s in by_kind["spatial"]:
-        out = outdir / LAYOUT["spatial"] / f"{s.id}.h5ad"
+        graph = outdir / LAYOUT["spatial"] / f"{s.id}.h5ad"
         steps.append(Step(f"spatial-graph:{s.id}",
-                          lambda s=s, out=out: graph_file(prepared[s.id], out, method="knn", k=10, radius=None,
-                                                          library_key=None, backend="auto", threads=threads),
-                          inputs=[prepared[s.id]], outputs=[out], params={"method": "knn", "k": 10}))
+                          lambda s=s, out=graph: graph_file(prepared[s.id], out, method="knn", k=10, radius=None,
+                                                            library_key=None, backend="auto", threads=threads),
+                          inputs=[prepared[s.id]], outputs=[graph], params={"method": "knn", "k": 10}))
+        for r in by_kind["rna"]:  # imaged cells receive the proteome of each RNA-only cohort
+            out = outdir / LAYOUT["mapped"] / f"{s.id}__{r.id}.h5ad"
+            steps.append(Step(f"map:{s.id}:{r.id}",
+                              lambda r=r, graph=graph, out=out: map_files(model_path, prepared[r.id], graph, out, k=10,
+                                                                          device=device, threads=threads, seed=seed),
+                              inputs=[model_path, prepared[r.id], graph], outputs=[out], params={"k": 10, "seed": seed}))
 
     report = outdir / LAYOUT["report"] / "report.html"
     upstream = [p for st in steps for p in st.outputs]

@@ -132,6 +132,34 @@ def _section_spatial(outdir: Path) -> str:
     return ("<h2>Spatial samples</h2>" + "".join(parts)) if parts else ""
 
 
+def _section_mapped(outdir: Path) -> str:
+    """Imaged cells that received a proteome: measured marker beside its imputed value, and confidence."""
+    import anndata as ad
+
+    parts = []
+    for f in sorted((outdir / "mapped").glob("*.h5ad")):
+        if f.name.endswith(".rna.h5ad"):
+            continue
+        a = ad.read_h5ad(f)
+        pred = a.obsm[K.PROTEIN_PREDICTED]
+        conf = a.obs[K.MAPPING_CONFIDENCE].to_numpy(float)
+        shared = [p for p in pred.columns if p in a.var_names]
+        rows = [{"protein": p, "Pearson (imputed vs measured)":
+                 np.corrcoef(np.asarray(a[:, p].X).ravel(), pred[p].to_numpy(float))[0, 1]} for p in shared]
+        parts.append(f"<h3>{html.escape(f.name)}</h3><p>{a.n_obs} imaged cells received {pred.shape[1]} proteins; "
+                     f"mapping confidence median {np.median(conf):.2f} (IQR {np.quantile(conf, .25):.2f}-"
+                     f"{np.quantile(conf, .75):.2f}).</p>")
+        if rows:
+            df = pd.DataFrame(rows).set_index("protein").sort_values("Pearson (imputed vs measured)", ascending=False)
+            parts.append("<p>Markers both measured on the image and imputed from RNA (a consistency check, "
+                         "not a held-out test: the measured panel was used for mapping):</p>" + _table(df))
+            best = df.index[0]
+            values = {f"{best} measured": np.asarray(a[:, best].X).ravel(), f"{best} imputed": pred[best].to_numpy(float),
+                      "mapping confidence": conf}
+            parts.append(_img(figures.spatial_scatter(np.asarray(a.obsm[K.SPATIAL]), values), "imputed vs measured"))
+    return ("<h2>Imaged cells with imputed proteomes</h2>" + "".join(parts)) if parts else ""
+
+
 def _section_trace(outdir: Path) -> str:
     trace = outdir / "pipeline_info" / "trace.tsv"
     if not trace.exists():
@@ -144,7 +172,7 @@ def build_report(outdir: str | Path, out: str | Path, *, truth: str | Path | Non
     outdir = Path(outdir)
     truth_dir = Path(truth) if truth else None
     body = "".join([_section_inputs(outdir), _section_model(outdir), _section_imputed(outdir, truth_dir),
-                    _section_spatial(outdir), _section_trace(outdir)])
+                    _section_spatial(outdir), _section_mapped(outdir), _section_trace(outdir)])
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>scprospatial report</title>"
             f"<style>{CSS}</style></head><body><h1>scprospatial report</h1>"
             f"<p class='note'>scprospatial {__version__}, written {time.strftime('%Y-%m-%d %H:%M')} from "
