@@ -10,6 +10,7 @@ namespace scp {
 // query: nq x dim, ref: nr x dim (row-major float32). Outputs are caller-owned, nq x k each, row i holding
 // the k best reference indices sorted by similarity (descending), ties by the smaller index.
 // Work is split over query blocks (threads) and reference blocks (cache); each row keeps a size-k heap.
+// Memory: one packed (dim-major per block) copy of the reference plus a small tile per thread.
 void topk_similarity(const float* query, int64_t nq, const float* ref, int64_t nr, int dim, int k, int threads,
                      int64_t* indices, float* similarities);
 
