@@ -9,6 +9,7 @@ include { PREPARE       } from './modules/local/prepare'
 include { TRAIN         } from './modules/local/train'
 include { IMPUTE        } from './modules/local/impute'
 include { SPATIAL_GRAPH } from './modules/local/spatial_graph'
+include { MAP           } from './modules/local/map'
 include { REPORT        } from './modules/local/report'
 
 def samplesheetRows(sheet) {
@@ -61,12 +62,17 @@ workflow {
     SPATIAL_GRAPH(ch_prepared.spatial)
     ch_versions = ch_versions.mix(SPATIAL_GRAPH.out.versions)
 
+    // every imaged sample receives the proteome of each RNA-only cohort
+    MAP(SPATIAL_GRAPH.out.h5ad.combine(ch_prepared.rna), ch_model)
+    ch_versions = ch_versions.mix(MAP.out.versions)
+
     ch_model_files = params.model ? ch_model : TRAIN.out.model.mix(TRAIN.out.metrics, TRAIN.out.curves)
     REPORT(
         PREPARE.out.h5ad.map { _meta, h5ad -> h5ad }.collect(),
         ch_model_files.collect(),
         IMPUTE.out.h5ad.map { _meta, h5ad -> h5ad }.collect().ifEmpty([]),
-        SPATIAL_GRAPH.out.h5ad.map { _meta, h5ad -> h5ad }.collect().ifEmpty([])
+        SPATIAL_GRAPH.out.h5ad.map { _meta, h5ad -> h5ad }.collect().ifEmpty([]),
+        MAP.out.h5ad.map { _meta, h5ad -> h5ad }.collect().ifEmpty([])
     )
     ch_versions = ch_versions.mix(REPORT.out.versions)
 

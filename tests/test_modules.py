@@ -63,7 +63,8 @@ def run_task(module: str, workdir: Path, staged: list[Path | tuple[Path, str]], 
 
 
 def test_every_module_is_exercised():
-    assert {p.name for p in MODULES.iterdir() if p.is_dir()} == {"prepare", "train", "impute", "spatial_graph", "report"}
+    assert {p.name for p in MODULES.iterdir() if p.is_dir()} == {"prepare", "train", "impute", "spatial_graph", "map",
+                                                                 "report"}
 
 
 def _chain(tmp_path: Path, rows: list[tuple[str, str, list[Path]]], train_args: str) -> dict:
@@ -96,19 +97,35 @@ def _chain(tmp_path: Path, rows: list[tuple[str, str, list[Path]]], train_args: 
                           {"spatial": path.name, "prefix": sample_id, "args": "--method knn --k 10"})
             results[sample_id] = wd / f"{sample_id}.graph.h5ad"
 
+    mapped = {}
+    for sid, graph in [(k, v) for k, v in results.items() if v.name.endswith(".graph.h5ad")]:
+        for rid, imputed in [(k, v) for k, v in results.items() if v.name.endswith(".imputed.h5ad")]:
+            rna = prepared[rid][1]
+            wd = run_task("map", tmp_path / f"map_{sid}_{rid}", [graph, rna, model],
+                          {"meta.id": sid, "rna_meta.id": rid, "prefix": f"{sid}__{rid}", "model": model.name,
+                           "rna": rna.name, "spatial": graph.name, "args": "--k 10",
+                           "task.accelerator ? 'cuda' : 'cpu'": "cpu"})
+            mapped[f"{sid}__{rid}"] = wd / f"{sid}__{rid}.mapped.h5ad"
+            assert (wd / f"{sid}__{rid}.mapped.rna.h5ad").exists()
+    results.update(mapped)
+
     model_files = [model, *sorted((model.parent).glob("*.json")), *sorted(model.parent.glob("*.csv"))]
     staged = ([(p, "prepared") for _, p in prepared.values()] + [(p, "model") for p in model_files]
-              + [(p, "imputed" if p.name.endswith(".imputed.h5ad") else "spatial") for p in results.values()])
+              + [(p, {"imputed": "imputed", "graph": "spatial", "mapped": "mapped"}[p.name.split(".")[-2]])
+                 for p in results.values()])
     wd = run_task("report", tmp_path / "report", staged, {"args": ""})
     html = (wd / "report" / "report.html").read_text()
     assert "Imputed proteins" in html and "Spatial samples" in html and "Training curves" in html
+    assert "Imaged cells with imputed proteomes" in html
     return results
 
 
 def _check_results(results: dict) -> None:
     for path in results.values():
         a = ad.read_h5ad(path)
-        if keys.SPATIAL_CONNECTIVITIES in a.obsp:
+        if keys.MAPPING_CONFIDENCE in a.obs:
+            assert a.obsm[keys.PROTEIN_PREDICTED].notna().all().all()
+        elif keys.SPATIAL_CONNECTIVITIES in a.obsp:
             assert a.obsp[keys.SPATIAL_CONNECTIVITIES].sum(axis=1).min() == 10
         else:
             pred = a.obsm[keys.PROTEIN_PREDICTED]
@@ -122,7 +139,7 @@ def test_modules_in_workflow_order_on_simulated_cohort(tmp_path):
     rows = [("citeseq", "citeseq", [sim["citeseq"]]), ("query", "rna", [sim["rna"]]),
             ("tissue", "spatial", [sim["spatial"]])]
     results = _chain(tmp_path / "work", rows, "--seed 0 --epochs 2")
-    assert set(results) == {"query", "tissue"}
+    assert set(results) == {"query", "tissue", "tissue__query"}
     _check_results(results)
 
 
@@ -133,7 +150,7 @@ def test_modules_in_workflow_order_on_real_data(tmp_path, shared_data):
             ("codex", "spatial", [shared_data / "spatial" / "codex_crc_schurch2020_reg009.csv"]),
             ("cycif", "spatial", [shared_data / "spatial" / "cycif_scimap_example.csv"])]
     results = _chain(tmp_path / "work", rows, "--seed 0 --epochs 2")
-    assert set(results) == {"malt_query", "codex", "cycif"}
+    assert set(results) == {"malt_query", "codex", "cycif", "codex__malt_query", "cycif__malt_query"}
     _check_results(results)
 
 

@@ -7,6 +7,7 @@ process REPORT {
     path model_files, stageAs: 'model/*'
     path imputed, stageAs: 'imputed/*'
     path graphs, stageAs: 'spatial/*'
+    path mapped, stageAs: 'mapped/*'
 
     output:
     path "report/report.html", emit: html

@@ -5,10 +5,12 @@ use Nextflow. Output layout under OUTDIR:
 
     prepared/<id>.h5ad        validated, normalised input of every samplesheet row
     model/model.pt            trained checkpoint (+ metrics.json, training curves)
-    imputed/<id>.h5ad         RNA-only rows with obsm['protein_predicted'] and its SD
-    spatial/<id>.h5ad         spatial rows with squidpy-compatible neighbour graphs
-    mapped/<sp>__<rna>.h5ad   imaged cells of spatial row <sp> with the proteome imputed from RNA row <rna>
-                              (and <sp>__<rna>.rna.h5ad: the scRNA-seq cells with their mapped locations)
+    imputed/<id>.imputed.h5ad RNA-only rows with obsm['protein_predicted'] and its SD
+    spatial/<id>.graph.h5ad   spatial rows with squidpy-compatible neighbour graphs
+    mapped/<sp>__<rna>.mapped.h5ad      imaged cells of spatial row <sp>, proteome imputed from RNA row <rna>
+    mapped/<sp>__<rna>.mapped.rna.h5ad  the scRNA-seq cells of <rna> with their mapped locations
+
+File names are those of the Nextflow pipeline, so both write the same layout.
     report/report.html        self-contained report (figures embedded)
     pipeline_info/            step stamps and trace.tsv
 """
@@ -70,19 +72,19 @@ def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None
             raise InputError("model checkpoint not found", model_path)
 
     for s in by_kind["rna"]:
-        out = outdir / LAYOUT["imputed"] / f"{s.id}.h5ad"
+        out = outdir / LAYOUT["imputed"] / f"{s.id}.imputed.h5ad"
         steps.append(Step(f"impute:{s.id}",
                           lambda s=s, out=out: impute_file(model_path, prepared[s.id], out, device=device),
                           inputs=[model_path, prepared[s.id]], outputs=[out], params={}))
 
     for s in by_kind["spatial"]:
-        graph = outdir / LAYOUT["spatial"] / f"{s.id}.h5ad"
+        graph = outdir / LAYOUT["spatial"] / f"{s.id}.graph.h5ad"
         steps.append(Step(f"spatial-graph:{s.id}",
                           lambda s=s, out=graph: graph_file(prepared[s.id], out, method="knn", k=10, radius=None,
                                                             library_key=None, backend="auto", threads=threads),
                           inputs=[prepared[s.id]], outputs=[graph], params={"method": "knn", "k": 10}))
         for r in by_kind["rna"]:  # imaged cells receive the proteome of each RNA-only cohort
-            out = outdir / LAYOUT["mapped"] / f"{s.id}__{r.id}.h5ad"
+            out = outdir / LAYOUT["mapped"] / f"{s.id}__{r.id}.mapped.h5ad"
             steps.append(Step(f"map:{s.id}:{r.id}",
                               lambda r=r, graph=graph, out=out: map_files(model_path, prepared[r.id], graph, out, k=10,
                                                                           device=device, threads=threads, seed=seed),
