@@ -5,7 +5,8 @@ import pytest
 
 from scprospatial.cli import SUBCOMMANDS, build_parser
 
-DESIGN_COMMANDS = ["simulate", "prepare", "train", "impute", "spatial-graph", "map", "evaluate", "run", "demo", "report"]
+DESIGN_COMMANDS = ["simulate", "prepare", "train", "impute", "spatial-graph", "map", "spatial-stats", "evaluate",
+                   "run", "demo", "report"]
 
 
 def test_every_design_subcommand_is_registered():

@@ -37,7 +37,9 @@ def test_demo_writes_documented_layout(demo_run):
     assert m.obsm[keys.PROTEIN_PREDICTED].shape[0] == m.n_obs and keys.MAPPING_CONFIDENCE in m.obs
     assert keys.SPATIAL_CONNECTIVITIES in m.obsp  # mapped from the graph file, so statistics can reuse it
     html = (out / "report" / "report.html").read_text()
-    assert "Imaged cells with imputed proteomes" in html
+    assert "Imaged cells with imputed proteomes" in html and "Spatial statistics" in html
+    stats = next((out / "stats").iterdir())
+    assert {"moran.csv", "nhood_enrichment.csv", "nhood_enrichment.png"} <= {p.name for p in stats.iterdir()}
     assert "Imputed proteins" in html and "data:image/png;base64" in html
 
 

@@ -136,6 +136,15 @@ def _map(args):
     print(path)
 
 
+def _spatial_stats(args):
+    from .spatial import spatial_stats_file
+
+    path = spatial_stats_file(args.input, args.out, cluster_key=args.cluster_key, proteins=args.proteins,
+                              n_perms=args.n_perms, library_key=args.library_key, seed=args.seed,
+                              threads=args.threads)
+    print(path)
+
+
 def _evaluate(args):
     from .evaluate import evaluate_files
 
@@ -234,6 +243,15 @@ def _add_map(p):
     p.add_argument("--backend", choices=("auto", "cpp", "cuda", "torch"), default="auto", help="top-k search backend")
 
 
+def _add_spatial_stats(p):
+    p.add_argument("input", metavar="INPUT", help=".h5ad with coordinates (a graph is built if none is stored)")
+    p.add_argument("--out", required=True, help="folder for tables and figures")
+    p.add_argument("--cluster-key", default=None, help="obs column of cell types (default: the detected one)")
+    p.add_argument("--proteins", type=_csv_list, default=None, help="proteins for Moran's I and figures (default: all)")
+    p.add_argument("--n-perms", type=int, default=1000, help="permutations for neighbourhood enrichment (default 1000)")
+    p.add_argument("--library-key", default=None, help="obs column of samples (statistics per sample)")
+
+
 def _add_evaluate(p):
     p.add_argument("inputs", nargs="+", metavar="CITESEQ", help="paired cohorts; cross-cohort trains on the first")
     p.add_argument("--outdir", required=True, help="folder for metrics tables")
@@ -284,6 +302,9 @@ SUBCOMMANDS: dict[str, tuple[Callable, str, str, Callable, tuple[str, ...]]] = {
     "map": (_map, "map scRNA-seq cells onto a spatial proteomics sample and impute its proteome",
             "scprospatial map --model model/model.pt --rna query.h5ad --spatial codex.csv --out codex_mapped.h5ad --k 10",
             _add_map, ("format",)),
+    "spatial-stats": (_spatial_stats, "neighbourhood enrichment, Moran's I and niche composition on one graph",
+                      "scprospatial spatial-stats codex_mapped.h5ad --out codex_stats --cluster-key ClusterName",
+                      _add_spatial_stats, ()),
     "evaluate": (_evaluate, "benchmark the model against baselines on held-out cells",
                  "scprospatial evaluate prepared/malt.h5ad --outdir eval --split random --n-seeds 5",
                  _add_evaluate, ()),

@@ -10,6 +10,9 @@ use Nextflow. Output layout under OUTDIR:
     mapped/<sp>__<rna>.mapped.h5ad      imaged cells of spatial row <sp>, proteome imputed from RNA row <rna>
     mapped/<sp>__<rna>.mapped.rna.h5ad  the scRNA-seq cells of <rna> with their mapped locations
 
+    stats/<sp>/               spatial statistics of spatial row <sp> (on its mapped file when an RNA-only
+                              cohort was mapped onto it, else on measured markers): CSVs, PNGs, .stats.h5ad
+
 File names are those of the Nextflow pipeline, so both write the same layout.
     report/report.html        self-contained report (figures embedded)
     pipeline_info/            step stamps and trace.tsv
@@ -24,7 +27,7 @@ from .samplesheet import Sample, read_samplesheet
 from .steps import Step, run_steps
 
 LAYOUT = {"prepared": "prepared", "model": "model", "imputed": "imputed", "spatial": "spatial",
-          "mapped": "mapped", "report": "report", "info": "pipeline_info"}
+          "mapped": "mapped", "stats": "stats", "report": "report", "info": "pipeline_info"}
 
 
 def _prepare_step(sample: Sample, outdir: Path) -> Step:
@@ -47,7 +50,7 @@ def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None
     """The runner's plan: prepare every row, train (unless a model is given), impute, graphs, report."""
     from ..model import impute_file, train_files
     from ..report import build_report
-    from ..spatial import graph_file, map_files
+    from ..spatial import graph_file, map_files, spatial_stats_file
 
     steps = [_prepare_step(s, outdir) for s in samples]
     prepared = {s.id: step.outputs[0] for s, step in zip(samples, steps)}
@@ -89,6 +92,13 @@ def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None
                               lambda r=r, graph=graph, out=out: map_files(model_path, prepared[r.id], graph, out, k=10,
                                                                           device=device, threads=threads, seed=seed),
                               inputs=[model_path, prepared[r.id], graph], outputs=[out], params={"k": 10, "seed": seed}))
+        stats_input = steps[-1].outputs[0] if by_kind["rna"] else graph
+        stats_dir = outdir / LAYOUT["stats"] / s.id
+        steps.append(Step(f"spatial-stats:{s.id}",
+                          lambda src=stats_input, d=stats_dir: spatial_stats_file(src, d, n_perms=1000, seed=seed,
+                                                                                  threads=threads),
+                          inputs=[stats_input], outputs=[stats_dir / "moran.csv"],
+                          params={"n_perms": 1000, "seed": seed}))
 
     report = outdir / LAYOUT["report"] / "report.html"
     upstream = [p for st in steps for p in st.outputs]

@@ -160,6 +160,29 @@ def _section_mapped(outdir: Path) -> str:
     return ("<h2>Imaged cells with imputed proteomes</h2>" + "".join(parts)) if parts else ""
 
 
+def _section_stats(outdir: Path) -> str:
+    """Spatial statistics: neighbourhood enrichment heatmap and the most autocorrelated proteins."""
+    parts = []
+    for d in sorted(p for p in (outdir / "stats").glob("*") if p.is_dir()):
+        parts.append(f"<h3>{html.escape(d.name)}</h3>")
+        heatmap = d / "nhood_enrichment.png"
+        if heatmap.exists():
+            parts.append("<p>Neighbourhood enrichment between cell types (permutation z-scores).</p>"
+                         + _img(heatmap.read_bytes(), "neighbourhood enrichment"))
+        moran = d / "moran.csv"
+        if moran.exists():
+            df = pd.read_csv(moran)
+            index = [c for c in ("library", "source", "protein") if c in df and df[c].nunique() > 1 or c == "protein"]
+            cols = [c for c in ("I", "z", "pval_norm_fdr_bh") if c in df]
+            if "I" in df and "protein" in df:
+                df = df.sort_values("I", ascending=False).head(15).set_index(index)[cols]
+                parts.append("<p>Moran's I, the 15 most spatially autocorrelated proteins:</p>" + _table(df))
+        maps = d / "protein_maps.png"
+        if maps.exists():
+            parts.append(_img(maps.read_bytes(), "protein maps"))
+    return ("<h2>Spatial statistics</h2>" + "".join(parts)) if parts else ""
+
+
 def _section_trace(outdir: Path) -> str:
     trace = outdir / "pipeline_info" / "trace.tsv"
     if not trace.exists():
@@ -172,7 +195,8 @@ def build_report(outdir: str | Path, out: str | Path, *, truth: str | Path | Non
     outdir = Path(outdir)
     truth_dir = Path(truth) if truth else None
     body = "".join([_section_inputs(outdir), _section_model(outdir), _section_imputed(outdir, truth_dir),
-                    _section_spatial(outdir), _section_mapped(outdir), _section_trace(outdir)])
+                    _section_spatial(outdir), _section_mapped(outdir), _section_stats(outdir),
+                    _section_trace(outdir)])
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>scprospatial report</title>"
             f"<style>{CSS}</style></head><body><h1>scprospatial report</h1>"
             f"<p class='note'>scprospatial {__version__}, written {time.strftime('%Y-%m-%d %H:%M')} from "
