@@ -10,6 +10,7 @@ include { TRAIN         } from './modules/local/train'
 include { IMPUTE        } from './modules/local/impute'
 include { SPATIAL_GRAPH } from './modules/local/spatial_graph'
 include { MAP           } from './modules/local/map'
+include { SPATIAL_STATS } from './modules/local/spatial_stats'
 include { REPORT        } from './modules/local/report'
 
 def samplesheetRows(sheet) {
@@ -66,13 +67,22 @@ workflow {
     MAP(SPATIAL_GRAPH.out.h5ad.combine(ch_prepared.rna), ch_model)
     ch_versions = ch_versions.mix(MAP.out.versions)
 
+    // statistics on each mapped sample; without RNA-only cohorts, on the measured markers of each graph
+    ch_has_rna = ch_prepared.rna.count().map { n -> n > 0 }
+    ch_stats_in = MAP.out.h5ad
+        .map { meta, h5ad -> [meta + [id: h5ad.name.replace('.mapped.h5ad', '')], h5ad] }
+        .mix(SPATIAL_GRAPH.out.h5ad.combine(ch_has_rna).filter { _meta, _h5ad, has_rna -> !has_rna }.map { meta, h5ad, _has_rna -> [meta, h5ad] })
+    SPATIAL_STATS(ch_stats_in)
+    ch_versions = ch_versions.mix(SPATIAL_STATS.out.versions)
+
     ch_model_files = params.model ? ch_model : TRAIN.out.model.mix(TRAIN.out.metrics, TRAIN.out.curves)
     REPORT(
         PREPARE.out.h5ad.map { _meta, h5ad -> h5ad }.collect(),
         ch_model_files.collect(),
         IMPUTE.out.h5ad.map { _meta, h5ad -> h5ad }.collect().ifEmpty([]),
         SPATIAL_GRAPH.out.h5ad.map { _meta, h5ad -> h5ad }.collect().ifEmpty([]),
-        MAP.out.h5ad.map { _meta, h5ad -> h5ad }.collect().ifEmpty([])
+        MAP.out.h5ad.map { _meta, h5ad -> h5ad }.collect().ifEmpty([]),
+        SPATIAL_STATS.out.dir.map { _meta, dir -> dir }.collect().ifEmpty([])
     )
     ch_versions = ch_versions.mix(REPORT.out.versions)
 

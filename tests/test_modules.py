@@ -64,7 +64,7 @@ def run_task(module: str, workdir: Path, staged: list[Path | tuple[Path, str]], 
 
 def test_every_module_is_exercised():
     assert {p.name for p in MODULES.iterdir() if p.is_dir()} == {"prepare", "train", "impute", "spatial_graph", "map",
-                                                                 "report"}
+                                                                 "spatial_stats", "report"}
 
 
 def _chain(tmp_path: Path, rows: list[tuple[str, str, list[Path]]], train_args: str) -> dict:
@@ -109,14 +109,21 @@ def _chain(tmp_path: Path, rows: list[tuple[str, str, list[Path]]], train_args: 
             assert (wd / f"{sid}__{rid}.mapped.rna.h5ad").exists()
     results.update(mapped)
 
+    stats_dirs = []
+    for name, path in mapped.items():
+        wd = run_task("spatial_stats", tmp_path / f"stats_{name}", [path],
+                      {"h5ad": path.name, "prefix": name, "task.ext.seed ?: 0": 0, "args": "--n-perms 100"})
+        assert (wd / name / "moran.csv").exists() and list((wd / name).glob("*.stats.h5ad"))
+        stats_dirs.append(wd / name)
+
     model_files = [model, *sorted((model.parent).glob("*.json")), *sorted(model.parent.glob("*.csv"))]
     staged = ([(p, "prepared") for _, p in prepared.values()] + [(p, "model") for p in model_files]
               + [(p, {"imputed": "imputed", "graph": "spatial", "mapped": "mapped"}[p.name.split(".")[-2]])
-                 for p in results.values()])
+                 for p in results.values()] + [(d, "stats") for d in stats_dirs])
     wd = run_task("report", tmp_path / "report", staged, {"args": ""})
     html = (wd / "report" / "report.html").read_text()
     assert "Imputed proteins" in html and "Spatial samples" in html and "Training curves" in html
-    assert "Imaged cells with imputed proteomes" in html
+    assert "Imaged cells with imputed proteomes" in html and "Spatial statistics" in html
     return results
 
 

@@ -8,6 +8,7 @@ process REPORT {
     path imputed, stageAs: 'imputed/*'
     path graphs, stageAs: 'spatial/*'
     path mapped, stageAs: 'mapped/*'
+    path stats, stageAs: 'stats/*'
 
     output:
     path "report/report.html", emit: html

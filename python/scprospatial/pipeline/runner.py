@@ -10,8 +10,8 @@ use Nextflow. Output layout under OUTDIR:
     mapped/<sp>__<rna>.mapped.h5ad      imaged cells of spatial row <sp>, proteome imputed from RNA row <rna>
     mapped/<sp>__<rna>.mapped.rna.h5ad  the scRNA-seq cells of <rna> with their mapped locations
 
-    stats/<sp>/               spatial statistics of spatial row <sp> (on its mapped file when an RNA-only
-                              cohort was mapped onto it, else on measured markers): CSVs, PNGs, .stats.h5ad
+    stats/<sp>__<rna>/        spatial statistics of each mapped sample (stats/<sp>/ on the measured markers
+                              when the samplesheet has no RNA-only cohort): CSVs, PNGs, .stats.h5ad
 
 File names are those of the Nextflow pipeline, so both write the same layout.
     report/report.html        self-contained report (figures embedded)
@@ -92,13 +92,14 @@ def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None
                               lambda r=r, graph=graph, out=out: map_files(model_path, prepared[r.id], graph, out, k=10,
                                                                           device=device, threads=threads, seed=seed),
                               inputs=[model_path, prepared[r.id], graph], outputs=[out], params={"k": 10, "seed": seed}))
-        stats_input = steps[-1].outputs[0] if by_kind["rna"] else graph
-        stats_dir = outdir / LAYOUT["stats"] / s.id
-        steps.append(Step(f"spatial-stats:{s.id}",
-                          lambda src=stats_input, d=stats_dir: spatial_stats_file(src, d, n_perms=1000, seed=seed,
-                                                                                  threads=threads),
-                          inputs=[stats_input], outputs=[stats_dir / "moran.csv"],
-                          params={"n_perms": 1000, "seed": seed}))
+        stats_inputs = [(st.name.split(":", 1)[1].replace(":", "__"), st.outputs[0])
+                        for st in steps if st.name.startswith(f"map:{s.id}:")] or [(s.id, graph)]
+        for name, src in stats_inputs:
+            stats_dir = outdir / LAYOUT["stats"] / name
+            steps.append(Step(f"spatial-stats:{name}",
+                              lambda src=src, d=stats_dir: spatial_stats_file(src, d, n_perms=1000, seed=seed,
+                                                                              threads=threads),
+                              inputs=[src], outputs=[stats_dir / "moran.csv"], params={"n_perms": 1000, "seed": seed}))
 
     report = outdir / LAYOUT["report"] / "report.html"
     upstream = [p for st in steps for p in st.outputs]

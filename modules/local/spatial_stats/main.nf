@@ -1,0 +1,26 @@
+process SPATIAL_STATS {
+    tag "${meta.id}"
+    label 'process_medium'
+
+    input:
+    tuple val(meta), path(h5ad)
+
+    output:
+    tuple val(meta), path("${prefix}", type: 'dir'), emit: dir
+    path "versions.yml"                           , emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    prefix   = task.ext.prefix ?: "${meta.id}"
+    """
+    scprospatial_spatial_stats.py ${h5ad} --out ${prefix} --seed ${task.ext.seed ?: 0} --threads ${task.cpus} ${args}
+    echo "\\"${task.process}\\": {scprospatial: \$(scprospatial --version | cut -d' ' -f2)}" > versions.yml
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    mkdir -p ${prefix} && touch ${prefix}/moran.csv ${prefix}/${prefix}.stats.h5ad
+    echo "\\"${task.process}\\": {scprospatial: stub}" > versions.yml
+    """
+}
