@@ -20,6 +20,7 @@ class ModelConfig:
     n_blocks: int = 2
     dropout: float = 0.1
     n_value_bins: int = 4
+    gene_scale_floor: float = 0.0     # > 0: divide each gene by max(its SD in training, floor) before pooling
     # optimisation
     batch_size: int = 256
     lr: float = 2e-3
@@ -34,6 +35,7 @@ class ModelConfig:
     token_dropout: float = 0.1        # RNA token dropout while translating (augmentation)
     encoder_lr_scale: float = 0.3     # encoder learning-rate factor while translating
     mse_weight: float = 1.0           # extra MSE on the mean next to the Gaussian NLL
+    ema_decay: float = 0.0            # in (0, 1): translate keeps an exponential moving average of the weights
     coverage: float = 0.9             # nominal coverage the variance scale is calibrated to
 
     def epochs(self, stage: str) -> int:

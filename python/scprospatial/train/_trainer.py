@@ -30,6 +30,7 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
     rng: dict = field(default_factory=dict)
     seconds: float = 0.0
+    ema: dict | None = None          # exponential moving average of the weights (current stage), when used
 
     @property
     def done(self) -> bool:
@@ -48,6 +49,28 @@ def restore_rng(gen: torch.Generator, rng: dict) -> None:
     torch.set_rng_state(rng["torch"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+class WeightAverage:
+    """Exponential moving average of a module's floating-point weights (validated and kept instead of the raw ones)."""
+
+    def __init__(self, module: torch.nn.Module, decay: float, state: dict | None = None):
+        self.decay = decay
+        self.weights = state if state is not None else {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        for k, v in module.state_dict().items():
+            if v.is_floating_point():
+                self.weights[k].lerp_(v, 1.0 - self.decay)
+            else:
+                self.weights[k].copy_(v)
+
+    def swap(self, module: torch.nn.Module) -> dict:
+        """Load the averaged weights into `module`; returns the raw weights (to swap back)."""
+        raw = copy.deepcopy(module.state_dict())
+        module.load_state_dict(self.weights)
+        return raw
 
 
 class Trainer:
@@ -89,6 +112,7 @@ class Trainer:
             opt = self.optimizer(stage)
             if state.optimizer is not None:
                 opt.load_state_dict(state.optimizer)
+            self.ema = WeightAverage(self.m, self.cfg.ema_decay, state.ema) if self._use_ema(stage) else None
             n_epochs = self.cfg.epochs(stage)
             bar = progress(range(state.epoch, n_epochs), desc=stage, total=n_epochs - state.epoch, unit="epoch")
             for _ in bar:
@@ -96,8 +120,12 @@ class Trainer:
                     break
                 t0 = time.perf_counter()
                 loss = self._epoch(stage, train, opt, gen)
+                raw = self.ema.swap(self.m) if self.ema else None
                 row = {"stage": stage, "epoch": state.epoch + 1, "train_loss": loss, **self._validate(stage, val)}
                 self._track_best(state, row)
+                if raw is not None:
+                    self.m.load_state_dict(raw)
+                    state.ema = self.ema.weights
                 state.epoch += 1
                 state.optimizer = opt.state_dict()
                 state.history.append(row)
@@ -131,6 +159,8 @@ class Trainer:
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 5.0)
             opt.step()
+            if self.ema:
+                self.ema.update(self.m)
             total += float(loss.detach()) * len(idx)
             n += len(idx)
         return total / max(n, 1)
@@ -153,7 +183,10 @@ class Trainer:
         else:
             state.bad_epochs += 1
 
+    def _use_ema(self, stage: str) -> bool:
+        return stage == "translate" and 0.0 < self.cfg.ema_decay < 1.0
+
     @staticmethod
     def _next_stage(state: TrainState) -> None:
         state.stage_i += 1
-        state.epoch, state.optimizer, state.best, state.bad_epochs = 0, None, None, 0
+        state.epoch, state.optimizer, state.best, state.bad_epochs, state.ema = 0, None, None, 0, None
