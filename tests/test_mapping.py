@@ -184,8 +184,8 @@ def test_rna_output_path():
 
 
 # ----------------------------------------------------------------------------- real data
-def test_malt_rna_onto_cycif_end_to_end(shared_data, tmp_path):
-    """A tiny model trained on 300 MALT cells maps the MALT query RNA onto the CyCIF table."""
+def test_malt_rna_onto_cycif_end_to_end(shared_data, tmp_path, cli):
+    """A tiny model trained on 300 MALT cells maps the MALT query RNA onto the CyCIF table (Python and CLI)."""
     from scprospatial.io import load
     from scprospatial.model import ModelConfig, ScProSpatial
 
@@ -210,3 +210,10 @@ def test_malt_rna_onto_cycif_end_to_end(shared_data, tmp_path):
     assert chosen.any() and np.isfinite(rna.obsm[K.MAPPED_LOCATION][chosen]).all()
     lo, hi = sp.obsm[K.SPATIAL].min(0), sp.obsm[K.SPATIAL].max(0)
     assert ((rna.obsm[K.MAPPED_LOCATION][chosen] >= lo - 1e-6) & (rna.obsm[K.MAPPED_LOCATION][chosen] <= hi + 1e-6)).all()
+    # The command line writes the same two files.
+    proc = cli("map", "--model", ckpt, "--rna", query, "--spatial", shared_data / "spatial" / "cycif_scimap_example.csv",
+               "--out", tmp_path / "cli.h5ad", "--k", "10", "--backend", "torch", "--threads", "1", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cli_sp = ad.read_h5ad(tmp_path / "cli.h5ad")
+    np.testing.assert_allclose(cli_sp.obsm[K.PROTEIN_PREDICTED], pred, rtol=1e-4, atol=1e-5)
+    assert (tmp_path / "cli.rna.h5ad").is_file()

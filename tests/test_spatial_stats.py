@@ -162,7 +162,7 @@ def test_stats_without_graph_is_a_missing_step():
         connectivities(a)
 
 
-def test_spatial_stats_file_writes_tables_figures_and_h5ad(tmp_path):
+def test_spatial_stats_file_writes_tables_figures_and_h5ad(tmp_path, cli):
     a = grid(10, labels=lambda xy: np.where(xy[:, 0] < 5, "A", "B"), values={"CD3": checker, "CD20": lambda xy: xy[:, 0]},
              library=lambda xy: np.where(xy[:, 1] < 5, "L1", "L2"))
     a.obsm[K.PROTEIN_PREDICTED] = a.obsm[K.PROTEIN] + 0.1
@@ -184,6 +184,12 @@ def test_spatial_stats_file_writes_tables_figures_and_h5ad(tmp_path):
         assert (tmp_path / "stats" / png).read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(InputError, match="cluster key"):
         spatial_stats_file(src, tmp_path / "bad", cluster_key="nope", n_perms=10)
+    # The command: same z-scores for the same seed; a bad cluster key is exit code 2.
+    proc = cli("spatial-stats", src, "--out", tmp_path / "cli", "--n-perms", "100", "--library-key", "lib",
+               "--threads", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "cli" / "nhood_enrichment.csv"), enr)
+    assert cli("spatial-stats", src, "--out", tmp_path / "bad", "--cluster-key", "nope").returncode == 2
 
 
 def test_codex_real_data_tumour_cells_cluster(shared_data, tmp_path):
