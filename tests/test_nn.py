@@ -48,9 +48,8 @@ def test_encoder_ignores_absent_tokens_and_uses_dataset_embedding():
     with torch.no_grad():
         enc.dataset_emb.weight.normal_()
         more_features = TokenSetEncoder(15, 2, d_model=8, n_blocks=1, dropout=0.0).eval()
-        state = {k: v for k, v in enc.state_dict().items() if k not in ("id_emb", "value_scale")}
-        more_features.load_state_dict({**state, "id_emb": torch.cat([enc.id_emb, torch.randn(3, 8)]),
-                                       "value_scale": torch.cat([enc.value_scale, torch.ones(3)])}, strict=True)
+        state = {k: v for k, v in enc.state_dict().items() if k != "id_emb"}
+        more_features.load_state_dict({**state, "id_emb": torch.cat([enc.id_emb, torch.randn(3, 8)])}, strict=True)
     padded = torch.cat([dense, torch.zeros(5, 3)], dim=1)  # genes nobody expresses change nothing
     ds = torch.zeros(5, dtype=torch.long)
     torch.testing.assert_close(more_features(padded.to_sparse(), ds), enc(dense.to_sparse(), ds))

@@ -22,7 +22,7 @@ def dataset_name(path: PathLike | Sequence[PathLike]) -> str:
     """Default dataset id: the file stem ('cells.csv.gz' -> 'cells'); for a 10x `filtered_feature_bc_matrix`
     (or `outs`) folder, the sample folder above it; for an RNA,PROTEIN pair, the RNA file's stem."""
     first = split_input(path)[0]
-    parts = [p for p in first.resolve().parts]
+    parts = list(Path(os.path.abspath(first)).parts)  # the name as given: staged symlinks keep their own name
     while len(parts) > 1 and parts[-1] in ("filtered_feature_bc_matrix", "raw_feature_bc_matrix", "outs"):
         parts.pop()
     name = _COMPOUND.sub("", parts[-1]) if not first.is_dir() else parts[-1]
