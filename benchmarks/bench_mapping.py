@@ -37,6 +37,7 @@ DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "benchmarks" / "README.md"
 START, END = "<!-- bench_mapping:start -->", "<!-- bench_mapping:end -->"
+METHODS = ("model", "model_z", "random", "shared")  # columns of the held-out table
 SPATIAL = {"codex": "spatial/codex_crc_schurch2020_reg009.csv", "cycif": "spatial/cycif_scimap_example.csv"}
 
 
@@ -71,22 +72,24 @@ def held_out(model, spatial, rna_emb, pred: pd.DataFrame, k: int, tau: float, th
         masked.obsm["protein"] = measured[rest]
         truth = measured[m].to_numpy(np.float64)
         values = pred[[m]].to_numpy(np.float64)
+
+        def score(query, ref=rna_emb):
+            return correlations(impute(query, ref, values, k, tau, threads)[:, 0], truth)
+
         row = {"marker": m, "measured_in_training": m in model.vocab.measured,
-               "model": correlations(impute(model.embed_protein(masked), rna_emb, values, k, tau, threads)[:, 0], truth)}
+               "model": score(model.embed_protein(masked))}
         masked.obsm["protein"] = pd.DataFrame(zscore(measured[rest].to_numpy(np.float64)), index=measured.index,
                                               columns=rest).astype(np.float32)
-        row["model_z"] = correlations(impute(model.embed_protein(masked), rna_emb, values, k, tau, threads)[:, 0], truth)
-        rand = unit(rng.standard_normal((spatial.n_obs, rna_emb.shape[1])))
-        row["random"] = correlations(impute(rand, rna_emb, values, k, tau, threads)[:, 0], truth)
+        row["model_z"] = score(model.embed_protein(masked))
+        row["random"] = score(unit(rng.standard_normal((spatial.n_obs, rna_emb.shape[1]))))
         shared = [c for c in rest if c in pred.columns]
         if len(shared) >= 2:
-            q = unit(zscore(measured[shared].to_numpy(np.float64)))
-            r = unit(zscore(pred[shared].to_numpy(np.float64)))
-            row["shared"] = correlations(impute(q, r, values, k, tau, threads)[:, 0], truth)
+            row["shared"] = score(unit(zscore(measured[shared].to_numpy(np.float64))),
+                                  unit(zscore(pred[shared].to_numpy(np.float64))))
         row["n_shared"] = len(shared)
         rows.append(row)
-        print(f"  {m}: model r={row['model']['pearson']:.3f}, z {row['model_z']['pearson']:.3f}, random r={row['random']['pearson']:.3f}, shared "
-              f"r={row.get('shared', {}).get('pearson', float('nan')):.3f}", file=sys.stderr)
+        print(f"  {m}: " + ", ".join(f"{key} r={row[key]['pearson']:.3f}" for key in METHODS if key in row),
+              file=sys.stderr)
     return rows
 
 
@@ -154,6 +157,10 @@ def run(args) -> dict:
     return record
 
 
+COLUMNS = (("model", "pearson"), ("model", "spearman"), ("model_z", "pearson"), ("random", "pearson"),
+           ("shared", "pearson"), ("shared", "spearman"))
+
+
 def _median(rows, method, metric):
     vals = [r[method][metric] for r in rows if method in r and np.isfinite(r[method][metric])]
     return f"{np.median(vals):.3f}" if vals else "–"
@@ -179,18 +186,14 @@ def write_readme(record: dict) -> None:
         rows = d["rows"]
         lines += [f"### {name} ({d['n_cells']} cells, {d['n_markers']} markers, {len(rows)} predictable; "
                   f"{d['seconds']} s)", "",
-                  "| marker | in training | model Pearson | model Spearman | model (z-scored panel) Pearson | random Pearson "
-                  "| shared Pearson | shared Spearman |",
+                  "| marker | in training | model Pearson | model Spearman | model (z-scored panel) Pearson "
+                  "| random Pearson | shared Pearson | shared Spearman |",
                   "|---|---|---|---|---|---|---|---|"]
         for r in rows:
-            sh = r.get("shared", {})
-            lines.append(f"| {r['marker']} | {'yes' if r['measured_in_training'] else 'gene link'} | "
-                         f"{r['model']['pearson']:.3f} | {r['model']['spearman']:.3f} | {r['model_z']['pearson']:.3f} | "
-                         f"{r['random']['pearson']:.3f} | "
-                         f"{sh.get('pearson', float('nan')):.3f} | {sh.get('spearman', float('nan')):.3f} |")
-        lines.append(f"| **median** | | {_median(rows, 'model', 'pearson')} | {_median(rows, 'model', 'spearman')} | "
-                     f"{_median(rows, 'model_z', 'pearson')} | {_median(rows, 'random', 'pearson')} | {_median(rows, 'shared', 'pearson')} | "
-                     f"{_median(rows, 'shared', 'spearman')} |")
+            cells = [r.get(key, {}).get(metric, float("nan")) for key, metric in COLUMNS]
+            kind = "yes" if r["measured_in_training"] else "gene link"
+            lines.append(f"| {r['marker']} | {kind} | " + " | ".join(f"{v:.3f}" for v in cells) + " |")
+        lines.append("| **median** | | " + " | ".join(_median(rows, key, metric) for key, metric in COLUMNS) + " |")
         lines.append("")
     lines += ["### Top-k kernel", "", "| backend | query × reference | dim | k | threads | seconds | pairs/s | "
               "similarities equal to C++ |", "|---|---|---|---|---|---|---|---|"]
@@ -199,8 +202,9 @@ def write_readme(record: dict) -> None:
         lines.append(f"| {t['backend']} | {t['n_query']:,} × {t['n_ref']:,} | {t['dim']} | {t['k']} | {t['threads']} "
                      f"| {t['seconds']} | {t['pairs_per_s']:.3g} | {eq} |")
     for t in record.get("kernel_gpu", []):
-        lines.append(f"| {t['backend']} ({t['device']}) | {t['n_query']:,} × {t['n_ref']:,} | {t['dim']} | {t['k']} | – "
-                     f"| {t['seconds']} | {t['n_query'] * t['n_ref'] / t['seconds']:.3g} | – |")
+        size = f"{t['n_query']:,} × {t['n_ref']:,}"
+        lines.append(f"| {t['backend']} ({t['device']}) | {size} | {t['dim']} | {t['k']} | – | {t['seconds']} "
+                     f"| {t['n_query'] * t['n_ref'] / t['seconds']:.3g} | – |")
     lines += ["", "Memory of the kernel: one packed copy of the reference plus one tile per thread; the n × n "
               "similarity matrix is never formed.", END]
     section = "\n".join(lines)

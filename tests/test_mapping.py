@@ -125,7 +125,7 @@ def stub_case():
     rna_emb = unit(centres[types] + 0.2 * rng.standard_normal((n_rna, 16)))
     src = rng.integers(0, n_rna, n_sp)
     prot_emb = unit(rna_emb[src] + 0.01 * rng.standard_normal((n_sp, 16)))
-    mean = np.stack([types * 1.0, -types * 2.0], 1).astype(np.float32) + rng.normal(0, 0.1, (n_rna, 2)).astype(np.float32)
+    mean = (np.stack([types * 1.0, -types * 2.0], 1) + rng.normal(0, 0.1, (n_rna, 2))).astype(np.float32)
     sd = np.full((n_rna, 2), 0.5, np.float32)
     coords = np.stack([types[src] * 100.0 + rng.uniform(0, 10, n_sp), rng.uniform(0, 10, n_sp)], 1)
     names = ["CD3", "CD19"]
@@ -209,10 +209,12 @@ def test_malt_rna_onto_cycif_end_to_end(shared_data, tmp_path, cli):
     chosen = rna.obs[MAPPING_WEIGHT].to_numpy() > 0
     assert chosen.any() and np.isfinite(rna.obsm[K.MAPPED_LOCATION][chosen]).all()
     lo, hi = sp.obsm[K.SPATIAL].min(0), sp.obsm[K.SPATIAL].max(0)
-    assert ((rna.obsm[K.MAPPED_LOCATION][chosen] >= lo - 1e-6) & (rna.obsm[K.MAPPED_LOCATION][chosen] <= hi + 1e-6)).all()
+    loc = rna.obsm[K.MAPPED_LOCATION][chosen]
+    assert ((loc >= lo - 1e-6) & (loc <= hi + 1e-6)).all()  # weighted means stay inside the section
     # The command line writes the same two files.
-    proc = cli("map", "--model", ckpt, "--rna", query, "--spatial", shared_data / "spatial" / "cycif_scimap_example.csv",
-               "--out", tmp_path / "cli.h5ad", "--k", "10", "--backend", "torch", "--threads", "1", "--device", "cpu")
+    cycif = shared_data / "spatial" / "cycif_scimap_example.csv"
+    proc = cli("map", "--model", ckpt, "--rna", query, "--spatial", cycif, "--out", tmp_path / "cli.h5ad",
+               "--k", "10", "--backend", "torch", "--threads", "1", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr[-2000:]
     cli_sp = ad.read_h5ad(tmp_path / "cli.h5ad")
     np.testing.assert_allclose(cli_sp.obsm[K.PROTEIN_PREDICTED], pred, rtol=1e-4, atol=1e-5)

@@ -80,7 +80,8 @@ def test_moran_of_noise_is_not_significant_and_constant_is_nan():
 
 
 def test_autocorr_on_measured_and_predicted_with_bh_per_library():
-    a = grid(8, values={"CD3": checker, "CD20": lambda xy: xy[:, 0]}, library=lambda xy: np.where(xy[:, 1] < 4, "L1", "L2"))
+    a = grid(8, values={"CD3": checker, "CD20": lambda xy: xy[:, 0]},
+             library=lambda xy: np.where(xy[:, 1] < 4, "L1", "L2"))
     a.obsm[K.PROTEIN_PREDICTED] = a.obsm[K.PROTEIN][["CD20"]] * 2
     spatial_autocorr(a, library_key="lib")
     t = a.uns["moranI"]
@@ -163,7 +164,8 @@ def test_stats_without_graph_is_a_missing_step():
 
 
 def test_spatial_stats_file_writes_tables_figures_and_h5ad(tmp_path, cli):
-    a = grid(10, labels=lambda xy: np.where(xy[:, 0] < 5, "A", "B"), values={"CD3": checker, "CD20": lambda xy: xy[:, 0]},
+    a = grid(10, labels=lambda xy: np.where(xy[:, 0] < 5, "A", "B"),
+             values={"CD3": checker, "CD20": lambda xy: xy[:, 0]},
              library=lambda xy: np.where(xy[:, 1] < 5, "L1", "L2"))
     a.obsm[K.PROTEIN_PREDICTED] = a.obsm[K.PROTEIN] + 0.1
     a.uns[K.UNS] = {K.KIND: "spatial", K.NORMALISATION: {}, "cell_type_key": "ct"}  # as prepare writes
