@@ -14,6 +14,7 @@ from scprospatial.model import ScProSpatial, train_files
 from scprospatial.model._data import build_pool
 from scprospatial.train import calibrate_scale, foscttm, interval_coverage, matching_accuracy, z_value
 from scprospatial.train._loops import Batch, translate_loss
+from scprospatial.train._trainer import WeightAverage
 
 from .test_model import TINY, make_cohort
 
@@ -62,19 +63,22 @@ def _weights(model):
     return {k: v.clone() for k, v in model.module.state_dict().items()}
 
 
-def test_resume_after_interruption_ends_where_an_uninterrupted_run_ends(tmp_path):
+@pytest.mark.parametrize("stage_i", [1, 2])  # killed mid-align; mid-translate (with its weight average)
+def test_resume_after_interruption_ends_where_an_uninterrupted_run_ends(tmp_path, stage_i):
     cohorts = _cohorts()
     cfg = dataclasses.replace(TINY, epochs_pretrain=2, epochs_align=3, epochs_translate=3)
+    assert 0.0 < cfg.ema_decay < 1.0
     full = ScProSpatial.setup(cohorts, cfg, seed=3)
     full.train(cohorts, seed=3, device="cpu", outdir=tmp_path / "full")
 
     part = ScProSpatial.setup(cohorts, cfg, seed=3)
-    stop = lambda s: s.stages[s.stage_i] == "align" and s.epoch == 1  # noqa: E731  (killed mid-stage)
+    stop = lambda s: s.stage_i == stage_i and s.epoch == 1  # noqa: E731  (killed mid-stage)
     part.train(cohorts, seed=3, device="cpu", outdir=tmp_path / "part", stop=stop)
     assert not part.train_state.done
+    assert (part.train_state.ema is not None) == (stage_i == 2)
     del part
     resumed = ScProSpatial.load(tmp_path / "part" / "checkpoint.pt", device="cpu")
-    assert resumed.train_state.stage_i == 1 and resumed.train_state.epoch == 1
+    assert resumed.train_state.stage_i == stage_i and resumed.train_state.epoch == 1
     resumed.train(cohorts, seed=3, device="cpu", outdir=tmp_path / "part", resume=True)
     a, b = _weights(full), _weights(resumed)
     assert a.keys() == b.keys()
@@ -82,6 +86,41 @@ def test_resume_after_interruption_ends_where_an_uninterrupted_run_ends(tmp_path
         assert torch.equal(a[k], b[k]), k
     assert full.meta["scale"] == resumed.meta["scale"]
     assert [r["train_loss"] for r in full.train_state.history] == [r["train_loss"] for r in resumed.train_state.history]
+
+
+def test_weight_average_moves_towards_the_current_weights_and_swaps_back():
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    start = _weights_of(net)
+    avg = WeightAverage(net, decay=0.75)
+    with torch.no_grad():
+        net.weight.add_(4.0)
+    raw = _weights_of(net)
+    avg.update(net)
+    torch.testing.assert_close(avg.weights["weight"], start["weight"] + 1.0)   # 0.75 old + 0.25 new
+    torch.testing.assert_close(avg.weights["bias"], start["bias"])
+    returned = avg.swap(net)
+    torch.testing.assert_close(net.weight.detach(), start["weight"] + 1.0)
+    net.load_state_dict(returned)
+    torch.testing.assert_close(net.weight.detach(), raw["weight"])
+
+
+def test_translate_keeps_averaged_weights_only_when_asked():
+    cohorts = _cohorts()
+    kept = {}
+    for decay in (0.0, 0.9):
+        cfg = dataclasses.replace(TINY, epochs_pretrain=1, epochs_align=1, epochs_translate=3, ema_decay=decay)
+        model = ScProSpatial.setup(cohorts, cfg, seed=5)
+        seen = []
+        model.train(cohorts, seed=5, device="cpu", stop=lambda s: seen.append(s.ema is not None) and False)
+        assert any(seen) == (decay > 0)
+        kept[decay] = _weights(model)
+    # same seed and data: only the averaging differs, so the kept translator weights differ
+    assert not torch.equal(kept[0.0]["head.cell.weight"], kept[0.9]["head.cell.weight"])
+
+
+def _weights_of(net):
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
 def test_calibration_scale_restores_nominal_coverage():

@@ -12,15 +12,15 @@ STAGES = ("pretrain", "align", "translate")
 @dataclass
 class ModelConfig:
     # vocabulary
-    n_hvg: int = 2000                 # highly variable genes per training cohort (union), plus coding genes
+    n_hvg: int = 500                  # highly variable genes per training cohort (union), plus coding genes;
+                                      # fewer HVGs transfer better across cohorts (chosen on validation cells)
     # architecture
     d_model: int = 128
     d_joint: int = 64                 # joint RNA/protein space (CLIP alignment)
     d_hidden: int = 64                # translator head width
     n_blocks: int = 2
-    dropout: float = 0.1
+    dropout: float = 0.2
     n_value_bins: int = 4
-    gene_scale_floor: float = 0.0     # > 0: divide each gene by max(its SD in training, floor) before pooling
     # optimisation
     batch_size: int = 256
     lr: float = 2e-3
@@ -32,10 +32,11 @@ class ModelConfig:
     val_fraction: float = 0.15
     mask_prob: float = 0.25           # masked-value pretraining
     dataset_dropout: float = 0.2      # train the 'unknown dataset' embedding for new cohorts
-    token_dropout: float = 0.1        # RNA token dropout while translating (augmentation)
+    token_dropout: float = 0.5        # RNA token dropout while translating (augmentation)
     encoder_lr_scale: float = 0.3     # encoder learning-rate factor while translating
     mse_weight: float = 1.0           # extra MSE on the mean next to the Gaussian NLL
-    ema_decay: float = 0.0            # in (0, 1): translate keeps an exponential moving average of the weights
+    ema_decay: float = 0.98           # in (0, 1): translate keeps a per-step moving average of the weights
+                                      # (0: off); the average is what is validated and kept
     coverage: float = 0.9             # nominal coverage the variance scale is calibrated to
 
     def epochs(self, stage: str) -> int:

@@ -111,25 +111,6 @@ def build_pool(adatas: Sequence[ad.AnnData], vocab: Vocabulary, datasets: Sequen
                 np.concatenate(hr), np.concatenate(coh))
 
 
-def gene_scale(adatas: Sequence[ad.AnnData], vocab: Vocabulary, floor: float) -> np.ndarray:
-    """Per-vocabulary-gene factor 1 / max(SD, floor) of normalised RNA over the training cells with RNA.
-
-    Standardising each gene before the token sum keeps a few highly expressed genes from dominating the
-    cell embedding; the floor bounds the boost of rarely detected genes. Genes never seen get factor 1.
-    """
-    n, s1, s2 = 0, np.zeros(len(vocab.genes)), np.zeros(len(vocab.genes))
-    for a in adatas:
-        if has_rna(a):
-            x = map_rna(a.X, GeneMapping.of(a.var_names, vocab), len(vocab.genes))
-            n += x.shape[0]
-            s1 += np.asarray(x.sum(axis=0)).ravel()
-            s2 += np.asarray(x.multiply(x).sum(axis=0)).ravel()
-    if n == 0:
-        return np.ones(len(vocab.genes), dtype=np.float32)
-    sd = np.sqrt(np.maximum(s2 / n - (s1 / n) ** 2, 0.0))
-    return np.where(sd > 0, 1.0 / np.maximum(sd, floor), 1.0).astype(np.float32)
-
-
 def split_cells(pool: Pool, val_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Random validation part of the training cells, per cohort (used for early stopping + calibration)."""
     train, val = [], []

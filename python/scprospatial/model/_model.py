@@ -21,7 +21,7 @@ from ..train import Trainer, TrainState, calibrate_scale, interval_coverage, loa
 from ..train._loops import Batch
 from ..train._metrics import pearson_per_column
 from ._config import STAGES, ModelConfig, check_stages
-from ._data import GeneMapping, build_pool, gene_scale, dataset_index, dataset_names, map_protein, split_cells
+from ._data import GeneMapping, build_pool, dataset_index, dataset_names, map_protein, split_cells
 from ._predict import Predictor, check_genes, resolve_proteins
 from ._vocab import GeneLinks, Vocabulary, build_vocabulary, has_rna, panel
 
@@ -65,8 +65,6 @@ class ScProSpatial:
                                     d_model=config.d_model, d_joint=config.d_joint, d_hidden=config.d_hidden,
                                     n_blocks=config.n_blocks, dropout=config.dropout, n_bins=config.n_value_bins)
         meta = {"cohorts": [_describe(a, i) for i, a in enumerate(adatas)], "ppi": None}
-        if config.gene_scale_floor > 0:
-            module.rna_encoder.value_scale.copy_(torch.from_numpy(gene_scale(adatas, vocab, config.gene_scale_floor)))
         if ppi is not None:
             emb, n_linked = ppi_init(read_ppi(ppi), vocab.genes, config.d_model, rng)
             with torch.no_grad():
@@ -227,11 +225,8 @@ class ScProSpatial:
         module = ScProSpatialModule(len(vocab.genes), len(vocab.proteins), len(ck["datasets"]), vocab.link_matrix(),
                                     d_model=config.d_model, d_joint=config.d_joint, d_hidden=config.d_hidden,
                                     n_blocks=config.n_blocks, dropout=config.dropout, n_bins=config.n_value_bins)
-        state = dict(ck["state_dict"])
-        for enc in ("rna_encoder", "protein_encoder"):  # checkpoints from before per-gene value scaling
-            state.setdefault(f"{enc}.value_scale", getattr(module, enc).value_scale.clone())
         try:
-            module.load_state_dict(state)
+            module.load_state_dict(ck["state_dict"])
         except RuntimeError as exc:
             raise InputError("checkpoint weights do not match its gene/protein vocabulary "
                              f"({str(exc).splitlines()[-1].strip()})", ck["path"]) from exc

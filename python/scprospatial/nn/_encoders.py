@@ -57,8 +57,6 @@ class TokenSetEncoder(nn.Module):
         self.value_emb = nn.Parameter(1.0 + 0.1 * torch.randn(self.basis.n_basis, d_model))
         self.dataset_emb = nn.Embedding(n_datasets + 1, d_model)
         nn.init.zeros_(self.dataset_emb.weight)
-        # per-feature factor applied to a token's value before the basis (1: off; set from training cells)
-        self.register_buffer("value_scale", torch.ones(n_features))
         self.in_norm = nn.LayerNorm(d_model)
         self.blocks = nn.Sequential(*(ResidualBlock(d_model, dropout) for _ in range(n_blocks)))
         self.out_norm = nn.LayerNorm(d_model)
@@ -74,7 +72,7 @@ class TokenSetEncoder(nn.Module):
         """
         tokens = tokens.coalesce()
         (rows, cols), n_cells = tokens.indices(), tokens.shape[0]
-        phi = self.basis(tokens.values() * self.value_scale[cols])          # (nnz, K)
+        phi = self.basis(tokens.values())                                   # (nnz, K)
         k = phi.shape[1]
         counts = torch.bincount(rows, minlength=n_cells) * k
         crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
