@@ -25,7 +25,9 @@ SPATIAL_NEIGHBORS = "spatial_neighbors"            # uns
 
 # --- mapping ------------------------------------------------------------------------------
 MAPPING_CONFIDENCE = "mapping_confidence"  # obs
-MAPPED_LOCATION = "mapped_location"        # obsm
+MAPPED_LOCATION = "mapped_location"        # obsm (scRNA-seq side): weighted mean position on the image
+MAPPED_CELL_TYPE = "mapped_cell_type"      # obs, both sides: weighted vote of the other side's labels
+MAPPING_WEIGHT = "mapping_weight"          # obs (scRNA-seq side): total mapping weight received
 
 # --- provenance ---------------------------------------------------------------------------
 UNS = "scprospatial"        # uns[UNS] holds {'kind', 'dataset', 'source', 'normalisation', ...}
@@ -33,5 +35,6 @@ NORMALISATION = "normalisation"
 KIND = "kind"               # 'citeseq' | 'rna' | 'spatial'
 DATASET = "dataset"
 BATCH = "batch"             # obs column: cohort / batch of each cell
+CELL_TYPE_KEY = "cell_type_key"  # uns[UNS] entry naming the obs column of cell-type labels
 
 KINDS = ("citeseq", "rna", "spatial")

@@ -22,7 +22,6 @@ from ..errors import InputError
 
 SPLITS = ("random", "few-shot", "leave-type-out", "cross-cohort", "leave-protein-out")
 FEW_SHOT_FRACTIONS = (0.01, 0.05, 0.10, 0.20)
-CELL_TYPE_KEY = "cell_type_key"  # uns[K.UNS] entry naming the obs column of labels, when prepare found one
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ def few_shot_splits(adata: ad.AnnData, *, fractions: Sequence[float] = FEW_SHOT_
 
 def cell_types(adata: ad.AnnData, *, key: str | None = None, resolution: float = 0.5, seed: int = 0) -> pd.Series:
     """Cell-type labels: obs[key], else the column prepare recorded, else Leiden clusters of the RNA."""
-    key = key or adata.uns.get(K.UNS, {}).get(CELL_TYPE_KEY)
+    key = key or adata.uns.get(K.UNS, {}).get(K.CELL_TYPE_KEY)
     if key is not None:
         if key not in adata.obs:
             raise InputError(f"no obs column {key!r} with cell-type labels", adata.uns.get(K.UNS, {}).get("source"))

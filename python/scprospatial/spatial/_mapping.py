@@ -35,10 +35,7 @@ from ..errors import InputError
 from ._kernels import _threads
 
 TOPK_BACKENDS = ("auto", "cpp", "cuda", "torch")
-MAPPED_CELL_TYPE = "mapped_cell_type"     # obs, both sides (weighted vote of the other side's labels)
-MAPPING_WEIGHT = "mapping_weight"         # obs, scRNA-seq side: total mapping weight received
 RNA_CELL_TYPE_KEY = "cell_type"           # default obs column of scRNA-seq cell types
-CELL_TYPE_KEY = "cell_type_key"           # uns['scprospatial'] entry naming the spatial label column
 RNA_SUFFIX = ".rna.h5ad"
 QUERY_BLOCK = 65536                       # imaged cells per mapping block (bounds every temporary)
 
@@ -168,7 +165,7 @@ def _temperature(model, temperature: float | None) -> float:
 
 
 def spatial_cell_type_key(adata) -> str | None:
-    return adata.uns.get(K.UNS, {}).get(CELL_TYPE_KEY)
+    return adata.uns.get(K.UNS, {}).get(K.CELL_TYPE_KEY)
 
 
 def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | None = None,
@@ -233,7 +230,7 @@ def _write_rna(rna, weights: sparse.csr_matrix, coords: np.ndarray) -> None:
         loc = loc / received[:, None]
     loc[received == 0] = np.nan
     rna.obsm[K.MAPPED_LOCATION] = loc
-    rna.obs[MAPPING_WEIGHT] = received
+    rna.obs[K.MAPPING_WEIGHT] = received
 
 
 def _transfer_labels(rna, spatial, weights: sparse.csr_matrix, rna_key: str | None) -> None:
@@ -245,8 +242,8 @@ def _transfer_labels(rna, spatial, weights: sparse.csr_matrix, rna_key: str | No
         logger.info("cell types not transferred: labels on the %s side are missing",
                     "scRNA-seq" if rna_key is None else "spatial")
         return
-    spatial.obs[MAPPED_CELL_TYPE], _ = vote(weights, rna.obs[rna_key])
-    rna.obs[MAPPED_CELL_TYPE], _ = vote(weights.T.tocsr(), spatial.obs[sp_key])
+    spatial.obs[K.MAPPED_CELL_TYPE], _ = vote(weights, rna.obs[rna_key])
+    rna.obs[K.MAPPED_CELL_TYPE], _ = vote(weights.T.tocsr(), spatial.obs[sp_key])
 
 
 def rna_output_path(out: str | os.PathLike) -> Path:
