@@ -38,3 +38,14 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = False, timeout: i
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: one torch thread is fastest and keeps the shared CPU free."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -17,13 +17,7 @@ TINY = ModelConfig(n_hvg=60, d_model=16, d_joint=8, d_hidden=16, n_blocks=1, bat
                    epochs_align=2, epochs_translate=4, patience=10)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one torch thread is fastest and keeps the shared CPU free."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_cohort(n: int = 240, seed: int = 0, proteins=("CD3", "CD4", "CD19", "CD45RA"), batch: str = "c1",

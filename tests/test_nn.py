@@ -11,13 +11,7 @@ from scprospatial.nn import (ProteinQueries, TokenSetEncoder, TranslatorHead, ga
                              read_ppi)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one torch thread is fastest and keeps the shared CPU free."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tokens(n_cells=5, n_feat=12, seed=0):

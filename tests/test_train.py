@@ -19,13 +19,7 @@ from scprospatial.train._trainer import WeightAverage
 from .test_model import TINY, make_cohort
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one torch thread is fastest and keeps the shared CPU free."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cohorts():
