@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import stats
+from _readme import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -207,13 +208,7 @@ def write_readme(record: dict) -> None:
                      f"| {t['n_query'] * t['n_ref'] / t['seconds']:.3g} | – |")
     lines += ["", "Memory of the kernel: one packed copy of the reference plus one tile per thread; the n × n "
               "similarity matrix is never formed.", END]
-    section = "\n".join(lines)
-    text = README.read_text() if README.is_file() else "# Benchmarks\n"
-    if START in text and END in text:
-        text = text[:text.index(START)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    README.write_text(text)
+    replace_section("\n".join(lines), START, END, README)
 
 
 def main(argv=None) -> None:

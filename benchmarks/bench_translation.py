@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _readme import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "citeseq"
@@ -122,13 +123,7 @@ def write_readme() -> None:
                   "", f"Command: `{r['command']}`  ", f"Wall time {r['wall_s']} s.",
                   "", r["summary_md"].split("\n", 2)[2].replace("#### ", "##### "), ""]
     lines.append(END)
-    section = "\n".join(lines)
-    text = README.read_text() if README.is_file() else "# Benchmarks\n"
-    if START in text and END in text:
-        text = text[:text.index(START)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    README.write_text(text)
+    replace_section("\n".join(lines), START, END, README)
 
 
 def main(argv=None) -> None:
