@@ -82,6 +82,8 @@ def _truth_table(truth_dir: Path, pred: pd.DataFrame) -> pd.DataFrame | None:
 def _section_imputed(outdir: Path, truth_dir: Path | None) -> str:
     import anndata as ad
 
+    from ..evaluate.metrics import interval_coverage, pearson  # the metrics `evaluate` reports
+
     parts = []
     for f in sorted((outdir / "imputed").glob("*.h5ad")):
         a = ad.read_h5ad(f)
@@ -97,10 +99,9 @@ def _section_imputed(outdir: Path, truth_dir: Path | None) -> str:
         rows = []
         for p in shared:
             t, y = truth[p].to_numpy(float), pred[p].to_numpy(float)
-            row = {"protein": p, "Pearson": np.corrcoef(t, y)[0, 1]}
+            row = {"protein": p, "Pearson": pearson(t, y)}
             if sd is not None:
-                z = np.abs(t - y) / np.maximum(sd[p].to_numpy(float), 1e-12)
-                row["90% interval coverage"] = float(np.mean(z <= 1.6449))
+                row["90% interval coverage"] = interval_coverage(t, y, sd[p].to_numpy(float), nominal=0.9)
             rows.append(row)
         if rows:
             df = pd.DataFrame(rows).set_index("protein").sort_values("Pearson", ascending=False)
@@ -136,6 +137,8 @@ def _section_mapped(outdir: Path) -> str:
     """Imaged cells that received a proteome: measured marker beside its imputed value, and confidence."""
     import anndata as ad
 
+    from ..evaluate.metrics import pearson
+
     parts = []
     for f in sorted((outdir / "mapped").glob("*.h5ad")):
         if f.name.endswith(".rna.h5ad"):
@@ -144,8 +147,8 @@ def _section_mapped(outdir: Path) -> str:
         pred = a.obsm[K.PROTEIN_PREDICTED]
         conf = a.obs[K.MAPPING_CONFIDENCE].to_numpy(float)
         shared = [p for p in pred.columns if p in a.var_names]
-        rows = [{"protein": p, "Pearson (imputed vs measured)":
-                 np.corrcoef(np.asarray(a[:, p].X).ravel(), pred[p].to_numpy(float))[0, 1]} for p in shared]
+        rows = [{"protein": p, "Pearson (imputed vs measured)": pearson(np.asarray(a[:, p].X).ravel(), pred[p])}
+                for p in shared]
         parts.append(f"<h3>{html.escape(f.name)}</h3><p>{a.n_obs} imaged cells received {pred.shape[1]} proteins; "
                      f"mapping confidence median {np.median(conf):.2f} (IQR {np.quantile(conf, .25):.2f}-"
                      f"{np.quantile(conf, .75):.2f}).</p>")
