@@ -11,7 +11,7 @@ from scprospatial.errors import InputError
 from scprospatial.io import detect_layout
 from scprospatial.vocab import ISOTYPE_CONTROL, ProteinVocabulary, get_vocabulary, normalise_protein_name
 
-HGNC_LIKE = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*$")
+HGNC_LIKE = re.compile(r"^[A-Z][A-Z0-9]*(orf[0-9]+)?(-[A-Z0-9]+)*$")  # C17orf99 is HGNC too
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,20 @@ def test_table_size_and_columns(vocab):
     assert set(table["category"]) <= {"surface", "intracellular", "secreted"}
     assert set(table["kind"]) == {"protein", ISOTYPE_CONTROL}
     assert not any("/" in c for c in table["canonical"]), "'/' cannot be an obsm DataFrame column in .h5ad"
+
+
+def test_vocabulary_covers_the_surfaceome(vocab):
+    """The paper's ~2,500 surface proteins are the floor: curated panel names plus the GO surfaceome
+    (tools/build_surfaceome.py); every surface protein is requestable through one coding gene."""
+    table = vocab.table
+    assert set(table["source"]) == {"curated", "GO"}
+    surface = [p for p in vocab.proteins if vocab.category(p) == "surface"]
+    assert len(surface) >= 2500
+    go = table[table["source"] == "GO"]
+    assert (go["canonical"] == go["genes"]).all() and (go["category"] == "surface").all()
+    # GO rows never shadow a curated name: panel names still resolve to their curated proteins
+    assert vocab.match("PD-L1").canonical == "CD274" and vocab.match("CD3").canonical == "CD3"
+    assert vocab.match("EGFR").recognised and vocab.match("ERBB2").canonical == "CD340"
 
 
 def test_every_protein_has_gene_symbols(vocab):
