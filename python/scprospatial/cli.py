@@ -105,7 +105,8 @@ def _train(args):
 
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     path = train_files(args.inputs, args.outdir, stages=stages, resume=args.resume, seed=args.seed,
-                       device=args.device, threads=args.threads, epochs=args.epochs, ppi=args.ppi)
+                       device=args.device, threads=args.threads, epochs=args.epochs, ppi=args.ppi,
+                       init_from=args.init_from)
     print(path)
 
 
@@ -207,6 +208,9 @@ def _add_train(p):
     p.add_argument("--outdir", required=True, help="folder for model.pt, metrics.json and training curves")
     p.add_argument("--stages", default="pretrain,align,translate", help="comma-separated stages to run")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --outdir")
+    p.add_argument("--init-from", default=None, metavar="MODEL_PT",
+                   help="model.pt of earlier stages to go on from (e.g. --stages align --init-from pretrain/model.pt); "
+                        "same cohorts and seed, ends where one run of all stages ends")
     p.add_argument("--epochs", type=int, default=None, help="override the epochs of every stage")
     p.add_argument("--ppi", default=None, help="TSV edge list (gene_a, gene_b, weight) to initialise gene embeddings")
 

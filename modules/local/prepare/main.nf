@@ -13,9 +13,13 @@ process PREPARE {
     def args = task.ext.args ?: ''
     prefix   = task.ext.prefix ?: "${meta.id}"
     def files = input instanceof List ? input.join(',') : input
-    def batch = meta.batch ? "--batch ${meta.batch}" : ''
+    // optional samplesheet columns -> format overrides (marker_cols are ';'-separated in the sheet)
+    def options = [batch: meta.batch, x_col: meta.x_col, y_col: meta.y_col, z_col: meta.z_col,
+                   marker_cols: meta.marker_cols ? meta.marker_cols.tokenize(';')*.trim().join(',') : null,
+                   cell_type_col: meta.cell_type_col, id_col: meta.id_col, protein_key: meta.protein_key]
+    def overrides = options.findAll { _k, v -> v }.collect { k, v -> "--${k.replace('_', '-')} '${v}'" }.join(' ')
     """
-    scprospatial_prepare.py ${files} --outdir . --kind ${meta.kind} --dataset ${prefix} ${batch} --threads ${task.cpus} ${args}
+    scprospatial_prepare.py ${files} --outdir . --kind ${meta.kind} --dataset ${prefix} ${overrides} --threads ${task.cpus} ${args}
     echo "\\"${task.process}\\": {scprospatial: \$(scprospatial --version | cut -d' ' -f2)}" > versions.yml
     """
 

@@ -9,6 +9,7 @@ process REPORT {
     path graphs, stageAs: 'spatial/*'
     path mapped, stageAs: 'mapped/*'
     path stats, stageAs: 'stats/*'
+    path evaluation, stageAs: 'evaluate/*'
 
     output:
     path "report/report.html", emit: html

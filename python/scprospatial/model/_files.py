@@ -17,7 +17,8 @@ from .._logging import logger
 from .._settings import resolve_device, set_threads
 from ..errors import InputError
 from ..io._write import atomic_path, write_h5ad, write_table, write_text
-from ._config import STAGES, ModelConfig
+from ..train import TrainState
+from ._config import STAGES, ModelConfig, check_stages
 from ._data import GeneMapping, dataset_index, dataset_names
 from ._model import CHECKPOINT, ScProSpatial
 from ._predict import check_genes, resolve_proteins
@@ -35,11 +36,15 @@ def load_input(path: str | os.PathLike, kind: str | None = None) -> ad.AnnData:
 def train_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, *, stages=STAGES,
                 resume: bool = False, seed: int = 0, device: str = "auto", threads: int | None = None,
                 epochs: int | None = None, ppi: str | os.PathLike | None = None,
-                config: ModelConfig | None = None) -> Path:
+                config: ModelConfig | None = None, init_from: str | os.PathLike | None = None) -> Path:
     """Train on the cohorts in `inputs`; writes outdir/model.pt, metrics.json and training_curves.csv.
 
     With resume, continues from outdir/checkpoint.pt (written every epoch) and ends where an uninterrupted
     run with the same seed ends; a finished run (model.pt, no checkpoint) is returned as it is.
+    With init_from (a model.pt of earlier stages), runs `stages` from where that checkpoint stopped:
+    pretrain, align and translate in three calls end exactly where one call of all three ends
+    (same seed, same cohorts); a stage whose prerequisite the checkpoint has not done is refused.
+    model.pt records the stages done (meta['stages_done']), the seed and the final training state.
     """
     set_threads(threads)
     if threads is None:
@@ -53,16 +58,23 @@ def train_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, 
     if resume and final.is_file() and not ckpt.is_file():
         logger.info("%s is already trained; nothing to resume", final)
         return final
+    stages = check_stages(stages)
     adatas = [load_input(p) for p in inputs]
+    start = _continue_from(init_from, stages, seed, epochs, adatas, device) if init_from is not None else None
+    plan = stages if start is None else check_stages((*start.meta["stages_done"], *stages))
     if resume and ckpt.is_file():
         model = ScProSpatial.load(ckpt, device=device)
         _check_same_cohorts(model, adatas, ckpt)
         logger.info("resuming from %s", ckpt)
+    elif start is not None:
+        model = start
+        logger.info("continuing from %s (done: %s)", init_from, ", ".join(start.meta["stages_done"]))
     else:
         model = ScProSpatial.setup(adatas, (config or ModelConfig()).with_epochs(epochs), ppi=ppi, seed=seed)
-    metrics = model.train(adatas, stages=stages, outdir=outdir, resume=resume, seed=seed, device=device)
-    model.meta["inputs"] = [str(p) for p in inputs]
-    model.save(final)
+    metrics = model.train(adatas, stages=plan, outdir=outdir, resume=resume or start is not None, seed=seed,
+                          device=device)
+    model.meta.update(inputs=[str(p) for p in inputs], stages_done=list(plan), seed=seed)
+    model.save(final, training_state=model.train_state)
     summary = {"model_id": model.meta["model_id"], "seed": seed, "n_genes": len(model.vocab.genes),
                "n_proteins": len(model.vocab.proteins), "measured_in_training": model.vocab.measured,
                "cohorts": model.meta["cohorts"], **metrics}
@@ -72,11 +84,37 @@ def train_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, 
     return final
 
 
+def _continue_from(path, stages: tuple[str, ...], seed: int, epochs: int | None, adatas,
+                   device: str) -> ScProSpatial:
+    """The model of `path` set up to run `stages` next, as if one run had gone on (InputError if it cannot)."""
+    model = ScProSpatial.load(path, device=device)
+    path = Path(path)
+    _check_same_cohorts(model, adatas, path)
+    done, state = tuple(model.meta.get("stages_done", ())), model.train_state
+    if not done or state is None or not state.done:
+        raise InputError("records no finished training stages (write it with `scprospatial train --stages ...`)",
+                         path)
+    first = STAGES.index(stages[0])
+    if set(stages) & set(done) or STAGES.index(done[-1]) > first:
+        raise InputError(f"cannot run {','.join(stages)} after {','.join(done)}: stages run once, in the order "
+                         f"{','.join(STAGES)}", path)
+    if STAGES[first - 1] not in done:
+        raise InputError(f"stage {stages[0]} needs {STAGES[first - 1]} first; this checkpoint has done only "
+                         f"{','.join(done)}", path)
+    if model.meta.get("seed") != seed:
+        raise InputError(f"trained with --seed {model.meta.get('seed')}, got --seed {seed}: every stage of one "
+                         "model uses the same seed", path)
+    model.config = model.config.with_epochs(epochs)
+    model.train_state = TrainState((*done, *stages), stage_i=len(done), history=list(state.history),
+                                   rng=state.rng, seconds=state.seconds)
+    return model
+
+
 def _check_same_cohorts(model: ScProSpatial, adatas, path) -> None:
     was = [(c["dataset"], c["n_obs"]) for c in model.meta.get("cohorts", [])]
     now = [(c["dataset"], c["n_obs"]) for c in (_cohort(a, i) for i, a in enumerate(adatas))]
     if was != now:
-        raise InputError(f"cannot resume: checkpoint was trained on {was}, inputs are {now}", path)
+        raise InputError(f"checkpoint was trained on {was}, inputs are {now}: cannot go on with other cohorts", path)
 
 
 def _cohort(a: ad.AnnData, i: int) -> dict:

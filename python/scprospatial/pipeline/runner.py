@@ -4,7 +4,10 @@ The same steps and the same output layout as the Nextflow pipeline (main.nf); be
 use Nextflow. Output layout under OUTDIR:
 
     prepared/<id>.h5ad        validated, normalised input of every samplesheet row
-    model/model.pt            trained checkpoint (+ metrics.json, training curves)
+    model/pretrain/model.pt   checkpoint after pretraining (+ metrics.json, training_curves.csv)
+    model/align/model.pt      checkpoint after alignment, started from model/pretrain/model.pt
+    model/model.pt            the trained model, translator trained from model/align/model.pt
+                              (+ metrics.json, training_curves.csv of all three stages)
     imputed/<id>.imputed.h5ad RNA-only rows with obsm['protein_predicted'] and its SD
     spatial/<id>.graph.h5ad   spatial rows with squidpy-compatible neighbour graphs
     mapped/<sp>__<rna>.mapped.h5ad      imaged cells of spatial row <sp>, proteome imputed from RNA row <rna>
@@ -12,10 +15,12 @@ use Nextflow. Output layout under OUTDIR:
 
     stats/<sp>__<rna>/        spatial statistics of each mapped sample (stats/<sp>/ on the measured markers
                               when the samplesheet has no RNA-only cohort): CSVs, PNGs, .stats.h5ad
-
-File names are those of the Nextflow pipeline, so both write the same layout.
+    evaluate/                 only with evaluate=True: `scprospatial evaluate` on the citeseq rows
+                              (summary.csv, summary.md, metrics_per_protein.csv, metrics_per_split.csv, run.json)
     report/report.html        self-contained report (figures embedded)
     pipeline_info/            step stamps and trace.tsv
+
+File names are those of the Nextflow pipeline, so both write the same layout.
 """
 from __future__ import annotations
 
@@ -27,7 +32,8 @@ from .samplesheet import Sample, read_samplesheet
 from .steps import Step, run_steps
 
 LAYOUT = {"prepared": "prepared", "model": "model", "imputed": "imputed", "spatial": "spatial",
-          "mapped": "mapped", "stats": "stats", "report": "report", "info": "pipeline_info"}
+          "mapped": "mapped", "stats": "stats", "evaluate": "evaluate", "report": "report", "info": "pipeline_info"}
+STAGE_DIRS = {"pretrain": "pretrain", "align": "align", "translate": "."}  # under LAYOUT['model']
 
 
 def _prepare_step(sample: Sample, outdir: Path) -> Step:
@@ -44,11 +50,48 @@ def _prepare_step(sample: Sample, outdir: Path) -> Step:
                 params={"kind": sample.kind, "batch": sample.batch, **overrides})
 
 
+def _train_steps(inputs: list[Path], outdir: Path, *, seed: int, device: str, threads: int | None,
+                 epochs: int | None) -> list[Step]:
+    """PRETRAIN -> ALIGN -> TRANSLATE, each started from the previous stage's model.pt (as the pipeline runs them).
+
+    A step interrupted mid-stage continues from its checkpoint.pt; one whose inputs changed starts afresh.
+    """
+    from ..model._files import MODEL_FILE, train_files
+    from ..model._model import CHECKPOINT
+
+    steps, previous = [], None
+    for stage, sub in STAGE_DIRS.items():
+        folder = (outdir / LAYOUT["model"] / sub).resolve()
+
+        def action(stage=stage, folder=folder, previous=previous):
+            train_files([str(p) for p in inputs], folder, stages=(stage,), resume=(folder / CHECKPOINT).is_file(),
+                        seed=seed, device=device, threads=threads, epochs=epochs, init_from=previous)
+
+        steps.append(Step(f"train:{stage}", action, inputs=[*inputs, *([previous] if previous else [])],
+                          outputs=[folder / MODEL_FILE], params={"seed": seed, "epochs": epochs},
+                          on_stale=lambda folder=folder: (folder / CHECKPOINT).unlink(missing_ok=True)))
+        previous = folder / MODEL_FILE
+    return steps
+
+
+def _evaluate_step(citeseq: list[Path], outdir: Path, *, seed: int, device: str, threads: int | None,
+                   epochs: int | None, split: str, seeds: int) -> Step:
+    from ..evaluate import evaluate_files
+
+    folder = outdir / LAYOUT["evaluate"]
+    return Step("evaluate", lambda: evaluate_files([str(p) for p in citeseq], folder, split=split, seeds=seeds,
+                                                   seed=seed, device=device, threads=threads, epochs=epochs),
+                inputs=citeseq, outputs=[folder / "summary.csv"],
+                params={"split": split, "seeds": seeds, "seed": seed, "epochs": epochs})
+
+
 def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None = None, seed: int = 0,
                 device: str = "auto", threads: int | None = None, epochs: int | None = None,
-                truth: Path | None = None) -> list[Step]:
-    """The runner's plan: prepare every row, train (unless a model is given), impute, graphs, report."""
-    from ..model import impute_file, train_files
+                truth: Path | None = None, evaluate: bool = False, evaluate_split: str = "random",
+                evaluate_seeds: int = 5) -> list[Step]:
+    """The runner's plan: prepare every row, train (unless a model is given), impute, graphs, map, statistics,
+    evaluate (when asked) and the report, in the Nextflow workflow's order."""
+    from ..model import impute_file
     from ..report import build_report
     from ..spatial import graph_file, map_files, spatial_stats_file
 
@@ -59,16 +102,10 @@ def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None
     if model is None:
         if not by_kind["citeseq"]:
             raise InputError("the samplesheet has no citeseq row to train on; add one or pass --model")
-        train_inputs = [prepared[s.id] for s in by_kind["citeseq"] + by_kind["rna"]]
-        model_dir = outdir / LAYOUT["model"]
-        model_path = model_dir / "model.pt"
-
-        def train():
-            train_files([str(p) for p in train_inputs], model_dir, stages=("pretrain", "align", "translate"),
-                        resume=model_dir.exists(), seed=seed, device=device, threads=threads, epochs=epochs)
-
-        steps.append(Step("train", train, inputs=train_inputs, outputs=[model_path],
-                          params={"seed": seed, "epochs": epochs}))
+        train_steps = _train_steps([prepared[s.id] for s in by_kind["citeseq"] + by_kind["rna"]], outdir,
+                                   seed=seed, device=device, threads=threads, epochs=epochs)
+        steps += train_steps
+        model_path = train_steps[-1].outputs[0]
     else:
         model_path = Path(model)
         if not model_path.is_file():
@@ -101,6 +138,13 @@ def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None
                                                                               threads=threads),
                               inputs=[src], outputs=[stats_dir / "moran.csv"], params={"n_perms": 1000, "seed": seed}))
 
+    if evaluate:
+        if not by_kind["citeseq"]:
+            raise InputError("evaluate needs a citeseq row (paired RNA and protein) in the samplesheet")
+        steps.append(_evaluate_step([prepared[s.id] for s in by_kind["citeseq"]], outdir, seed=seed, device=device,
+                                    threads=threads, epochs=epochs, split=evaluate_split,
+                                    seeds=evaluate_seeds))
+
     report = outdir / LAYOUT["report"] / "report.html"
     upstream = [p for st in steps for p in st.outputs]
     steps.append(Step("report", lambda: build_report(outdir, report, truth=truth),
@@ -110,12 +154,20 @@ def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None
 
 def run_samplesheet(samplesheet: str | Path, outdir: str | Path, *, model: str | Path | None = None, seed: int = 0,
                     device: str = "auto", threads: int | None = None, epochs: int | None = None,
-                    force: bool = False, truth: Path | None = None) -> Path:
-    """Run every step of a samplesheet; returns the report's path."""
+                    force: bool = False, truth: Path | None = None, evaluate: bool = False,
+                    evaluate_split: str = "random", evaluate_seeds: int = 5) -> Path:
+    """Run every step of a samplesheet; returns the report's path.
+
+    epochs: the same epoch count for every training stage (and evaluate's model), for smoke runs and
+    tests; None keeps the model's defaults. evaluate: also benchmark on the citeseq rows (off by default;
+    evaluate_split and evaluate_seeds as `scprospatial evaluate --split --n-seeds`), as the pipeline's
+    --evaluate, --evaluate_split, --evaluate_seeds.
+    """
     samples = read_samplesheet(samplesheet)
     outdir = Path(outdir).resolve()
     steps = build_steps(samples, outdir, model=model, seed=seed, device=device, threads=threads, epochs=epochs,
-                        truth=truth)
+                        truth=truth, evaluate=evaluate, evaluate_split=evaluate_split,
+                        evaluate_seeds=evaluate_seeds)
     logger.info("running %d steps for %d samplesheet rows into %s", len(steps), len(samples), outdir)
     run_steps(steps, outdir / LAYOUT["info"], force=force)
     return steps[-1].outputs[0]

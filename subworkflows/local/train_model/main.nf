@@ -1,0 +1,20 @@
+// PRETRAIN -> ALIGN -> TRANSLATE: the three training stages as three processes, each starting from the
+// previous stage's checkpoint; the end result equals one `scprospatial train` call of all three stages.
+include { TRAIN as PRETRAIN  } from '../../../modules/local/train'
+include { TRAIN as ALIGN     } from '../../../modules/local/train'
+include { TRAIN as TRANSLATE } from '../../../modules/local/train'
+
+workflow TRAIN_MODEL {
+    take:
+    ch_cohorts    // value channel: [ h5ad, ... ] prepared citeseq rows, then rna rows, in samplesheet order
+
+    main:
+    PRETRAIN(ch_cohorts, 'pretrain', [])
+    ALIGN(ch_cohorts, 'align', PRETRAIN.out.model)
+    TRANSLATE(ch_cohorts, 'translate', ALIGN.out.model)
+
+    emit:
+    model    = TRANSLATE.out.model                                          // model.pt
+    files    = TRANSLATE.out.model.mix(TRANSLATE.out.metrics, TRANSLATE.out.curves)
+    versions = PRETRAIN.out.versions.mix(ALIGN.out.versions, TRANSLATE.out.versions)
+}
