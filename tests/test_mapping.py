@@ -141,7 +141,7 @@ def stub_case():
 
 def test_map_cells_outputs_and_hand_checkable_values(stub_case):
     model, rna, sp, src, types = stub_case
-    map_cells(model, rna, sp, k=5, temperature=0.01)
+    map_cells(model, rna, sp, k=5, temperature=0.01, method="joint")
     pred = sp.obsm[K.PROTEIN_PREDICTED]
     assert list(pred.columns) == ["CD3", "CD19"] and (pred.index == sp.obs_names).all()
     # Every imaged cell lands among its own type's scRNA-seq cells: its imputed CD3 is that type's level.
@@ -163,8 +163,8 @@ def test_map_cells_outputs_and_hand_checkable_values(stub_case):
 
 def test_default_temperature_is_the_models_and_blocks_do_not_change_results(stub_case):
     model, rna, sp, _, _ = stub_case
-    a_sp, _ = map_cells(model, rna, sp, k=7, copy=True)
-    b_sp, b_rna = map_cells(model, rna, sp, k=7, block_size=9, copy=True, backend="torch")
+    a_sp, _ = map_cells(model, rna, sp, k=7, copy=True, method="joint")
+    b_sp, b_rna = map_cells(model, rna, sp, k=7, block_size=9, copy=True, backend="torch", method="joint")
     assert a_sp.uns[K.PROTEIN_PREDICTED]["temperature"] == pytest.approx(0.1)
     np.testing.assert_allclose(a_sp.obsm[K.PROTEIN_PREDICTED], b_sp.obsm[K.PROTEIN_PREDICTED], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(a_sp.obs[K.MAPPING_CONFIDENCE], b_sp.obs[K.MAPPING_CONFIDENCE], atol=1e-6)
@@ -174,10 +174,10 @@ def test_default_temperature_is_the_models_and_blocks_do_not_change_results(stub
 def test_missing_labels_skip_transfer_and_bad_key_is_an_error(stub_case):
     model, rna, sp, _, _ = stub_case
     del rna.obs["cell_type"]
-    map_cells(model, rna, sp, k=3)
+    map_cells(model, rna, sp, k=3, method="joint")
     assert MAPPED_CELL_TYPE not in sp.obs and K.MAPPED_LOCATION in rna.obsm
     with pytest.raises(InputError, match="not an obs column"):
-        map_cells(model, rna, sp, k=3, rna_cell_type_key="nope")
+        map_cells(model, rna, sp, k=3, rna_cell_type_key="nope", method="joint")
 
 
 def test_rna_output_path():

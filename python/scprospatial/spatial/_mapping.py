@@ -1,9 +1,11 @@
-"""Map scRNA-seq cells onto imaged cells through the joint (CLIP-aligned) space and impute their proteome.
+"""Map scRNA-seq cells onto imaged cells through the model and impute their proteome.
 
 No shared features are needed: scRNA-seq cells are embedded by the RNA encoder, imaged cells by the
-protein encoder on whatever panel they measured. Each imaged cell takes its k most similar scRNA-seq
-cells (cosine similarity, blocked top-k that never holds the full similarity matrix), weights them by
-softmax(similarity / temperature) and receives the weighted mixture of their predicted proteomes:
+protein encoder on whatever panel they measured (first adapted to that panel, self-supervised). The default
+score ("fused", see _fuse.py) adds to the joint-space cosine the correlation of the imaged cell's measured
+markers with the model's prediction of the same markers from each scRNA-seq cell's RNA. Each imaged cell
+takes its k best-scoring scRNA-seq cells (blocked top-k that never holds the full score matrix), weights
+them by softmax(score / temperature) and receives the weighted mixture of their predicted proteomes:
 
     mean = sum_j w_j mu_j,   sd^2 = sum_j w_j (sigma_j^2 + mu_j^2) - mean^2
 
@@ -11,8 +13,8 @@ softmax(similarity / temperature) and receives the weighted mixture of their pre
 The default temperature is the model's learned CLIP temperature (the scale its similarities were trained on).
 
 Outputs on the imaged cells: obsm['protein_predicted'] / ['protein_predicted_sd'], uns['protein_predicted'],
-obs['mapping_confidence'] = sum_j w_j cos_j (weighted mean cosine similarity of the chosen scRNA-seq cells,
-in [-1, 1]; near 1 when the cell sits on scRNA-seq cells in the joint space), obsm['X_scprospatial'] and,
+obs['mapping_confidence'] = sum_j w_j s_j (weighted mean score of the chosen scRNA-seq cells, in [-1, 1];
+near 1 when the cell sits on scRNA-seq cells), obsm['X_scprospatial'] and,
 when both sides are labelled, obs['mapped_cell_type'] (weighted vote). On the scRNA-seq cells (the second
 file `<out stem>.rna.h5ad`): obsm['mapped_location'] (mean coordinates of the imaged cells that chose the
 cell, weighted by w; NaN for cells no imaged cell chose), obs['mapping_weight'] (total weight received),
@@ -32,6 +34,8 @@ from .. import _constants as K
 from .. import _ext
 from .._logging import logger, progress
 from ..errors import InputError
+from ._fuse import FUSE_WEIGHT, mapping_space, panel_markers, predict_panel
+from ._adapt import ADAPT_EPOCHS
 from ._kernels import _threads
 
 TOPK_BACKENDS = ("auto", "cpp", "cuda", "torch")
@@ -171,12 +175,17 @@ def spatial_cell_type_key(adata) -> str | None:
 def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | None = None,
               all_proteins: bool = False, temperature: float | None = None, backend: str = "auto",
               threads: int | None = None, rna_cell_type_key: str | None = None,
-              spatial_key: str = K.SPATIAL, block_size: int = QUERY_BLOCK, copy: bool = False):
+              spatial_key: str = K.SPATIAL, block_size: int = QUERY_BLOCK, method: str = "fused",
+              fuse_weight: float = FUSE_WEIGHT, adapt_epochs: int = ADAPT_EPOCHS, seed: int = 0,
+              copy: bool = False):
     """Map the scRNA-seq cells in `rna` onto the imaged cells in `spatial` and impute the imaged cells' proteome.
 
     Writes the keys listed in the module docstring onto both AnnData objects (in place unless copy=True,
     then returns (spatial, rna) copies). `rna_cell_type_key`: obs column of scRNA-seq labels (default
     'cell_type' when present); spatial labels come from uns['scprospatial']['cell_type_key'].
+    method: 'fused' (default: adapted joint space + predicted-vs-measured panel, weight `fuse_weight` on the
+    joint cosine) or 'joint' (the joint space of the unadapted encoder alone); adapt_epochs: epochs of the
+    encoder's self-supervised adaptation to the panel (0: none); seed: the adaptation's seed.
     """
     if copy:
         rna, spatial = rna.copy(), spatial.copy()
@@ -184,8 +193,10 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
         raise InputError(f"no coordinates: obsm[{spatial_key!r}] is missing from the spatial input")
     tau = _temperature(model, temperature)
     model.predict(rna, proteins=proteins, all_proteins=all_proteins, copy=False)  # predict once per RNA cell
-    ref = np.ascontiguousarray(rna.obsm[K.EMBEDDING], dtype=np.float32)
-    query = model.embed_protein(spatial)
+    markers = panel_markers(model, spatial) if method == "fused" else []
+    space = mapping_space(model, spatial, rna.obsm[K.EMBEDDING], predict_panel(model, rna, markers), markers,
+                          method=method, weight=fuse_weight, adapt_epochs=adapt_epochs, seed=seed)
+    query, ref = space.query, space.ref
     mean = rna.obsm[K.PROTEIN_PREDICTED].to_numpy(np.float32)
     sd = rna.obsm[K.PROTEIN_PREDICTED_SD].to_numpy(np.float32)
     names = list(rna.obsm[K.PROTEIN_PREDICTED].columns)
@@ -203,13 +214,13 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
         confidence[rows] = (w * sim).sum(axis=1)
         blocks.append(wm)
     weights = sparse.vstack(blocks, format="csr") if blocks else sparse.csr_matrix((0, rna.n_obs))
-    _write_spatial(spatial, names, out_mean, out_sd, confidence, query, rna.uns[K.PROTEIN_PREDICTED],
-                   {"backend": used, "k": int(k), "temperature": tau, "method": "joint-space top-k mapping",
-                    "n_rna_cells": int(rna.n_obs)})
+    _write_spatial(spatial, names, out_mean, out_sd, confidence, space.joint, rna.uns[K.PROTEIN_PREDICTED],
+                   {"backend": used, "k": int(k), "temperature": tau, "n_rna_cells": int(rna.n_obs), **space.info})
     _write_rna(rna, weights, np.asarray(spatial.obsm[spatial_key], dtype=np.float64))
     _transfer_labels(rna, spatial, weights, rna_cell_type_key)
-    logger.info("mapped %d imaged cells onto %d scRNA-seq cells (k=%d, %s, temperature %.3g); median confidence "
-                "%.3f", n, rna.n_obs, k, used, tau, float(np.median(confidence)) if n else float("nan"))
+    logger.info("mapped %d imaged cells onto %d scRNA-seq cells (%s, k=%d, %s, temperature %.3g); median "
+                "confidence %.3f", n, rna.n_obs, space.info["method"], k, used, tau,
+                float(np.median(confidence)) if n else float("nan"))
     return (spatial, rna) if copy else None
 
 
@@ -255,6 +266,7 @@ def rna_output_path(out: str | os.PathLike) -> Path:
 def map_files(model, rna, spatial, out, *, k: int = 10, proteins: Sequence[str] | None = None,
               all_proteins: bool = False, device: str = "auto", threads: int | None = None, backend: str = "auto",
               seed: int = 0, temperature: float | None = None, rna_cell_type_key: str | None = None,
+              method: str = "fused", fuse_weight: float = FUSE_WEIGHT, adapt_epochs: int = ADAPT_EPOCHS,
               **overrides) -> Path:
     """`scprospatial map`: read the scRNA-seq and spatial inputs (any supported layout; `overrides` are the
     spatial table's format overrides), map, write `out` (imaged cells) and `<out stem>.rna.h5ad`
@@ -274,7 +286,8 @@ def map_files(model, rna, spatial, out, *, k: int = 10, proteins: Sequence[str] 
     if rna_data.n_obs < k:
         raise InputError(f"k={k} neighbours need at least {k} scRNA-seq cells, got {rna_data.n_obs}", rna)
     map_cells(model, rna_data, spatial_data, k=k, proteins=proteins, all_proteins=all_proteins,
-              temperature=temperature, backend=backend, threads=threads, rna_cell_type_key=rna_cell_type_key)
+              temperature=temperature, backend=backend, threads=threads, rna_cell_type_key=rna_cell_type_key,
+              method=method, fuse_weight=fuse_weight, adapt_epochs=adapt_epochs, seed=seed)
     rna_path = rna_output_path(out)
     write_h5ad(rna_data, rna_path)
     return write_h5ad(spatial_data, out)

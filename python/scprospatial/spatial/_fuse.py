@@ -1,0 +1,117 @@
+"""Fused mapping score: joint-space similarity plus agreement of the model's predicted panel with the measured one.
+
+Two views of how well an imaged cell i fits a scRNA-seq cell j, both cosines of unit vectors:
+  joint   cos(e_i, e_j): protein-encoder embedding of the imaged cell's panel (the encoder first adapted to the
+          panel, see _adapt.py) against the RNA encoder's embedding, in the CLIP-aligned joint space;
+  panel   corr(x_i, mu_j): the imaged cell's measured markers (z-scored over imaged cells) against the model's
+          prediction of the same markers from cell j's RNA (z-scored over scRNA-seq cells). The model predicts any
+          panel protein from RNA (measured in training or through its coding gene), so no feature has to be
+          measured on both sides: the shared features are the model's own predictions.
+The fused score is  s_ij = a cos(e_i, e_j) + (1 - a) corr(x_i, mu_j), computed as one inner product of the
+concatenations [sqrt(a) e, sqrt(1 - a) x] so the blocked top-k kernel searches it unchanged. With fewer than
+MIN_PANEL_MARKERS predictable markers in the panel the panel view is undefined and mapping uses the joint space
+alone (warned). `a` (FUSE_WEIGHT) and the adaptation were chosen on validation markers (benchmarks/README.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import _constants as K
+from .._logging import logger
+from ..errors import InputError
+from ..model._data import dataset_index, dataset_names
+from ._adapt import ADAPT_EPOCHS, adapt_protein_encoder
+
+MAPPING_METHODS = ("fused", "joint")
+FUSE_WEIGHT = 0.4          # a: weight of the joint-space cosine (chosen on validation markers)
+MIN_PANEL_MARKERS = 2      # a correlation across markers needs at least two
+
+
+@dataclass
+class MappingSpace:
+    """Query (imaged cells) and reference (scRNA-seq cells) rows whose inner product is the mapping score."""
+
+    query: np.ndarray
+    ref: np.ndarray
+    joint: np.ndarray                      # imaged cells' joint-space embedding (obsm X_scprospatial)
+    info: dict = field(default_factory=dict)
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def zscore_columns(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return (x - x.mean(0)) / np.maximum(x.std(0), 1e-6)
+
+
+def panel_markers(model, spatial) -> list[str]:
+    """Markers of the imaged panel the model can predict from RNA (measured in training or gene-linked)."""
+    predictable = set(model.vocab.measured) | set(model.vocab.gene_links)
+    vocab = set(model.vocab.proteins)
+    return [p for p in spatial.obsm[K.PROTEIN].columns if p in predictable and p in vocab]
+
+
+def predict_panel(model, rna, markers: list[str], batch_size: int = 4096) -> np.ndarray:
+    """The model's predicted mean of `markers` for every scRNA-seq cell (n_rna x len(markers), CLR scale)."""
+    out = np.zeros((rna.n_obs, len(markers)), np.float32)
+    if not markers:
+        return out
+    mapping = model.gene_mapping(rna)
+    ds = dataset_index(dataset_names(rna), model.datasets)
+    for rows, _e, mean, _s in model._predictor().chunks(lambda a, b: rna.X[a:b], rna.n_obs, mapping, ds, markers,
+                                                          batch_size):
+        out[rows] = mean
+    return out
+
+
+def aligned_panel(spatial, markers: list[str], predicted: np.ndarray):
+    """A view of `spatial` whose predictable markers are moved to the model's scale: each marker's imaging values
+    are standardised and given the mean and SD of the model's prediction of it over the scRNA-seq cells."""
+    measured = spatial.obsm[K.PROTEIN]
+    values = measured.copy()
+    if markers:
+        x = measured[markers].to_numpy(np.float64)
+        values[markers] = zscore_columns(x) * predicted.std(0) + predicted.mean(0)
+    out = spatial[:, :0].copy() if spatial.n_vars else spatial.copy()
+    out.obsm[K.PROTEIN] = values.astype(np.float32)
+    return out
+
+
+def mapping_space(model, spatial, rna_joint: np.ndarray, rna_panel: np.ndarray | None, markers: list[str], *,
+                  method: str = "fused", weight: float = FUSE_WEIGHT, adapt_epochs: int = ADAPT_EPOCHS,
+                  seed: int = 0) -> MappingSpace:
+    """Build the query/reference rows for `method`: 'fused' (default) or 'joint' (joint space only, no adaptation).
+
+    rna_joint: the scRNA-seq cells' joint embedding; rna_panel: the model's prediction of `markers` for them."""
+    if method not in MAPPING_METHODS:
+        raise InputError(f"unknown mapping method {method!r}; choose one of {', '.join(MAPPING_METHODS)}")
+    if not 0.0 <= weight <= 1.0:
+        raise InputError(f"fuse weight must lie in [0, 1], got {weight!r}")
+    if method == "joint":
+        q = model.embed_protein(spatial)
+        return MappingSpace(q, np.ascontiguousarray(rna_joint, dtype=np.float32), q, {"method": "joint"})
+    use_panel = len(markers) >= MIN_PANEL_MARKERS
+    if not use_panel:
+        logger.warning("only %d imaged marker(s) the model can predict: the fused score needs %d, mapping on the "
+                       "joint space alone", len(markers), MIN_PANEL_MARKERS)
+    source = aligned_panel(spatial, markers, rna_panel) if use_panel else spatial
+    info: dict = {"method": "fused" if use_panel else "joint (adapted encoder)", "fuse_weight": weight if use_panel
+                  else 1.0, "n_panel_markers": len(markers)}
+    embedder = model
+    if adapt_epochs > 0:
+        embedder, info["adaptation"] = adapt_protein_encoder(model, source, epochs=adapt_epochs, seed=seed)
+    joint = embedder.embed_protein(source)
+    if not use_panel:
+        return MappingSpace(joint, np.ascontiguousarray(rna_joint, dtype=np.float32), joint, info)
+    x = unit_rows(zscore_columns(spatial.obsm[K.PROTEIN][markers].to_numpy(np.float64)))
+    mu = unit_rows(zscore_columns(rna_panel))
+    a, b = np.sqrt(weight), np.sqrt(1.0 - weight)
+    query = np.ascontiguousarray(np.hstack([a * joint, b * x]), dtype=np.float32)
+    ref = np.ascontiguousarray(np.hstack([a * np.asarray(rna_joint, np.float32), b * mu]), dtype=np.float32)
+    return MappingSpace(query, ref, joint, info)
+
