@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import anndata as ad
+import pandas as pd
 import pytest
 
 from scprospatial import keys
@@ -44,8 +45,11 @@ def render(module: str, values: dict[str, object]) -> str:
     return command.replace("\\$", "$").replace('\\\\"', '\\"')
 
 
-def run_task(module: str, workdir: Path, staged: list[Path | tuple[Path, str]], values: dict[str, object]) -> Path:
-    """Stage inputs by name (or as (path, 'folder/')) into a fresh work folder and run the script with bash."""
+def run_task(module: str, workdir: Path, staged: list[Path | tuple[Path, str]], values: dict[str, object],
+             process: str | None = None) -> Path:
+    """Stage inputs by name (or as (path, 'folder/')) into a fresh work folder and run the script with bash.
+
+    process: the name the module runs under when the workflow includes it under an alias (PRETRAIN, ...)."""
     workdir.mkdir(parents=True)
     for item in staged:
         src, folder = item if isinstance(item, tuple) else (item, "")
@@ -53,37 +57,62 @@ def run_task(module: str, workdir: Path, staged: list[Path | tuple[Path, str]], 
         os.symlink(src, workdir / folder / src.name)
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(REPO / "bin"), str(Path(sys.executable).parent), env["PATH"]])
-    command = render(module, {"task.cpus": 1, "task.process": module.upper(), **values})
+    process = process or module.upper()
+    command = render(module, {"task.cpus": 1, "task.process": process, **values})
     proc = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=workdir, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{module} failed:\n{command}\n{proc.stderr[-3000:]}"
     versions = (workdir / "versions.yml").read_text()
-    assert versions.startswith(f'"{module.upper()}": {{scprospatial: ') and "stub" not in versions
+    assert versions.startswith(f'"{process}": {{scprospatial: ') and "stub" not in versions
     return workdir
 
 
 def test_every_module_is_exercised():
     assert {p.name for p in MODULES.iterdir() if p.is_dir()} == {"prepare", "train", "impute", "spatial_graph", "map",
-                                                                 "spatial_stats", "report"}
+                                                                 "spatial_stats", "evaluate", "report"}
 
 
-def _chain(tmp_path: Path, rows: list[tuple[str, str, list[Path]]], train_args: str) -> dict:
-    """PREPARE each row -> TRAIN on citeseq+rna -> IMPUTE each rna row -> SPATIAL_GRAPH each spatial row."""
+def _train_stages(tmp_path: Path, cohorts: list[Path], train_args: str) -> Path:
+    """TRAIN as PRETRAIN -> ALIGN -> TRANSLATE (subworkflows/local/train_model), each from the previous model.pt."""
+    previous = None
+    for stage in ("pretrain", "align", "translate"):
+        staged = [(p, "cohorts") for p in cohorts] + ([previous] if previous else [])
+        wd = run_task("train", tmp_path / stage, staged,
+                      {"cohorts": " ".join(f"cohorts/{p.name}" for p in cohorts), "stage": stage,
+                       "init": f"--init-from {previous.name}" if previous else "", "args": train_args,
+                       "task.accelerator ? 'cuda' : 'cpu'": "cpu"}, process=stage.upper())
+        previous = wd / stage / "model.pt"
+        assert previous.exists() and (wd / stage / "metrics.json").exists()
+        assert (wd / stage / "training_curves.csv").exists()
+    return previous
+
+
+def _evaluate(tmp_path: Path, citeseq: list[Path]) -> list[Path]:
+    wd = run_task("evaluate", tmp_path / "evaluate", [(p, "cohorts") for p in citeseq],
+                  {"cohorts": " ".join(f"cohorts/{p.name}" for p in citeseq),
+                   "args": "--n-seeds 1 --methods mean,scprospatial --epochs 2 --seed 0",
+                   "task.accelerator ? 'cuda' : 'cpu'": "cpu"})
+    summary = pd.read_csv(wd / "evaluate" / "summary.csv")
+    assert set(summary["method"]) == {"mean", "scprospatial"}
+    return sorted((wd / "evaluate").iterdir())
+
+
+def _chain(tmp_path: Path, rows: list[tuple[str, str, list[Path], str]], train_args: str) -> dict:
+    """PREPARE each row -> PRETRAIN/ALIGN/TRANSLATE on citeseq+rna -> IMPUTE each rna row -> SPATIAL_GRAPH,
+    MAP, SPATIAL_STATS -> EVALUATE on the citeseq rows -> REPORT, as workflows/scprospatial.nf orders them."""
     prepared = {}
-    for sample_id, kind, files in rows:
+    for sample_id, kind, files, overrides in rows:
         files_arg = ",".join(f.name for f in files)
         wd = run_task("prepare", tmp_path / f"prepare_{sample_id}", files,
-                      {"files": files_arg, "meta.kind": kind, "prefix": sample_id, "batch": "", "args": ""})
+                      {"files": files_arg, "meta.kind": kind, "prefix": sample_id, "overrides": overrides,
+                       "args": ""})
         out = wd / f"{sample_id}.h5ad"
         assert out.exists()
         prepared[sample_id] = (kind, out)
 
-    cohorts = [p for k, p in prepared.values() if k in ("citeseq", "rna")]
-    wd = run_task("train", tmp_path / "train", cohorts,
-                  {"cohorts": " ".join(p.name for p in cohorts), "args": train_args,
-                   "task.accelerator ? 'cuda' : 'cpu'": "cpu"})
-    model = wd / "model" / "model.pt"
-    assert model.exists() and (wd / "model" / "metrics.json").exists()
+    # citeseq rows before rna rows, in samplesheet order (filesInSheetOrder in the workflow)
+    cohorts = [p for k, p in prepared.values() if k == "citeseq"] + [p for k, p in prepared.values() if k == "rna"]
+    model = _train_stages(tmp_path, cohorts, train_args)
 
     results = {}
     for sample_id, (kind, path) in prepared.items():
@@ -116,10 +145,12 @@ def _chain(tmp_path: Path, rows: list[tuple[str, str, list[Path]]], train_args: 
         assert (wd / name / "moran.csv").exists() and list((wd / name).glob("*.stats.h5ad"))
         stats_dirs.append(wd / name)
 
+    evaluation = _evaluate(tmp_path, [p for k, p in prepared.values() if k == "citeseq"])
+
     model_files = [model, *sorted((model.parent).glob("*.json")), *sorted(model.parent.glob("*.csv"))]
     staged = ([(p, "prepared") for _, p in prepared.values()] + [(p, "model") for p in model_files]
               + [(p, {"imputed": "imputed", "graph": "spatial", "mapped": "mapped"}[p.name.split(".")[-2]])
-                 for p in results.values()] + [(d, "stats") for d in stats_dirs])
+                 for p in results.values()] + [(d, "stats") for d in stats_dirs] + [(p, "evaluate") for p in evaluation])
     wd = run_task("report", tmp_path / "report", staged, {"args": ""})
     html = (wd / "report" / "report.html").read_text()
     assert "Imputed proteins" in html and "Spatial samples" in html and "Training curves" in html
@@ -139,25 +170,30 @@ def _check_results(results: dict) -> None:
             assert pred.shape[0] == a.n_obs and pred.shape[1] > 0 and pred.notna().all().all()
 
 
+@pytest.mark.slow
 def test_modules_in_workflow_order_on_simulated_cohort(tmp_path):
     from scprospatial.simulate import simulate
 
     sim = simulate(tmp_path / "sim", n_cells=300, seed=1)
-    rows = [("citeseq", "citeseq", [sim["citeseq"]]), ("query", "rna", [sim["rna"]]),
-            ("tissue", "spatial", [sim["spatial"]])]
+    rows = [("citeseq", "citeseq", [sim["citeseq"]], "--batch 'sim'"), ("query", "rna", [sim["rna"]], ""),
+            ("tissue", "spatial", [sim["spatial"]], "")]
     results = _chain(tmp_path / "work", rows, "--seed 0 --epochs 2")
     assert set(results) == {"query", "tissue", "tissue__query"}
     _check_results(results)
 
 
+@pytest.mark.slow
+@pytest.mark.realdata
 def test_modules_in_workflow_order_on_real_data(tmp_path, shared_data):
     cite = shared_data / "citeseq"
-    rows = [("malt", "citeseq", [cite / "malt_10k_train_1000cells.h5ad"]),
-            ("malt_query", "rna", [cite / "malt_10k_query_1100cells_rna_only.h5ad"]),
-            ("codex", "spatial", [shared_data / "spatial" / "codex_crc_schurch2020_reg009.csv"]),
-            ("cycif", "spatial", [shared_data / "spatial" / "cycif_scimap_example.csv"])]
+    rows = [("malt", "citeseq", [cite / "malt_10k_train_1000cells.h5ad"], "--batch 'malt'"),
+            ("malt_query", "rna", [cite / "malt_10k_query_1100cells_rna_only.h5ad"], "--batch 'malt'"),
+            ("codex", "spatial", [shared_data / "spatial" / "codex_crc_schurch2020_reg009.csv"],
+             "--x-col 'X' --y-col 'Y'")]
+    # one imaged sample keeps this test short (each task starts a Python); the runner test on real cohorts
+    # (test_pipeline.py) maps onto CODEX and CyCIF
     results = _chain(tmp_path / "work", rows, "--seed 0 --epochs 2")
-    assert set(results) == {"malt_query", "codex", "cycif", "codex__malt_query", "cycif__malt_query"}
+    assert set(results) == {"malt_query", "codex", "codex__malt_query"}
     _check_results(results)
 
 
