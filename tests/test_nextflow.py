@@ -55,3 +55,60 @@ def test_container_files_install_the_same_way():
         text = (REPO / "containers" / name).read_text()
         assert "pip install --no-cache-dir ." in text and "import scprospatial._core" in text
     assert "SCPROSPATIAL_CUDA=1" in (REPO / "containers" / "Dockerfile.cuda").read_text()
+
+
+def test_conda_environment_installs_the_package_and_its_dependencies():
+    tomllib = pytest.importorskip("tomllib", reason="Python >= 3.11 reads pyproject.toml")
+    yaml = pytest.importorskip("yaml", reason="PyYAML reads environment.yml")
+    env_file = REPO / "containers" / "environment.yml"
+    env = yaml.safe_load(env_file.read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    # conda runs pip from the environment file's folder: the entry must lead to this repository
+    assert [(env_file.parent / p).resolve() for p in pip] == [REPO.resolve()]
+    conda_names = {re.split(r"[ <>=]", d.strip('"'))[0] for d in env["dependencies"] if isinstance(d, str)}
+    renamed = {"torch": "pytorch", "igraph": "python-igraph", "matplotlib": "matplotlib-base"}
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    for dep in deps:
+        name = re.split(r"[ <>=\[]", dep)[0]
+        assert renamed.get(name, name) in conda_names, f"environment.yml lacks {name}"
+
+
+def _nf_files() -> list[Path]:
+    return [*REPO.glob("*.nf"), *REPO.glob("*.config"), *REPO.glob("conf/*.config"), *REPO.glob("workflows/*.nf"),
+            *REPO.glob("subworkflows/local/*/main.nf"), *REPO.glob("modules/local/*/main.nf")]
+
+
+def test_nf_core_layout_includes_every_module():
+    main = (REPO / "main.nf").read_text()
+    assert "from './workflows/scprospatial'" in main and "plugin/nf-schema" in main
+    assert "validateParameters()" in main and "samplesheetToList(" in main
+    included = " ".join(p.read_text() for p in [*REPO.glob("workflows/*.nf"), *REPO.glob("subworkflows/local/*/main.nf")])
+    for module in (REPO / "modules" / "local").iterdir():
+        assert f"modules/local/{module.name}'" in included, f"no workflow includes modules/local/{module.name}"
+    for sub in (REPO / "subworkflows" / "local").iterdir():
+        assert f"subworkflows/local/{sub.name}'" in included
+
+
+def test_gpu_steps_choose_the_cuda_image_by_accelerator():
+    for module in ("train", "impute", "map", "evaluate"):
+        assert "label 'process_gpu'" in (REPO / "modules" / "local" / module / "main.nf").read_text()
+    base = (REPO / "conf" / "base.config").read_text()
+    assert re.search(r"container\s*=\s*\{\s*task\.accelerator \? '[^']+-cuda' : '[^']+'\s*\}", base)
+    config = (REPO / "nextflow.config").read_text()
+    gpu = config.split("gpu {")[1].split("slurm")[0]
+    assert "withLabel: 'process_gpu'" in gpu and "accelerator = 1" in gpu and "--gpus all" in gpu and "--nv" in gpu
+
+
+def test_profiles_reports_and_resume_friendly_names():
+    config = (REPO / "nextflow.config").read_text()
+    profiles = config.split("profiles {")[1]
+    for name in ("test", "docker", "singularity", "apptainer", "conda", "gpu", "slurm", "awsbatch", "google"):
+        assert re.search(rf"^\s*{name}\s*\{{", profiles, flags=re.M), f"profile {name} missing"
+    for report in ("timeline", "report", "trace", "dag"):
+        assert re.search(rf'^{report}\s*\{{ enabled = true; file = "\$\{{params.outdir\}}/pipeline_info/', config,
+                         flags=re.M), report
+    # -resume: task outputs are named from sample ids and stages only, never from dates or run names
+    for path in _nf_files():
+        text = path.read_text()
+        for clock in ("new Date", "workflow.start", "workflow.runName", "System.currentTimeMillis", "date +"):
+            assert clock not in text, f"{path} names something after {clock!r}"
