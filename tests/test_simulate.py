@@ -187,8 +187,22 @@ def test_cycif_layout(tmp_path):
     assert "phenotype" in pd.read_csv(paths["samplesheet"])["cell_type_col"].tolist()
 
 
+def test_vocabulary_filler_names_relabel_genes_only(cohort, tmp_path):
+    """filler_names='vocabulary': filler genes carry the protein vocabulary's coding genes, counts unchanged."""
+    from scprospatial.vocab import get_vocabulary
+
+    named = simulate(tmp_path, **{**SMALL, "n_spatial": 10}, filler_names="vocabulary")
+    a, b = ad.read_h5ad(cohort["rna"]), ad.read_h5ad(named["rna"])
+    assert (a.X != b.X).nnz == 0 and b.var_names.is_unique
+    coding = {g for p in get_vocabulary().proteins for g in get_vocabulary().genes(p)}
+    was_filler = a.var_names.str.startswith("GENE")
+    assert was_filler.sum() > 100 and set(b.var_names[was_filler]) <= coding   # 600 genes: all fillers named
+    assert list(b.var_names[~was_filler]) == list(a.var_names[~was_filler])   # the simulated biology's genes stay
+    assert json.loads(named["params"].read_text())["arguments"]["filler_names"] == "vocabulary"
+
+
 @pytest.mark.parametrize("bad", [{"n_genes": 50}, {"spatial_layout": "merfish"}, {"n_cells": 0},
-                                 {"n_cell_types": 40}, {"chunk_size": 0}])
+                                 {"n_cell_types": 40}, {"chunk_size": 0}, {"filler_names": "random"}])
 def test_bad_arguments_are_input_errors(tmp_path, bad):
     with pytest.raises(InputError):
         simulate(tmp_path, **{"n_cells": 50, "n_genes": 300, **bad})

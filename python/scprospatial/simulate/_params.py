@@ -17,6 +17,7 @@ from ..errors import InputError
 from ._catalog import CELL_TYPES, CYCLING_GENES, HOUSEKEEPING, ISOTYPES, NICHES, PAN_IMMUNE_GENE, PROTEINS, real_genes
 
 BATCHES = ("batch1", "batch2", "query")   # two CITE-seq batches, and the RNA-only query cohort
+FILLER_NAMES = ("generic", "vocabulary")  # how filler genes are named (see _gene_names)
 N_FACTORS = 6                             # latent programs shared by genes
 LIBRARY_MEAN, LIBRARY_SD = 1500.0, 0.45  # UMIs per cell, log-normal
 PSEUDO_CP10K = 0.1
@@ -86,12 +87,28 @@ def _named(names, values) -> dict[str, float]:
     return {n: float(v) for n, v in zip(names, values)}
 
 
-def _gene_names(n_genes: int) -> tuple[np.ndarray, np.ndarray]:
+def _vocabulary_genes(exclude: set[str]) -> list[str]:
+    """Coding genes of the shipped protein vocabulary, in table order, without `exclude`."""
+    from ..vocab import get_vocabulary
+
+    vocab = get_vocabulary()
+    names = (g for p in vocab.proteins for g in vocab.genes(p))
+    return [g for g in dict.fromkeys(names) if g not in exclude]
+
+
+def _gene_names(n_genes: int, filler_names: str = "generic") -> tuple[np.ndarray, np.ndarray]:
+    """Real genes first, then filler genes: 'generic' names them GENE00001...; 'vocabulary' names them after
+    the coding genes of the shipped protein vocabulary first (so every such protein is predictable, as on
+    real data), then GENE00001... Names are labels only: the counts are the same either way."""
     real = real_genes()
     if n_genes < len(real):
         raise InputError(f"n_genes={n_genes} is too small: the simulator needs at least {len(real)} "
                          "(the panel's coding genes and cell-type markers)")
-    filler = [f"GENE{i:05d}" for i in range(1, n_genes - len(real) + 1)]
+    if filler_names not in FILLER_NAMES:
+        raise InputError(f"filler_names={filler_names!r}: choose one of {', '.join(FILLER_NAMES)}")
+    n_filler = n_genes - len(real)
+    named = _vocabulary_genes(set(real))[:n_filler] if filler_names == "vocabulary" else []
+    filler = named + [f"GENE{i:05d}" for i in range(1, n_filler - len(named) + 1)]
     genes = np.array(list(real) + filler, dtype=object)
     ids = np.array([f"ENSG{900000 + 17 * i:011d}" for i in range(n_genes)], dtype=object)
     return genes, ids
@@ -173,12 +190,12 @@ def _niches(types) -> tuple[np.ndarray, tuple[str, ...]]:
     return np.array(rows), tuple(kept)
 
 
-def draw_params(seed: int, *, n_genes: int, n_cell_types: int) -> SimParams:
+def draw_params(seed: int, *, n_genes: int, n_cell_types: int, filler_names: str = "generic") -> SimParams:
     """All random parameters of the model for `seed` (independent of the number of cells)."""
     if not 2 <= n_cell_types <= len(CELL_TYPES):
         raise InputError(f"n_cell_types={n_cell_types}: choose between 2 and {len(CELL_TYPES)}")
     types = CELL_TYPES[:n_cell_types]
-    genes, ids = _gene_names(n_genes)
+    genes, ids = _gene_names(n_genes, filler_names)
     rng = stream(seed, 0)
     rna = _rna(rng, genes, CELL_TYPES)
     prot = _protein(rng, genes, CELL_TYPES, rna)

@@ -180,19 +180,21 @@ def _check(n_cells, n_query, n_spatial, chunk_size, spatial_layout) -> None:
 
 def simulate(outdir: str | os.PathLike, *, n_cells: int = 2000, n_query: int | None = None,
              n_spatial: int | None = None, n_genes: int = 3000, n_cell_types: int = 8, seed: int = 0,
-             chunk_size: int = 50_000, spatial_layout: str = "codex") -> dict[str, Path]:
+             chunk_size: int = 50_000, spatial_layout: str = "codex", filler_names: str = "generic") -> dict[str, Path]:
     """Write a seeded simulated cohort into `outdir` and return {name: path} of what was written.
 
     Files: ``citeseq.h5ad`` (paired RNA + ADT counts, two batches), ``query_rna.h5ad`` (RNA-only query,
     its own batch, genes in another order), ``spatial.csv`` (imaged cell table, CODEX or CyCIF columns),
     ``samplesheet.csv`` (for ``scprospatial run``) and ``truth/`` (cell types of every file, the query's
     held-back protein counts, ``params.json``). The same arguments give files with the same content;
-    ``chunk_size`` (cells held in memory at once) does not change it.
+    ``chunk_size`` (cells held in memory at once) does not change it. ``filler_names='vocabulary'`` names
+    the filler genes after the protein vocabulary's coding genes (every vocabulary protein becomes
+    predictable through its gene, as on real data; atlas-scale benchmarks use it); counts are unchanged.
     """
     n_query = max(1, n_cells // 2) if n_query is None else n_query
     n_spatial = 2 * n_cells if n_spatial is None else n_spatial
     _check(n_cells, n_query, n_spatial, chunk_size, spatial_layout)
-    params = draw_params(seed, n_genes=n_genes, n_cell_types=n_cell_types)
+    params = draw_params(seed, n_genes=n_genes, n_cell_types=n_cell_types, filler_names=filler_names)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".simulate-", dir=outdir))
@@ -205,7 +207,8 @@ def simulate(outdir: str | os.PathLike, *, n_cells: int = 2000, n_query: int | N
         spatial = _write_spatial(params, seed, stage, n_spatial, chunk_size, spatial_layout)
         _write_samplesheet(stage / FILES["samplesheet"], spatial_layout)
         arguments = {"n_cells": n_cells, "n_query": n_query, "n_spatial": n_spatial, "n_genes": n_genes,
-                     "n_cell_types": n_cell_types, "seed": seed, "spatial_layout": spatial_layout}
+                     "n_cell_types": n_cell_types, "seed": seed, "spatial_layout": spatial_layout,
+                     "filler_names": filler_names}
         summary = {"arguments": arguments, "block_cells": block_cells(n_genes), **params.summary(),
                    "spatial": spatial, "files": FILES}
         (stage / FILES["params"]).write_text(json.dumps(summary, indent=1) + "\n")
