@@ -10,8 +10,10 @@ namespace scp {
 // Points per occupied cell aimed at by the kNN grid (measured best for k around 10, see bench_knn.py).
 double knn_cell_occupancy(int k, int dim);
 
+// Builds its own grid (split where crowded in 2-D) and fills the rows.
 template <class I, class D>
-void knn_rows_cpu(const GridView& g, int k, bool include_self, int threads, I* indices, D* distances);
+void knn_rows_cpu(const double* pts, int64_t n, int dim, int k, bool include_self, int threads, I* indices,
+                  D* distances);
 
 #ifdef SCPROSPATIAL_WITH_CUDA
 constexpr int kCudaMaxK = 64;  // per-thread candidate list lives in registers/local memory

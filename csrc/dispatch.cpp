@@ -42,14 +42,14 @@ void knn_graph(const double* pts, int64_t n, int dim, int k, bool include_self, 
   }
   const int64_t width = k + (include_self ? 1 : 0);
   for (int64_t i = 0; i <= n; ++i) indptr[i] = static_cast<I>(i * width);
-  const Grid grid = build_grid_knn(pts, n, dim, knn_cell_occupancy(k, dim), threads);
   if (device == Device::CPU) {
-    knn_rows_cpu(grid.view(), k, include_self, threads, indices, distances);
+    knn_rows_cpu(pts, n, dim, k, include_self, threads, indices, distances);
     return;
   }
 #ifdef SCPROSPATIAL_WITH_CUDA
   if (k > kCudaMaxK) throw std::invalid_argument("the CUDA kernel supports k <= " + std::to_string(kCudaMaxK));
-  knn_rows_cuda(grid, k, include_self, indices, distances);
+  knn_rows_cuda(build_grid_knn(pts, n, dim, knn_cell_occupancy(k, dim), threads), k, include_self, indices,
+                distances);
 #else
   throw std::runtime_error("scprospatial was built without CUDA (rebuild with SCPROSPATIAL_CUDA=1)");
 #endif

@@ -131,15 +131,16 @@ SCP_HD inline void scan_ring(const GridView& g, const int64_t* cc, int64_t r, co
   }
 }
 
-// k nearest neighbours of the sorted point s (itself excluded). Stops once no unvisited cell can
-// hold a point closer than the current k-th (with a margin for rounding), or the grid is exhausted.
+// k nearest neighbours of the point q among the grid's points (sorted position `skip` excluded; -1: none),
+// searching the rings of cells from r0 on (the candidates already hold every point of the rings below r0).
+// Stops once no unvisited cell can hold a point closer than the current k-th (with a margin for rounding),
+// or the grid is exhausted.
 template <int DIM>
-SCP_HD inline void knn_query(const GridView& g, int64_t s, Candidates& c) {
-  const double* q = g.xyz + s * DIM;
+SCP_HD inline void knn_query_at(const GridView& g, const double* q, int64_t skip, Candidates& c, int64_t r0 = 0) {
   int64_t cc[3] = {0, 0, 0};
   for (int d = 0; d < DIM; ++d) cc[d] = clamp_cell(q[d], g, d);
-  for (int64_t r = 0;; ++r) {
-    scan_ring<DIM>(g, cc, r, q, s, c);
+  for (int64_t r = r0;; ++r) {
+    scan_ring<DIM>(g, cc, r, q, skip, c);
     bool exhausted = true;
     double bound = DBL_MAX;
     for (int d = 0; d < DIM; ++d) {
@@ -158,6 +159,12 @@ SCP_HD inline void knn_query(const GridView& g, int64_t s, Candidates& c) {
     bound -= g.slack;
     if (bound > 0 && c.d2[c.k - 1] < bound * bound) return;
   }
+}
+
+// k nearest neighbours of the sorted point s (itself excluded).
+template <int DIM>
+SCP_HD inline void knn_query(const GridView& g, int64_t s, Candidates& c, int64_t r0 = 0) {
+  knn_query_at<DIM>(g, g.xyz + s * DIM, s, c, r0);
 }
 
 // Solve grid position s and write its row at the point's original index (CPU and CUDA drivers alike).

@@ -61,6 +61,34 @@ def test_clustered_unsorted_matches_brute_force():
     np.testing.assert_array_equal(got_d, dist)
 
 
+def clustered(n: int, seed: int) -> np.ndarray:
+    """Blobs whose densities differ ~10^4-fold on a sparse background, shuffled (crowded cells get split)."""
+    rng = np.random.default_rng(seed)
+    side = np.sqrt(n) * 10.0
+    centres = rng.random((12, 2)) * side
+    widths = side * np.geomspace(0.001, 0.05, 12)
+    which = rng.integers(0, 12, n - n // 10)
+    blobs = centres[which] + rng.normal(size=(len(which), 2)) * widths[which, None]
+    pts = np.concatenate([blobs, rng.random((n // 10, 2)) * side])
+    return pts[rng.permutation(n)]
+
+
+@pytest.mark.parametrize("k", [1, 10, 30])
+def test_clustered_matches_ckdtree(k):
+    """Dense blobs (split cells, blocks next to them, searches leaving a split cell) and sparse background."""
+    x = clustered(40000, seed=k)
+    assert_matches_ckdtree(x, k, knn_graph(x, k, backend="cpp"))
+
+
+def test_clustered_threads_and_self():
+    x = clustered(30000, seed=5)
+    one = knn_graph(x, 8, threads=1)
+    two = knn_graph(x, 8, threads=3, include_self=True)
+    np.testing.assert_array_equal(two.indices.reshape(-1, 9)[:, 0], np.arange(len(x)))
+    np.testing.assert_array_equal(two.indices.reshape(-1, 9)[:, 1:], one.indices.reshape(-1, 8))
+    np.testing.assert_array_equal(two.data.reshape(-1, 9)[:, 1:], one.data.reshape(-1, 8))
+
+
 @pytest.mark.parametrize("dim", [2, 3])
 def test_ties_and_duplicates_broken_by_index(dim):
     rng = np.random.default_rng(3)

@@ -129,6 +129,14 @@ double seen_occupancy(const Grid& g) {
   return g.n ? s / static_cast<double>(g.n) : 0.0;
 }
 
+// Cell of coordinate v along d, clamped (the same arithmetic as clamp_cell in knn_query.h).
+int64_t clamp_cell_host(double v, const GridView& g, int d) {
+  const double f = (v - g.lo[d]) * g.inv_h;
+  if (!(f > 0)) return 0;
+  if (f >= static_cast<double>(g.size[d] - 1)) return g.size[d] - 1;
+  return static_cast<int64_t>(f);
+}
+
 Grid empty_grid(int64_t n, int dim) {
   if (n < 1) throw std::invalid_argument("no points");
   Grid g;
@@ -137,11 +145,8 @@ Grid empty_grid(int64_t n, int dim) {
   return g;
 }
 
-}  // namespace
-
-Grid build_grid_knn(const double* pts, int64_t n, int dim, double per_cell, int threads) {
-  Grid g = empty_grid(n, dim);
-  const Box b = bounding_box(pts, n, dim);
+// Cell side giving about per_cell points per cell at the mean density of the bounding box (0: degenerate box).
+double mean_side(const Box& b, int64_t n, int dim, double per_cell, int* active_dims) {
   double volume = 1.0;
   int active = 0;
   for (int d = 0; d < dim; ++d) {
@@ -151,8 +156,87 @@ Grid build_grid_knn(const double* pts, int64_t n, int dim, double per_cell, int 
       ++active;
     }
   }
-  double h = active ? std::pow(volume * per_cell / static_cast<double>(n), 1.0 / active) : 0.0;
-  set_geometry(g, b, h);
+  if (active_dims) *active_dims = active;
+  return active ? std::pow(volume * per_cell / static_cast<double>(n), 1.0 / active) : 0.0;
+}
+
+}  // namespace
+
+Grid build_grid_mean(const double* pts, int64_t n, int dim, double per_cell, int threads) {
+  Grid g = empty_grid(n, dim);
+  const Box b = bounding_box(pts, n, dim);
+  set_geometry(g, b, mean_side(b, n, dim, per_cell, nullptr));
+  bucket(g, pts, threads);
+  return g;
+}
+
+GridView sub_view(const GridView& g, const SubGrids& sg, int64_t cell) {
+  GridView v = g;
+  const int64_t side = sg.side[cell];
+  const int64_t cx = cell % g.size[0], cy = cell / g.size[0];
+  v.lo[0] = g.lo[0] + static_cast<double>(cx) * g.h;
+  v.lo[1] = g.lo[1] + static_cast<double>(cy) * g.h;
+  v.h = g.h / static_cast<double>(side);
+  v.inv_h = 1.0 / v.h;
+  v.size[0] = v.size[1] = side;
+  v.size[2] = 1;
+  v.cell_start = sg.start.data() + sg.offset[cell];
+  return v;
+}
+
+SubGrids split_crowded(Grid& g, double per_cell, int threads) {
+  SubGrids sg;
+  const int64_t ncells = g.ncells();
+  sg.side.assign(ncells, 0);
+  sg.offset.assign(ncells, 0);
+  if (g.dim != 2) return sg;
+  int64_t total = 0;
+  for (int64_t c = 0; c < ncells; ++c) {
+    const double m = static_cast<double>(g.cell_start[c + 1] - g.cell_start[c]);
+    if (m <= 4.0 * per_cell) continue;
+    const double side = std::round(std::sqrt(m / per_cell));
+    sg.side[c] = static_cast<int32_t>(std::min(side, 4096.0));
+    sg.offset[c] = total;
+    total += static_cast<int64_t>(sg.side[c]) * sg.side[c] + 1;
+  }
+  sg.start.assign(total, 0);
+  const GridView base = g.view();
+  parallel_for(0, ncells, 4096, threads, [&](int64_t lo, int64_t hi) {
+    std::vector<int64_t> sid, pos;
+    std::vector<double> xyz;
+    std::vector<int64_t> order;
+    for (int64_t c = lo; c < hi; ++c) {
+      if (!sg.side[c]) continue;
+      const GridView v = sub_view(base, sg, c);
+      const int64_t a = g.cell_start[c], m = g.cell_start[c + 1] - a, nsub = v.size[0] * v.size[1];
+      int64_t* start = sg.start.data() + sg.offset[c];
+      sid.resize(m);
+      for (int64_t j = 0; j < m; ++j) {
+        const double* p = g.xyz.data() + (a + j) * 2;
+        sid[j] = clamp_cell_host(p[1], v, 1) * v.size[0] + clamp_cell_host(p[0], v, 0);
+        ++start[sid[j] + 1];
+      }
+      start[0] = a;
+      for (int64_t t = 0; t < nsub; ++t) start[t + 1] += start[t];
+      pos.assign(start, start + nsub);
+      xyz.assign(g.xyz.begin() + a * 2, g.xyz.begin() + (a + m) * 2);
+      order.assign(g.order.begin() + a, g.order.begin() + a + m);
+      for (int64_t j = 0; j < m; ++j) {  // stable: original order kept inside a sub-cell
+        const int64_t s = pos[sid[j]]++;
+        g.xyz[s * 2] = xyz[j * 2];
+        g.xyz[s * 2 + 1] = xyz[j * 2 + 1];
+        g.order[s] = order[j];
+      }
+    }
+  });
+  return sg;
+}
+
+Grid build_grid_knn(const double* pts, int64_t n, int dim, double per_cell, int threads) {
+  Grid g = empty_grid(n, dim);
+  const Box b = bounding_box(pts, n, dim);
+  int active = 0;
+  set_geometry(g, b, mean_side(b, n, dim, per_cell, &active));
   bucket(g, pts, threads);
   // Clustered input: cells where the points are hold far more than intended; refine a few times.
   for (int iter = 0; iter < 3 && active; ++iter) {
