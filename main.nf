@@ -11,10 +11,13 @@ include { SCPROSPATIAL } from './workflows/scprospatial'
 
 // Samplesheet paths are absolute (or URLs) or relative to the samplesheet's folder, as in `scprospatial run`;
 // a CITE-seq pair is written RNA;PROTEIN. Every file must exist.
-def resolvePaths(String paths, sheet) {
+def resolvePaths(String paths, sheet, int line) {
     paths.tokenize(';')*.trim().findAll { p -> p }.collect { p ->
         def f = p.startsWith('/') || p.contains('://') ? file(p) : sheet.parent.resolve(p)
-        file(f.toString(), checkIfExists: true)
+        if (!f.exists()) {
+            error("${sheet}: row ${line}: file not found: ${f}")
+        }
+        f
     }
 }
 
@@ -30,7 +33,7 @@ workflow {
         if (paths.tokenize(';').size() > 1 && meta.kind != 'citeseq') {
             error("${sheet}: row ${i + 2}: only a citeseq row may name two files (RNA;PROTEIN)")
         }
-        [meta + [row: i], resolvePaths(paths, sheet)]
+        [meta + [row: i], resolvePaths(paths, sheet, i + 2)]
     })
 
     SCPROSPATIAL(ch_samplesheet, params.model, params.evaluate)

@@ -132,7 +132,7 @@ def _chain(tmp_path: Path, rows: list[tuple[str, str, list[Path], str]], train_a
             rna = prepared[rid][1]
             wd = run_task("map", tmp_path / f"map_{sid}_{rid}", [graph, rna, model],
                           {"meta.id": sid, "rna_meta.id": rid, "prefix": f"{sid}__{rid}", "model": model.name,
-                           "rna": rna.name, "spatial": graph.name, "args": "--k 10",
+                           "rna": rna.name, "spatial": graph.name, "args": "--k 10 --seed 0",
                            "task.accelerator ? 'cuda' : 'cpu'": "cpu"})
             mapped[f"{sid}__{rid}"] = wd / f"{sid}__{rid}.mapped.h5ad"
             assert (wd / f"{sid}__{rid}.mapped.rna.h5ad").exists()
