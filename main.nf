@@ -28,6 +28,9 @@ workflow {
 
     def sheet = file(params.input, checkIfExists: true)
     def rows = samplesheetToList(sheet, "${projectDir}/assets/schema_input.json")
+    if (!params.model && !rows.any { row -> row[0].kind == 'citeseq' }) {
+        error("${sheet}: no citeseq row to train on; add one or pass --model")
+    }
     ch_samplesheet = channel.fromList(rows.withIndex().collect { row, i ->
         def (meta, paths) = row
         if (paths.tokenize(';').size() > 1 && meta.kind != 'citeseq') {
