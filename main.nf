@@ -22,7 +22,6 @@ def resolvePaths(String paths, sheet, int line) {
 }
 
 workflow {
-    main:
     validateParameters()
     log.info(paramsSummaryLog(workflow))
 
