@@ -159,3 +159,22 @@ def test_embed_protein_uses_the_measured_panel(trained):
     cells.obsm[K.PROTEIN] = cells.obsm[K.PROTEIN].rename(columns=lambda c: f"UNKNOWN{c}")
     with pytest.raises(InputError, match="protein vocabulary"):
         trained.embed_protein(cells)
+
+
+def test_coding_genes_of_unmeasured_proteins_are_output_only(trained, query):
+    """The encoder reads HVGs + coding genes of measured proteins; the coding genes of proteins requested
+    only through their gene link (MS4A1 -> CD20) are not read, yet pretraining trains their ID embeddings."""
+    vocab, module = trained.vocab, trained.module
+    assert "MS4A1" in vocab.genes and "MS4A1" not in vocab.inputs
+    assert {"CD3E", "CD4"} <= set(vocab.inputs)
+    before = trained.embed_rna(query)
+    changed = query.copy()
+    col = changed.var_names.get_loc("MS4A1")
+    x = changed.X.toarray()
+    x[:, col] = x[:, col] + 3.0
+    changed.X = sp.csr_matrix(x)
+    np.testing.assert_allclose(trained.embed_rna(changed), before, atol=1e-6)
+    fresh = ScProSpatial.setup([make_cohort(seed=0)], TINY, seed=0)
+    i = vocab.gene_index.get_loc("MS4A1")
+    assert i in module.output_genes.tolist()
+    assert not torch.allclose(fresh.module.rna_encoder.id_emb[i], module.rna_encoder.id_emb[i])

@@ -44,10 +44,13 @@ class ScProSpatialMethod:
     def fit(self, train: ad.AnnData, val: ad.AnnData, *, extra_proteins: Sequence[str] = ()) -> None:
         from ..model import ScProSpatial
         from ..model._config import ModelConfig
+        from ..model._vocab import vocabulary_proteins
 
         cells = ad.concat([train, val], merge="same", uns_merge="first")
         config = ModelConfig().with_epochs(self.epochs)
+        # the configuration `scprospatial train` ships: the whole vocabulary requestable (+ any extra names)
         extra = list(dict.fromkeys([*self.extra_proteins, *extra_proteins]))
+        extra = [*vocabulary_proteins(), *extra] if extra else None
         self.model = ScProSpatial.setup([cells], config=config, gene_links=coding_gene_links, extra_proteins=extra,
                                         seed=self.seed)
         self.model.train([cells], stages=ABLATIONS[self.ablation], outdir=None, seed=self.seed, device=self.device)

@@ -61,9 +61,7 @@ class ScProSpatial:
             raise InputError("no training cohort has measured protein (obsm['protein']); give a CITE-seq cohort")
         datasets = list(dict.fromkeys(n for i, a in enumerate(adatas) for n in dataset_names(a, i)))
         rng = seed_everything(seed)
-        module = ScProSpatialModule(len(vocab.genes), len(vocab.proteins), len(datasets), vocab.link_matrix(),
-                                    d_model=config.d_model, d_joint=config.d_joint, d_hidden=config.d_hidden,
-                                    n_blocks=config.n_blocks, dropout=config.dropout, n_bins=config.n_value_bins)
+        module = _module(vocab, config, len(datasets))
         meta = {"cohorts": [_describe(a, i) for i, a in enumerate(adatas)], "ppi": None}
         if ppi is not None:
             emb, n_linked = ppi_init(read_ppi(ppi), vocab.genes, config.d_model, rng)
@@ -222,9 +220,7 @@ class ScProSpatial:
         device = resolve_device(device)
         ck = load_checkpoint(path)
         config, vocab = ModelConfig.from_dict(ck["config"]), Vocabulary.from_dict(ck["vocabulary"])
-        module = ScProSpatialModule(len(vocab.genes), len(vocab.proteins), len(ck["datasets"]), vocab.link_matrix(),
-                                    d_model=config.d_model, d_joint=config.d_joint, d_hidden=config.d_hidden,
-                                    n_blocks=config.n_blocks, dropout=config.dropout, n_bins=config.n_value_bins)
+        module = _module(vocab, config, len(ck["datasets"]))
         try:
             module.load_state_dict(ck["state_dict"])
         except RuntimeError as exc:
@@ -268,3 +264,10 @@ def _state_to_dict(s: TrainState) -> dict:
 def _state_from_dict(d: dict) -> TrainState:
     return TrainState(tuple(d["stages"]), d["stage_i"], d["epoch"], d["optimizer"], d["best"], d["bad_epochs"],
                       list(d["history"]), d["rng"], d["seconds"], d.get("ema"))
+
+
+def _module(vocab: Vocabulary, config: ModelConfig, n_datasets: int) -> ScProSpatialModule:
+    return ScProSpatialModule(len(vocab.genes), len(vocab.proteins), n_datasets, vocab.link_matrix(),
+                              d_model=config.d_model, d_joint=config.d_joint, d_hidden=config.d_hidden,
+                              n_blocks=config.n_blocks, dropout=config.dropout, n_bins=config.n_value_bins,
+                              gene_inputs=vocab.input_mask())

@@ -50,8 +50,14 @@ class TokenSetEncoder(nn.Module):
     """
 
     def __init__(self, n_features: int, n_datasets: int, d_model: int = 128, n_blocks: int = 2,
-                 dropout: float = 0.1, n_bins: int = 4, value_range: tuple[float, float] = (0.0, 4.0)):
+                 dropout: float = 0.1, n_bins: int = 4, value_range: tuple[float, float] = (0.0, 4.0),
+                 input_mask: torch.Tensor | None = None):
+        """input_mask: (n_features,) bool, the features read as tokens (None: all); tokens of the others
+        are ignored, though their ID embeddings exist (and are trained as output queries)."""
         super().__init__()
+        reads_all = input_mask is None or bool(torch.as_tensor(input_mask).all())
+        self.register_buffer("input_mask", None if reads_all else torch.as_tensor(input_mask, dtype=torch.bool),
+                             persistent=False)
         self.basis = ValueBasis(n_bins, *value_range)
         self.id_emb = nn.Parameter(torch.randn(n_features, d_model) / math.sqrt(d_model))
         self.value_emb = nn.Parameter(1.0 + 0.1 * torch.randn(self.basis.n_basis, d_model))
@@ -71,8 +77,11 @@ class TokenSetEncoder(nn.Module):
         With basis functions phi_k: sum_g id[g] * sum_k phi_k(v_g) w_k = [phi_k(v_g)]_(g,k) @ (id[g] * w_k).
         """
         tokens = tokens.coalesce()
-        (rows, cols), n_cells = tokens.indices(), tokens.shape[0]
-        phi = self.basis(tokens.values())                                   # (nnz, K)
+        (rows, cols), values, n_cells = tokens.indices(), tokens.values(), tokens.shape[0]
+        if self.input_mask is not None:
+            keep = self.input_mask[cols]
+            rows, cols, values = rows[keep], cols[keep], values[keep]
+        phi = self.basis(values)                                            # (nnz, K)
         k = phi.shape[1]
         counts = torch.bincount(rows, minlength=n_cells) * k
         crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
@@ -85,6 +94,23 @@ class TokenSetEncoder(nn.Module):
     def forward(self, tokens: torch.Tensor, dataset: torch.Tensor) -> torch.Tensor:
         h = self.in_norm(self.pool(tokens)) + self.dataset_emb(dataset)
         return self.out_norm(self.blocks(h))
+
+
+class FeatureQueryDecoder(nn.Module):
+    """Predict chosen features' values as (projected cell embedding) . (their ID embeddings) + bias.
+
+    Ties an output feature to its input-side ID embedding, so features the encoder does not read still
+    get trained embeddings (used for coding genes of proteins requested only through their gene link).
+    """
+
+    def __init__(self, n_features: int, d_model: int, dropout: float = 0.1):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Dropout(dropout))
+        self.bias = nn.Parameter(torch.zeros(n_features))
+
+    def forward(self, h: torch.Tensor, id_emb: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """h (B, d), id_emb (n_features, d), features (F,) long -> (B, F)."""
+        return self.mlp(h) @ id_emb[features].T / math.sqrt(id_emb.shape[1]) + self.bias[features]
 
 
 class FeatureDecoder(nn.Module):

@@ -6,16 +6,21 @@ import math
 import torch
 from torch import nn
 
-from ._encoders import FeatureDecoder, TokenSetEncoder
+from ._encoders import FeatureDecoder, FeatureQueryDecoder, TokenSetEncoder
 from ._heads import ProteinQueries, TranslatorHead
 
 
 class ScProSpatialModule(nn.Module):
     def __init__(self, n_genes: int, n_proteins: int, n_datasets: int, link: torch.Tensor, *,
                  d_model: int = 128, d_joint: int = 64, d_hidden: int = 64, n_blocks: int = 2,
-                 dropout: float = 0.1, n_bins: int = 4):
+                 dropout: float = 0.1, n_bins: int = 4, gene_inputs: torch.Tensor | None = None):
+        """gene_inputs: (n_genes,) bool, genes the RNA encoder reads (None: all); the others are output-only."""
         super().__init__()
-        self.rna_encoder = TokenSetEncoder(n_genes, n_datasets, d_model, n_blocks, dropout, n_bins, (0.0, 4.0))
+        self.rna_encoder = TokenSetEncoder(n_genes, n_datasets, d_model, n_blocks, dropout, n_bins, (0.0, 4.0),
+                                           input_mask=gene_inputs)
+        outputs = (torch.zeros(0, dtype=torch.long) if gene_inputs is None
+                   else (~torch.as_tensor(gene_inputs, dtype=torch.bool)).nonzero().ravel())
+        self.register_buffer("output_genes", outputs, persistent=False)
         self.protein_encoder = TokenSetEncoder(n_proteins, n_datasets, d_model, n_blocks, dropout, n_bins,
                                                (-2.0, 4.0))
         self.rna_decoder = FeatureDecoder(n_genes, d_model, dropout)
@@ -25,6 +30,7 @@ class ScProSpatialModule(nn.Module):
         self.log_temperature = nn.Parameter(torch.tensor(math.log(0.1)))
         self.queries = ProteinQueries(link, d_model)
         self.head = TranslatorHead(d_model, d_hidden, dropout)
+        self.gene_query_decoder = FeatureQueryDecoder(n_genes, d_model, dropout)  # last: same init as before
         self.tie_protein_ids()
 
     @torch.no_grad()

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..nn import ScProSpatialModule, gaussian_nll, info_nce, masked_mse
 from ..nn._sparse import dense_tokens, drop_tokens, sparse_tensor
@@ -53,8 +54,12 @@ def pretrain_loss(m: ScProSpatialModule, b: Batch, cfg, gen: torch.Generator) ->
         mask = (torch.rand(r.rna.shape, generator=gen) < cfg.mask_prob).to(r.protein.device)
         tok = r.rna.coalesce()
         hidden = mask[tok.indices()[0], tok.indices()[1]]
-        pred = m.rna_decoder(m.rna_encoder(drop_tokens(tok, hidden), r.dataset))
-        loss = loss + masked_mse(pred, tok.to_dense(), mask)
+        cell = m.rna_encoder(drop_tokens(tok, hidden), r.dataset)
+        loss = loss + masked_mse(m.rna_decoder(cell), tok.to_dense(), mask)
+        if len(m.output_genes):  # output-only genes: every value (zeros too), through their ID embeddings
+            target = torch.index_select(tok, 1, m.output_genes).to_dense()
+            pred = m.gene_query_decoder(cell, m.rna_encoder.id_emb, m.output_genes)
+            loss = loss + nn.functional.mse_loss(pred, target)
     has_p = b.pmask.any(1)
     if has_p.any():
         p = _rows(Batch(b.rna, b.protein, b.pmask, ds, b.has_rna), has_p)

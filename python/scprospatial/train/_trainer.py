@@ -88,7 +88,8 @@ class Trainer:
         m, lr = self.m, self.cfg.lr
         if stage == "pretrain":
             groups = [{"params": [*m.rna_encoder.parameters(), *m.rna_decoder.parameters(),
-                                  *m.protein_encoder.parameters(), *m.protein_decoder.parameters()]}]
+                                  *m.gene_query_decoder.parameters(), *m.protein_encoder.parameters(),
+                                  *m.protein_decoder.parameters()]}]
         elif stage == "align":
             groups = [{"params": [*m.rna_encoder.parameters(), *m.protein_encoder.parameters(),
                                   *m.rna_proj.parameters(), *m.protein_proj.parameters(), m.log_temperature]}]
