@@ -1,0 +1,64 @@
+"""Measuring one step: wall time and peak memory of a fresh subprocess, and growth fits on log-log axes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def run_measured(cmd: Sequence[str], log: Path, *, env: dict | None = None) -> dict:
+    """Run `cmd` in a fresh process (output to `log`); its wall seconds, CPU seconds and peak RSS.
+
+    Peak RSS comes from wait4's rusage of that one child (the largest resident set of the process and
+    of any process it waited for), so it counts numpy, torch and C++ allocations alike and nothing of
+    the parent. Raises RuntimeError naming the log when the command fails.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]
+    with log.open("w") as fh:
+        fh.write("$ " + " ".join(map(str, cmd)) + "\n")
+        fh.flush()
+        start = time.perf_counter()
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=fh, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped: keep Popen from waiting again
+    if proc.returncode != 0:
+        raise RuntimeError(f"exit {proc.returncode}: {' '.join(map(str, cmd))} (log: {log})")
+    return {"seconds": round(seconds, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+            "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
+
+
+def fit_growth(sizes: Sequence[float], values: Sequence[float]) -> dict | None:
+    """Least-squares fit of log(value) = a + b log(size): the exponent b (1 = linear) and the constant.
+
+    Also the exponent between the two largest sizes, the figure the atlas-scale bar is about.
+    None with fewer than two positive points.
+    """
+    pts = sorted((float(n), float(v)) for n, v in zip(sizes, values) if n > 0 and v and v > 0)
+    if len(pts) < 2:
+        return None
+    x, y = np.log10([p[0] for p in pts]), np.log10([p[1] for p in pts])
+    slope, intercept = np.polyfit(x, y, 1)
+    last = (y[-1] - y[-2]) / (x[-1] - x[-2])
+    return {"exponent": round(float(slope), 3), "log10_const": float(intercept),
+            "exponent_last": round(float(last), 3), "sizes": [p[0] for p in pts]}
+
+
+def project(values: dict[float, float], size: float) -> float | None:
+    """Value at `size` from the two largest measured sizes: the power law through them when it grows at
+    least linearly; otherwise a fixed part plus a linear part through them (a sub-linear power law would
+    let the fixed start-up cost, which stops mattering, pull the projection down). None with < 2 points."""
+    pts = sorted((n, v) for n, v in values.items() if v is not None and v > 0)
+    if len(pts) < 2:
+        return None
+    (n1, v1), (n2, v2) = pts[-2], pts[-1]
+    exponent = np.log(v2 / v1) / np.log(n2 / n1)
+    if exponent >= 1:
+        return float(v2 * (size / n2) ** exponent)
+    return float(v2 + max(v2 - v1, 0.0) / (n2 - n1) * (size - n2))
