@@ -1,120 +1,176 @@
-"""Mapping benchmark: held-out markers on real imaging data, with controls, and top-k kernel timings.
+"""Mapping benchmark: held-out markers and label transfer on real imaging data, controls and MaxFuse in the same run.
 
-A model is trained on the MALT CITE-seq cohort (or loaded with --model); the MALT query RNA (1100 cells,
-no protein) is mapped onto the CODEX and CyCIF tables. For every imaged marker the model can predict
-(measured in training, or through its coding gene), the marker is hidden from the imaged panel, the
-imaged cells are embedded from the remaining markers, mapped onto the scRNA-seq cells (top-k, softmax
-weights at the model's temperature) and the imputed value is correlated with the measured one per cell.
-Controls in the same run, with the same k and temperature:
-  model_z  the model with every imaged marker z-scored first (a probe of the imaging-vs-CLR scale gap);
-  random   imaged cells get random unit embeddings (no information: expect r ~ 0);
-  shared   no joint space: imaged cells are matched to scRNA-seq cells by Pearson correlation between
-           their measured markers and the cells' predicted values of the same (remaining) markers.
-There is no tissue-matched scRNA-seq for these tables (MALT lymphoma RNA vs colorectal CODEX and an
-immune-rich CyCIF section), so absolute correlations are bounded by the pairing.
+A model is trained on the MALT CITE-seq cohort (or loaded with --model); the MALT query RNA (1100 cells, no protein)
+is mapped onto the CODEX and CyCIF tables. For every imaged marker the model can predict (measured in training, or
+through its coding gene) the marker is hidden from the imaged panel, every method maps the scRNA-seq cells onto the
+imaged cells with the remaining markers, and the hidden marker is imputed the same way for every method: the mapping
+weights times the model's prediction of that marker on the scRNA-seq cells (top-k methods: k neighbours, softmax at
+the model's temperature; matching methods: the mean over an imaged cell's matches). Methods:
+  model    what `scprospatial map` does by default (fused score, protein encoder adapted to the panel, _fuse.py);
+  joint    the joint space of the unadapted protein encoder alone (the method before this benchmark's work);
+  shared   control, no joint space: correlation of the measured markers with the predicted ones (fuse weight 0);
+  random   control: random imaged-cell embeddings (expect r ~ 0);
+  maxfuse  MaxFuse 0.0.2 (benchmarks/.venv-peers, run_maxfuse.py) on coding-gene RNA vs the measured markers.
+The fuse weight is selected on VALIDATION markers (a seeded half of each panel) and reported on the other half.
 
     .venv/bin/python benchmarks/bench_mapping.py --epochs 10 --threads 2
 
-Writes benchmarks/results/mapping.json and the bench_mapping section of benchmarks/README.md.
-GPU timings of the torch 'cuda' backend (`kernel_gpu` in mapping.json: backend, device, n_query, n_ref,
-dim, k, seconds) come from a machine with a GPU and are kept across CPU reruns.
+Writes benchmarks/results/mapping.json and the bench_mapping section of benchmarks/README.md. GPU timings of the
+torch 'cuda' top-k backend (`kernel_gpu` in mapping.json) come from a machine with a GPU and are kept across reruns.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from scipy import stats
-from _readme import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
+from scipy import sparse, stats
+from _mapping_tables import kernel_timings, label_agreement, rna_coarse_labels, write_readme  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
-README = ROOT / "benchmarks" / "README.md"
-START, END = "<!-- bench_mapping:start -->", "<!-- bench_mapping:end -->"
-METHODS = ("model", "model_z", "random", "shared")  # columns of the held-out table
+PEERS = ROOT / "benchmarks" / ".venv-peers" / "bin" / "python"
 SPATIAL = {"codex": "spatial/codex_crc_schurch2020_reg009.csv", "cycif": "spatial/cycif_scimap_example.csv"}
+GRID = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)   # fuse weights tried (0: the shared control; 1: the joint space alone),
+#                                        each with the encoder adapted to the panel and without (aligned input only)
+FULL_PANEL = "__full_panel__"            # run_maxfuse.py's name for "no marker hidden"
 
 
 def unit(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
-def zscore(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean(0)) / np.maximum(x.std(0), 1e-6)
-
-
-def impute(query: np.ndarray, ref: np.ndarray, values: np.ndarray, k: int, tau: float, threads: int) -> np.ndarray:
+def topk_weights(query, ref, k: int, tau: float, threads: int) -> sparse.csr_matrix:
     from scprospatial.spatial._mapping import softmax_weights, topk_similarity, weights_matrix
 
     idx, sim, _ = topk_similarity(query, ref, k, threads=threads)
-    return np.asarray(weights_matrix(idx, softmax_weights(sim, tau), len(ref)) @ values)
+    return weights_matrix(idx, softmax_weights(sim, tau), len(ref))
 
 
-def correlations(pred: np.ndarray, truth: np.ndarray) -> dict:
-    return {"pearson": float(stats.pearsonr(pred, truth)[0]), "spearman": float(stats.spearmanr(pred, truth)[0])}
+def matching_weights(rna_idx, cell_idx, n_cells: int, n_rna: int) -> sparse.csr_matrix:
+    """Each imaged cell's matches with equal weight (rows of unmatched cells are empty)."""
+    w = sparse.csr_matrix((np.ones(len(rna_idx)), (cell_idx, rna_idx)), shape=(n_cells, n_rna))
+    total = np.asarray(w.sum(1)).ravel()
+    return sparse.diags(np.where(total > 0, 1.0 / np.maximum(total, 1e-12), 0.0)) @ w
 
 
-def held_out(model, spatial, rna_emb, pred: pd.DataFrame, k: int, tau: float, threads: int, seed: int) -> list[dict]:
-    """One row per predictable imaged marker: model, random and shared-marker correlations."""
+def score(w: sparse.csr_matrix, values: np.ndarray, truth: np.ndarray) -> dict:
+    got = np.asarray(w @ values).ravel()
+    empty = np.asarray(w.sum(1)).ravel() == 0
+    got[empty] = values.mean()  # an unmatched imaged cell gets the scRNA-seq mean
+    return {"pearson": float(stats.pearsonr(got, truth)[0]), "spearman": float(stats.spearmanr(got, truth)[0]),
+            "unmatched": int(empty.sum())}
+
+
+def grid_key(adapted: bool, weight: float) -> str:
+    return f"{'adapted' if adapted else 'aligned'} {weight}"
+
+
+def mapping_weights(model, spatial, hidden, remb, pred, args, rng) -> tuple[dict, dict]:
+    """Weights of every top-k method (and every fuse weight of GRID) with `hidden` removed from the panel."""
+    from scprospatial.spatial._adapt import ADAPT_EPOCHS
+    from scprospatial.spatial._fuse import FUSE_WEIGHT, fuse, mapping_space, panel_markers, panel_vectors
+
+    masked = spatial.copy()
+    if hidden is not None:
+        masked.obsm["protein"] = spatial.obsm["protein"].drop(columns=[hidden])
+    markers = panel_markers(model, masked)
+    rna_panel = pred[markers].to_numpy(np.float64)
+    tau, k, th = args.tau, args.k, args.threads
+    x, mu = panel_vectors(masked, markers, rna_panel)
+    grid = {}
+    for variant, epochs in (("adapted", args.adapt_epochs), ("aligned", 0)):
+        joint = mapping_space(model, masked, remb, rna_panel, markers, adapt_epochs=epochs, seed=args.seed).joint
+        grid.update({grid_key(epochs > 0, a): topk_weights(*fuse(joint, remb, x, mu, a), k, tau, th) for a in GRID})
+    # `map`'s defaults are one point of the grid (same seed, same code path: identical weights), not recomputed
+    w = {"model": grid[grid_key(ADAPT_EPOCHS > 0, FUSE_WEIGHT)], "shared": grid[grid_key(False, 0.0)],
+         "joint": topk_weights(model.embed_protein(masked), remb, k, tau, th),
+         "random": topk_weights(unit(rng.standard_normal((spatial.n_obs, remb.shape[1]))), remb, k, tau, th)}
+    return w, grid
+
+
+def maxfuse_inputs(model, rna, spatial, markers: list[str], path: Path) -> list[str]:
+    """run_maxfuse.py's input: coding-gene RNA per marker (markers with a coding gene in the RNA only)."""
+    genes = {g: i for i, g in enumerate(rna.var_names)}
+    linked = [m for m in markers if any(g in genes for g in model.vocab.gene_links.get(m, []))]
+    x = rna.X.tocsc() if sparse.issparse(rna.X) else sparse.csc_matrix(rna.X)
+    shared = np.column_stack([np.asarray(x[:, [genes[g] for g in model.vocab.gene_links[m] if g in genes]]
+                                         .mean(1)).ravel() for m in linked])
+    var = np.asarray(x.power(2).mean(0)).ravel() - np.asarray(x.mean(0)).ravel() ** 2
+    active = x[:, np.argsort(-var)[:2000]].toarray()
+    np.savez(path, rna_active=active, rna_shared=shared, protein=spatial.obsm["protein"][linked].to_numpy(),
+             markers=np.array(linked), held_out=np.array([*markers, FULL_PANEL]))
+    return linked
+
+
+def run_maxfuse(model, rna, spatial, markers, n_rna: int) -> dict:
+    """{marker or FULL_PANEL: weights} from MaxFuse in the peers' venv, or {'error': why}."""
+    if not PEERS.is_file():
+        return {"error": "benchmarks/.venv-peers is missing (bash benchmarks/peers/setup.sh)"}
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+        maxfuse_inputs(model, rna, spatial, markers, src)
+        proc = subprocess.run([str(PEERS), str(ROOT / "benchmarks" / "peers" / "run_maxfuse.py"), str(src), str(dst)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+        d = np.load(dst)
+        out = {m: matching_weights(d[f"{m}/rna"], d[f"{m}/cell"], spatial.n_obs, n_rna) for m in [*markers, FULL_PANEL]}
+        out["seconds"] = float(d["seconds"])
+    return out
+
+
+def held_out(model, spatial, remb, pred, maxfuse: dict, args) -> list[dict]:
     measured = spatial.obsm["protein"]
-    markers = [m for m in measured.columns if m in pred.columns]
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(args.seed)
     rows = []
-    for m in markers:
-        rest = [c for c in measured.columns if c != m]
-        masked = spatial.copy()
-        masked.obsm["protein"] = measured[rest]
-        truth = measured[m].to_numpy(np.float64)
-        values = pred[[m]].to_numpy(np.float64)
-
-        def score(query, ref=rna_emb):
-            return correlations(impute(query, ref, values, k, tau, threads)[:, 0], truth)
-
+    for m in [c for c in measured.columns if c in pred.columns]:
+        truth, values = measured[m].to_numpy(np.float64), pred[m].to_numpy(np.float64)
+        w, grid = mapping_weights(model, spatial, m, remb, pred, args, rng)
+        if m in maxfuse:
+            w["maxfuse"] = maxfuse[m]
         row = {"marker": m, "measured_in_training": m in model.vocab.measured,
-               "model": score(model.embed_protein(masked))}
-        masked.obsm["protein"] = pd.DataFrame(zscore(measured[rest].to_numpy(np.float64)), index=measured.index,
-                                              columns=rest).astype(np.float32)
-        row["model_z"] = score(model.embed_protein(masked))
-        row["random"] = score(unit(rng.standard_normal((spatial.n_obs, rna_emb.shape[1]))))
-        shared = [c for c in rest if c in pred.columns]
-        if len(shared) >= 2:
-            row["shared"] = score(unit(zscore(measured[shared].to_numpy(np.float64))),
-                                  unit(zscore(pred[shared].to_numpy(np.float64))))
-        row["n_shared"] = len(shared)
+               **{key: score(wm, values, truth) for key, wm in w.items()},
+               "grid": {key: score(g, values, truth)["pearson"] for key, g in grid.items()}}
         rows.append(row)
-        print(f"  {m}: " + ", ".join(f"{key} r={row[key]['pearson']:.3f}" for key in METHODS if key in row),
-              file=sys.stderr)
+        print(f"  {m}: " + ", ".join(f"{key} r={row[key]['pearson']:.3f}" for key in w), file=sys.stderr, flush=True)
     return rows
 
 
-def kernel_timings(n: int, dim: int, k: int, threads: int) -> list[dict]:
-    """Top-k search of n imaged x n scRNA-seq random unit embeddings: C++ kernel vs torch blocks."""
-    import torch
+def split_markers(markers: list[str], seed: int) -> tuple[list[str], list[str]]:
+    """A seeded half of a panel's markers for validation (selection), the other half for test (report)."""
+    order = np.random.default_rng(seed).permutation(len(markers))
+    half = len(markers) // 2
+    return sorted(markers[i] for i in order[:half]), sorted(markers[i] for i in order[half:])
 
-    from scprospatial.spatial import topk_similarity
 
-    rng = np.random.default_rng(0)
-    q, r = unit(rng.standard_normal((n, dim))), unit(rng.standard_normal((n, dim)))
-    torch.set_num_threads(threads)
-    out, ref = [], None
-    for backend in ("cpp", "torch"):
-        t = time.perf_counter()
-        idx, sim, _ = topk_similarity(q, r, k, backend=backend, threads=threads)
-        wall = time.perf_counter() - t
-        same = None if ref is None else float((np.abs(sim - ref[1]) < 1e-5).mean())
-        ref = ref or (idx, sim)
-        out.append({"backend": backend, "n_query": n, "n_ref": n, "dim": dim, "k": k, "threads": threads,
-                    "seconds": round(wall, 3), "pairs_per_s": n * n / wall,
-                    "similarities_equal_to_cpp": same})
-        print(f"  topk {backend}: {wall:.2f} s", file=sys.stderr)
-    return out
+def select_weight(datasets: dict) -> dict:
+    """The setting (adaptation, fuse weight) with the best mean over panels of the median validation Pearson."""
+    def med(rows, names, key):
+        return float(np.median([r["grid"][key] for r in rows if r["marker"] in names]))
+    keys = list(next(iter(datasets.values()))["rows"][0]["grid"])
+    table = {key: {name: {"validation": med(d["rows"], d["validation"], key), "test": med(d["rows"], d["test"], key)}
+                   for name, d in datasets.items()} for key in keys}
+    best = max(keys, key=lambda key: np.mean([v["validation"] for v in table[key].values()]))
+    return {"grid": table, "selected": best}
+
+
+def label_transfer(model, rna, spatial, remb, pred, maxfuse: dict, args) -> dict | None:
+    """How often the mapped (weighted-vote) coarse RNA label equals the imaged cell's own coarse label."""
+    key = spatial.uns.get("scprospatial", {}).get("cell_type_key")
+    if key is None or key not in spatial.obs:
+        return None
+    w, _ = mapping_weights(model, spatial, None, remb, pred, args, np.random.default_rng(args.seed))
+    if FULL_PANEL in maxfuse:
+        w["maxfuse"] = maxfuse[FULL_PANEL]
+    return label_agreement(w, rna_coarse_labels(rna), spatial.obs[key])
 
 
 def run(args) -> dict:
@@ -123,6 +179,8 @@ def run(args) -> dict:
     from scprospatial._settings import set_threads
     from scprospatial.io import load
     from scprospatial.model import ModelConfig, ScProSpatial
+    from scprospatial.spatial._adapt import ADAPT_EPOCHS
+    from scprospatial.spatial._fuse import FUSE_WEIGHT
     from scprospatial.spatial._mapping import _temperature
 
     set_threads(args.threads)
@@ -133,104 +191,69 @@ def run(args) -> dict:
         malt = load(DATA / "citeseq" / "malt_10k_train_1000cells.h5ad")
         model = ScProSpatial.setup([malt], ModelConfig().with_epochs(args.epochs), seed=args.seed)
         model.train([malt], seed=args.seed, device="cpu")
+        if args.save_model:
+            model.save(args.save_model)
     train_s = time.perf_counter() - t0
     rna = load(DATA / "citeseq" / "malt_10k_query_1100cells_rna_only.h5ad", kind="rna")
-    tau = _temperature(model, None)
+    args.tau = _temperature(model, None)
+    versions = json.loads((PEERS.parents[1] / "peer_versions.json").read_text()) if PEERS.is_file() else {}
     record = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
                           "python": platform.python_version(), "torch": torch.__version__},
               "command": " ".join(["benchmarks/bench_mapping.py", *sys.argv[1:]]), "k": args.k,
-              "temperature": tau, "epochs": args.epochs if not args.model else None,
+              "temperature": args.tau, "epochs": args.epochs if not args.model else None,
+              "adapt_epochs": args.adapt_epochs, "defaults": {"fuse_weight": FUSE_WEIGHT, "adapt_epochs": ADAPT_EPOCHS},
+              "peer_versions": {k: versions.get(k) for k in ("maxfuse", "tangram-sc", "moscot")},
               "model_id": model.meta.get("model_id"), "train_s": round(train_s, 1), "datasets": {}}
+    remb = np.ascontiguousarray(model.embed_rna(rna))
     for name, rel in SPATIAL.items():
         spatial = load(DATA / rel, kind="spatial")
         predictable = set(model.vocab.measured) | set(model.vocab.gene_links)
-        proteins = [p for p in spatial.obsm["protein"].columns if p in predictable and p in model.vocab.proteins]
+        markers = [p for p in spatial.obsm["protein"].columns if p in predictable and p in model.vocab.proteins]
+        pred = model.predict(rna, proteins=markers).obsm["protein_predicted"]
         t = time.perf_counter()
-        pred = model.predict(rna, proteins=proteins).obsm["protein_predicted"]
-        rna_emb = np.ascontiguousarray(model.embed_rna(rna))
-        print(f"{name}: {len(proteins)} predictable markers of {spatial.n_vars}", file=sys.stderr)
-        rows = held_out(model, spatial, rna_emb, pred, args.k, tau, args.threads, args.seed)
-        record["datasets"][name] = {"n_cells": int(spatial.n_obs), "n_markers": int(spatial.n_vars),
-                                    "rows": rows, "seconds": round(time.perf_counter() - t, 1)}
-    record["kernel"] = kernel_timings(args.scale, model.module.rna_proj.out_features, args.k, args.threads)
+        maxfuse = run_maxfuse(model, rna, spatial, markers, rna.n_obs) if not args.no_peers else {"error": "skipped"}
+        mf_s = maxfuse.pop("seconds", None)
+        print(f"{name}: {len(markers)} predictable markers of {spatial.n_vars}; maxfuse "
+              f"{maxfuse.get('error', f'{mf_s:.0f} s')}", file=sys.stderr, flush=True)
+        t = time.perf_counter()
+        rows = held_out(model, spatial, remb, pred, maxfuse, args)
+        val, test = split_markers([r["marker"] for r in rows], args.seed)
+        record["datasets"][name] = {"n_cells": int(spatial.n_obs), "n_markers": int(spatial.n_vars), "rows": rows,
+                                    "validation": val, "test": test, "seconds": round(time.perf_counter() - t, 1),
+                                    "maxfuse": maxfuse.get("error", f"{mf_s:.1f} s"),
+                                    "labels": label_transfer(model, rna, spatial, remb, pred, maxfuse, args)}
+    record["selection"] = select_weight(record["datasets"])
     RESULTS.mkdir(parents=True, exist_ok=True)
+    old = json.loads((RESULTS / "mapping.json").read_text()) if (RESULTS / "mapping.json").is_file() else {}
+    for key in ("kernel", "kernel_gpu"):  # GPU timings come from another machine; CPU ones unless re-measured
+        if key in old:
+            record[key] = old[key]
+    if args.kernel_scale:
+        record["kernel"] = kernel_timings(args.kernel_scale, remb.shape[1], args.k, args.threads)
     (RESULTS / "mapping.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
-
-
-COLUMNS = (("model", "pearson"), ("model", "spearman"), ("model_z", "pearson"), ("random", "pearson"),
-           ("shared", "pearson"), ("shared", "spearman"))
-
-
-def _median(rows, method, metric):
-    vals = [r[method][metric] for r in rows if method in r and np.isfinite(r[method][metric])]
-    return f"{np.median(vals):.3f}" if vals else "–"
-
-
-def write_readme(record: dict) -> None:
-    m = record["machine"]
-    lines = [START, "## Mapping scRNA-seq onto spatial proteomics (`bench_mapping.py`)", "",
-             "Regenerate: `.venv/bin/python benchmarks/bench_mapping.py --epochs 10 --threads 2` (writes "
-             "`benchmarks/results/mapping.json` and this section).", "",
-             f"Command: `{record['command']}`; machine: {m['cpu']}, {m['threads']} threads, Python {m['python']}, "
-             f"torch {m['torch']}. Model {record['model_id']} trained on MALT (1000 cells, {record['epochs']} epochs "
-             f"per stage, {record['train_s']} s); k = {record['k']}, temperature {record['temperature']:.3f} "
-             "(the model's CLIP temperature).", "",
-             "Held-out marker test: each imaged marker the model can predict is hidden from the panel, the MALT "
-             "query RNA (1100 cells) is mapped with the remaining markers and the imputed value is correlated with "
-             "the measured one over the imaged cells. `model (z-scored panel)`: the same with every imaged marker "
-             "z-scored before embedding. Controls: `random` (random imaged-cell embeddings), `shared` "
-             "(no joint space: Pearson matching of the remaining markers to the scRNA-seq cells' predicted values). "
-             "Caveat: the scRNA-seq is not from these tissues (none is available), so this measures what the "
-             "joint space carries across a tissue mismatch, not the method's ceiling.", ""]
-    for name, d in record["datasets"].items():
-        rows = d["rows"]
-        lines += [f"### {name} ({d['n_cells']} cells, {d['n_markers']} markers, {len(rows)} predictable; "
-                  f"{d['seconds']} s)", "",
-                  "| marker | in training | model Pearson | model Spearman | model (z-scored panel) Pearson "
-                  "| random Pearson | shared Pearson | shared Spearman |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for r in rows:
-            cells = [r.get(key, {}).get(metric, float("nan")) for key, metric in COLUMNS]
-            kind = "yes" if r["measured_in_training"] else "gene link"
-            lines.append(f"| {r['marker']} | {kind} | " + " | ".join(f"{v:.3f}" for v in cells) + " |")
-        lines.append("| **median** | | " + " | ".join(_median(rows, key, metric) for key, metric in COLUMNS) + " |")
-        lines.append("")
-    lines += ["### Top-k kernel", "", "| backend | query × reference | dim | k | threads | seconds | pairs/s | "
-              "similarities equal to C++ |", "|---|---|---|---|---|---|---|---|"]
-    for t in record["kernel"]:
-        eq = "–" if t["similarities_equal_to_cpp"] is None else f"{t['similarities_equal_to_cpp']:.4f}"
-        lines.append(f"| {t['backend']} | {t['n_query']:,} × {t['n_ref']:,} | {t['dim']} | {t['k']} | {t['threads']} "
-                     f"| {t['seconds']} | {t['pairs_per_s']:.3g} | {eq} |")
-    for t in record.get("kernel_gpu", []):
-        size = f"{t['n_query']:,} × {t['n_ref']:,}"
-        lines.append(f"| {t['backend']} ({t['device']}) | {size} | {t['dim']} | {t['k']} | – | {t['seconds']} "
-                     f"| {t['n_query'] * t['n_ref'] / t['seconds']:.3g} | – |")
-    lines += ["", "Memory of the kernel: one packed copy of the reference plus one tile per thread; the n × n "
-              "similarity matrix is never formed.", END]
-    replace_section("\n".join(lines), START, END, README)
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=10, help="epochs per training stage (default 10)")
     p.add_argument("--model", default=None, help="use this checkpoint instead of training")
+    p.add_argument("--save-model", default=None, help="save the trained model here (to rerun with --model)")
     p.add_argument("--k", type=int, default=10)
+    p.add_argument("--adapt-epochs", type=int, default=None, help="encoder adaptation epochs (default: map's)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scale", type=int, default=50_000, help="cells per side in the kernel timing (default 50000)")
+    p.add_argument("--no-peers", action="store_true", help="do not run MaxFuse")
+    p.add_argument("--kernel-scale", type=int, default=0, help="re-time the top-k kernel on N x N cells (0: keep)")
     p.add_argument("--readme-only", action="store_true", help="only rewrite README.md from results/mapping.json")
     args = p.parse_args(argv)
     if not (DATA / "README.md").is_file():
         sys.exit(f"real data folder {DATA} is absent")
-    if args.readme_only:
-        record = json.loads((RESULTS / "mapping.json").read_text())
-    else:
-        old = json.loads((RESULTS / "mapping.json").read_text()) if (RESULTS / "mapping.json").is_file() else {}
-        record = run(args)
-        if "kernel_gpu" in old:  # GPU timings are measured on another machine (see the docstring); keep them
-            record["kernel_gpu"] = old["kernel_gpu"]
-            (RESULTS / "mapping.json").write_text(json.dumps(record, indent=2) + "\n")
+    if args.adapt_epochs is None:
+        from scprospatial.spatial._adapt import ADAPT_EPOCHS
+
+        args.adapt_epochs = ADAPT_EPOCHS
+    record = json.loads((RESULTS / "mapping.json").read_text()) if args.readme_only else run(args)
     write_readme(record)
 
 

@@ -220,3 +220,121 @@ def test_malt_rna_onto_cycif_end_to_end(shared_data, tmp_path, cli):
     cli_sp = ad.read_h5ad(tmp_path / "cli.h5ad")
     np.testing.assert_allclose(cli_sp.obsm[K.PROTEIN_PREDICTED], pred, rtol=1e-4, atol=1e-5)
     assert (tmp_path / "cli.rna.h5ad").is_file()
+
+
+# ----------------------------------------------------------------------------- fused score and panel adaptation
+@pytest.fixture(scope="module")
+def sim_case(tmp_path_factory, one_torch_thread):
+    """A tiny model trained on a simulated CITE-seq cohort, its RNA-only query and its CODEX-like table."""
+    from scprospatial.io import load
+    from scprospatial.model import ModelConfig, ScProSpatial
+    from scprospatial.simulate import simulate
+
+    paths = simulate(tmp_path_factory.mktemp("sim"), n_cells=300, n_genes=400, n_cell_types=4, seed=3,
+                     filler_names="vocabulary")
+    cite = load(paths["citeseq"])
+    cfg = ModelConfig(n_hvg=200, d_model=16, d_joint=8, d_hidden=16, n_blocks=1, batch_size=64,
+                      epochs_pretrain=2, epochs_align=3, epochs_translate=3)
+    model = ScProSpatial.setup([cite], cfg, seed=0)
+    model.train([cite], seed=0, device="cpu")
+    truth = pd.read_csv(paths["query_cell_type"], index_col=0)["cell_type"]
+    return model, load(paths["rna"], kind="rna"), load(paths["spatial"], kind="spatial"), truth
+
+
+def test_adaptation_moves_only_what_is_new_to_the_model(sim_case):
+    from scprospatial.spatial._adapt import adapt_protein_encoder
+
+    model, _, sp, _ = sim_case
+    before = {k: v.clone() for k, v in model.module.state_dict().items()}
+    adapted, info = adapt_protein_encoder(model, sp, epochs=3, seed=1)
+    after = adapted.module.state_dict()
+    for k, v in model.module.state_dict().items():
+        assert torch.equal(v, before[k]), f"the original model changed ({k})"
+    trainable = {"protein_encoder.id_emb", "protein_encoder.dataset_emb.weight", "protein_decoder.out.weight",
+                 "protein_decoder.out.bias"}
+    for k, v in after.items():
+        if k not in trainable:
+            assert torch.equal(v, before[k]), f"{k} is frozen but moved"
+    vocab = model.vocab
+    new = [vocab.protein_index.get_loc(p) for p in sp.obsm[K.PROTEIN].columns
+           if p in set(vocab.proteins) and p not in set(vocab.measured)]
+    old = [vocab.protein_index.get_loc(p) for p in vocab.measured]
+    moved = (after["protein_encoder.id_emb"] != before["protein_encoder.id_emb"]).any(1)
+    assert info["n_new_markers"] == len(new) > 0
+    assert moved[new].all() and not moved[old].any()  # the proteins measured in training keep their embeddings
+    assert np.isfinite(info["val_loss"]) and 1 <= info["best_epoch"] <= 3
+
+
+def test_fused_score_is_the_weighted_sum_of_joint_and_panel(sim_case):
+    from scprospatial.spatial._fuse import mapping_space, panel_markers, panel_vectors, predict_panel
+
+    model, rna, sp, _ = sim_case
+    remb = model.embed_rna(rna)
+    markers = panel_markers(model, sp)
+    mu = predict_panel(model, rna, markers)
+    space = mapping_space(model, sp, remb, mu, markers, weight=0.3, adapt_epochs=2)
+    x, m = panel_vectors(sp, markers, mu)
+    expected = 0.3 * space.joint @ remb.T + 0.7 * x @ m.T
+    np.testing.assert_allclose(space.query @ space.ref.T, expected, atol=1e-5)
+    assert space.info["method"] == "fused" and space.info["adaptation"]["epochs"] == 2
+    with pytest.raises(InputError, match="fuse weight"):
+        mapping_space(model, sp, remb, mu, markers, weight=1.5)
+    with pytest.raises(InputError, match="mapping method"):
+        mapping_space(model, sp, remb, mu, markers, method="cca")
+
+
+def test_default_map_is_fused_with_its_settings_recorded(sim_case):
+    from scprospatial.spatial._adapt import ADAPT_EPOCHS
+    from scprospatial.spatial._fuse import FUSE_WEIGHT
+
+    model, rna, sp, _ = sim_case
+    out, out_rna = map_cells(model, rna, sp, k=5, copy=True)
+    info = out.uns[K.PROTEIN_PREDICTED]
+    assert info["method"] == "fused" and info["fuse_weight"] == FUSE_WEIGHT
+    assert info["n_panel_markers"] == sum(p in set(model.vocab.proteins) for p in sp.obsm[K.PROTEIN].columns)
+    assert ("adaptation" in info) == (ADAPT_EPOCHS > 0)
+    assert out.obsm[K.EMBEDDING].shape == (sp.n_obs, model.config.d_joint)
+    assert out.obs[K.MAPPING_CONFIDENCE].between(-1, 1).all()
+    assert np.isfinite(out.obsm[K.PROTEIN_PREDICTED].to_numpy()).all()
+    np.testing.assert_allclose(out_rna.obs[MAPPING_WEIGHT].sum(), sp.n_obs)
+
+
+def test_panel_agreement_ignores_each_markers_scale_and_survives_an_uninformative_joint_view():
+    """Imaged markers = the source cell's predicted panel under a per-marker affine change of scale (arcsinh
+    intensities vs CLR) plus noise: the panel view finds the source cell, and fusing it with a random joint view
+    at the default weight still does for most cells."""
+    from scprospatial.spatial._fuse import FUSE_WEIGHT, fuse, panel_vectors, zscore_columns
+
+    rng = np.random.default_rng(5)
+    n_rna, n_sp, n_markers = 300, 200, 30
+    predicted = rng.standard_normal((n_rna, n_markers))
+    src = rng.integers(0, n_rna, n_sp)
+    measured = 3.0 + rng.uniform(0.02, 5.0, n_markers) * (predicted[src] + 0.3 * rng.standard_normal((n_sp, n_markers)))
+    sp = ad.AnnData(obs=pd.DataFrame(index=[f"s{i}" for i in range(n_sp)]))
+    names = [f"P{j}" for j in range(n_markers)]
+    sp.obsm[K.PROTEIN] = pd.DataFrame(measured, index=sp.obs_names, columns=names)
+    x, mu = panel_vectors(sp, names, predicted)
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-5)
+    assert np.abs(zscore_columns(measured).mean(0)).max() < 1e-9
+    hit = (np.argmax(x @ mu.T, axis=1) == src).mean()
+    assert hit > 0.9
+    jq, jr = unit(rng.standard_normal((n_sp, 8))), unit(rng.standard_normal((n_rna, 8)))
+    q, r = fuse(jq, jr, x, mu, FUSE_WEIGHT)
+    assert (np.argmax(q @ r.T, axis=1) == src).mean() > 0.5
+    assert (np.argmax(jq @ jr.T, axis=1) == src).mean() < 0.05  # the joint view alone carries nothing here
+
+
+def test_mapping_needs_no_shared_marker(sim_case):
+    """One predictable marker (too few for a correlation) or none: the joint space alone, still a full mapping."""
+    from scprospatial.spatial._fuse import mapping_space
+
+    model, rna, sp, _ = sim_case
+    one = sp.copy()
+    one.obsm[K.PROTEIN] = sp.obsm[K.PROTEIN][["CD3"]]
+    out, _ = map_cells(model, rna, one, k=5, copy=True, adapt_epochs=2)
+    assert out.uns[K.PROTEIN_PREDICTED]["method"] == "joint (adapted encoder)"
+    assert np.isfinite(out.obsm[K.PROTEIN_PREDICTED].to_numpy()).all()
+    remb = model.embed_rna(rna)
+    space = mapping_space(model, sp, remb, np.zeros((rna.n_obs, 0)), [], adapt_epochs=0)
+    np.testing.assert_array_equal(space.query, space.joint)
+    np.testing.assert_array_equal(space.ref, remb)

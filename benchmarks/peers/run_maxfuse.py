@@ -4,7 +4,7 @@
 
 IN.npz (written by bench_mapping.py): rna_active (RNA cells x genes, log-normalised HVGs), rna_shared (RNA cells x
 markers: log-normalised expression of each marker's coding gene(s)), protein (imaged cells x markers, arcsinh),
-markers, held_out (markers to hide one at a time). For every held-out marker the marker is removed from both the
+markers, held_out (markers to hide one at a time; FULL_PANEL hides none). For every held-out marker it is removed from the
 shared and the imaged active features, MaxFuse is fitted as in its tutorial (graphs, initial pivots, CCA refinement,
 propagation) and its full-data matching (every imaged cell matched to RNA cells) is stored as
 OUT.npz: '<marker>/rna', '<marker>/cell', '<marker>/score' (one entry per matched pair), plus 'seconds'.
@@ -15,6 +15,8 @@ import sys
 import time
 
 import numpy as np
+
+FULL_PANEL = "__full_panel__"
 
 
 def zscore(x: np.ndarray) -> np.ndarray:

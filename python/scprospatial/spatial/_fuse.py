@@ -108,10 +108,22 @@ def mapping_space(model, spatial, rna_joint: np.ndarray, rna_panel: np.ndarray |
     joint = embedder.embed_protein(source)
     if not use_panel:
         return MappingSpace(joint, np.ascontiguousarray(rna_joint, dtype=np.float32), joint, info)
-    x = unit_rows(zscore_columns(spatial.obsm[K.PROTEIN][markers].to_numpy(np.float64)))
-    mu = unit_rows(zscore_columns(rna_panel))
-    a, b = np.sqrt(weight), np.sqrt(1.0 - weight)
-    query = np.ascontiguousarray(np.hstack([a * joint, b * x]), dtype=np.float32)
-    ref = np.ascontiguousarray(np.hstack([a * np.asarray(rna_joint, np.float32), b * mu]), dtype=np.float32)
+    query, ref = fuse(joint, rna_joint, *panel_vectors(spatial, markers, rna_panel), weight)
     return MappingSpace(query, ref, joint, info)
+
+
+def panel_vectors(spatial, markers: list[str], rna_panel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit rows of the z-scored measured markers (imaged cells) and of the z-scored predictions (scRNA-seq cells):
+    their inner product is the correlation-type panel agreement."""
+    x = unit_rows(zscore_columns(spatial.obsm[K.PROTEIN][markers].to_numpy(np.float64)))
+    return x, unit_rows(zscore_columns(rna_panel))
+
+
+def fuse(joint_q: np.ndarray, joint_r: np.ndarray, panel_q: np.ndarray, panel_r: np.ndarray,
+         weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """Query and reference rows whose inner product is weight * joint cosine + (1 - weight) * panel agreement."""
+    a, b = np.sqrt(weight), np.sqrt(1.0 - weight)
+    query = np.hstack([a * np.asarray(joint_q, np.float32), b * panel_q])
+    ref = np.hstack([a * np.asarray(joint_r, np.float32), b * panel_r])
+    return np.ascontiguousarray(query, dtype=np.float32), np.ascontiguousarray(ref, dtype=np.float32)
 
