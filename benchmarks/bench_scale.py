@@ -84,13 +84,34 @@ def load_results() -> dict:
 
 
 def save_results(results: dict) -> None:
+    """Merge `results` into the JSON on disk under a lock (runs of other sizes may write at the same time):
+    records by (step, n), the later date winning; profiles and commands by key; the rest from `results`."""
+    import fcntl
+
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    os.replace(tmp, RESULTS)
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        disk = load_results()
+        records = {(r["step"], r["n"]): r for r in disk.get("records", [])}
+        for r in results.get("records", []):
+            key = (r["step"], r["n"])
+            if key not in records or r.get("date", "") >= records[key].get("date", ""):
+                records[key] = r
+        merged = {**disk, **results, "records": sorted(records.values(), key=lambda r: (r["n"], r["step"])),
+                  "impute_profile": {**disk.get("impute_profile", {}), **results.get("impute_profile", {})},
+                  "commands": list(dict.fromkeys(disk.get("commands", []) + results.get("commands", [])))}
+        tmp = RESULTS.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(merged, indent=1) + "\n")
+        os.replace(tmp, RESULTS)
+    results.update(merged)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def add_record(results: dict, record: dict) -> None:
+    record = {**record, "date": record.get("date") or _now()}
     results["records"] = [r for r in results["records"] if (r["step"], r["n"]) != (record["step"], record["n"])]
     results["records"].append(record)
     save_results(results)
@@ -121,7 +142,7 @@ def measure_size(n: int, args, model: Path, info: dict, reference: Path, results
             print(f"[{n:.0e}] {step.name}: skipped ({why})", flush=True)
             continue
         record = {"step": step.name, "n": n, **run_measured(step.command(ctx), ctx.work / "logs" / f"{step.name}.log"),
-                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+                  "date": _now()}
         if step.name == "impute_300":
             record["n_proteins"] = len(ctx.proteins)
         if step.name == "impute_all":
@@ -177,7 +198,7 @@ def main(argv=None) -> None:
     sizes = sorted(int(float(s)) for s in args.sizes.split(","))
     results = load_results()
     results["machine"] = machine()
-    results["command"] = "python benchmarks/bench_scale.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    results["commands"] = ["python benchmarks/bench_scale.py " + " ".join(argv if argv is not None else sys.argv[1:])]
 
     train_data = args.data_dir / f"n{REFERENCE_CELLS}"
     sim = simulate_cohort(train_data, REFERENCE_CELLS)

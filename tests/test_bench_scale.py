@@ -99,3 +99,15 @@ def test_readme_section_tables_and_bar(tmp_path):
     assert "under 8 GB" in bar and "n^1.00" in bar and "no worse than linear" in bar
     assert "| impute | 3.0 s (60%) |" in text
     assert np.isfinite(float(row.split("|")[-2].split(" s")[0].replace(",", "")))   # projected 10^7 time
+
+
+def test_results_of_concurrent_runs_merge(tmp_path, monkeypatch):
+    import bench_scale
+
+    monkeypatch.setattr(bench_scale, "RESULTS", tmp_path / "scale.json")
+    first, second = bench_scale.load_results(), bench_scale.load_results()   # two runs started together
+    bench_scale.add_record(first, {"step": "prepare_rna", "n": 10, "seconds": 1.0})
+    bench_scale.add_record(second, {"step": "prepare_rna", "n": 100, "seconds": 2.0})
+    bench_scale.add_record(first, {"step": "prepare_rna", "n": 10, "seconds": 3.0})     # a re-measurement
+    on_disk = bench_scale.load_results()["records"]
+    assert sorted((r["n"], r["seconds"]) for r in on_disk) == [(10, 3.0), (100, 2.0)]

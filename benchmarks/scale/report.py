@@ -121,8 +121,9 @@ def write_readme(results: dict, readme: Path | None = None) -> None:
     sizes = sorted({n for rows in by.values() for n in rows})
     mach, model = results.get("machine", {}), results.get("model", {})
     lines = [START, "## Atlas scale", "",
-             f"Command: `{results.get('command', 'python benchmarks/bench_scale.py')}` (results merge into "
-             "`benchmarks/results/scale.json`; `--readme-only` rebuilds this section). Machine: "
+             "Command: `python benchmarks/bench_scale.py --sizes 1e4,1e5,1e6` (runs of some sizes or steps merge "
+             "into `benchmarks/results/scale.json`; `--readme-only` rebuilds this section; the runs behind these "
+             f"figures: {'; '.join(f'`{c}`' for c in results.get('commands', [])) or 'none'}). Machine: "
              f"{mach.get('cores', '?')} cores, {mach.get('memory_gib', '?')} GiB, Python {mach.get('python', '?')}, "
              f"torch {mach.get('torch', '?')}.",
              "",
