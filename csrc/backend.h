@@ -20,6 +20,8 @@ constexpr int kCudaMaxK = 64;  // per-thread candidate list lives in registers/l
 int cuda_device_count_impl();
 template <class I, class D>
 void knn_rows_cuda(const Grid& g, int k, bool include_self, I* indices, D* distances);
+void topk_rows_cuda(const float* query, int64_t nq, const float* ref, int64_t nr, int dim, int k, int64_t* indices,
+                    float* similarities);
 #endif
 
 }  // namespace scp

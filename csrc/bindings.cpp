@@ -93,7 +93,9 @@ static py::tuple radius_graph(const Points& pts, double radius, bool include_sel
 using Embedding = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
 // Top-k inner products of query rows against reference rows: (indices int64 nq x k, similarities float32 nq x k).
-static py::tuple topk_similarity(const Embedding& query, const Embedding& ref, int k, int threads) {
+static py::tuple topk_similarity(const Embedding& query, const Embedding& ref, int k, int threads,
+                                 const std::string& device) {
+  const scp::Device dev = scp::parse_device(device);
   if (query.ndim() != 2 || ref.ndim() != 2 || query.shape(1) != ref.shape(1)) {
     throw py::value_error("query and reference must be 2-d arrays with the same number of columns");
   }
@@ -106,7 +108,7 @@ static py::tuple topk_similarity(const Embedding& query, const Embedding& ref, i
   float* ss = sims.mutable_data();
   {
     py::gil_scoped_release release;
-    scp::topk_similarity(q, nq, r, nr, static_cast<int>(query.shape(1)), k, threads, ii, ss);
+    scp::topk_similarity(q, nq, r, nr, static_cast<int>(query.shape(1)), k, threads, ii, ss, dev);
   }
   return py::make_tuple(indices, sims);
 }
@@ -123,8 +125,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("radius_graph", &radius_graph, py::arg("points"), py::arg("radius"), py::arg("include_self") = false,
         py::arg("threads") = 0, py::arg("float32") = false, py::arg("index64") = false,
         "All pairs within `radius` (inclusive) as CSR arrays (indptr, indices, distances), rows sorted by distance.");
+  m.def("topk_isa", &scp::topk_isa, "CPU instruction set of the top-k kernel: 'avx512', 'avx2' or 'portable'");
   m.def("topk_similarity", &topk_similarity, py::arg("query"), py::arg("ref"), py::arg("k"), py::arg("threads") = 0,
+        py::arg("device") = "cpu",
         "For every query row the k reference rows with the largest dot product (cosine for L2-normalised rows),\n"
         "computed in query x reference blocks without the full similarity matrix. Returns (indices int64 nq x k,\n"
-        "similarities float32 nq x k), rows sorted by similarity (descending), ties by index; GIL released.");
+        "similarities float32 nq x k), rows sorted by similarity (descending), ties by index; GIL released.\n"
+        "device 'cuda' runs the CUDA twin (same results bit for bit: every score is fma(q[d], r[d], s) over d in order).");
 }

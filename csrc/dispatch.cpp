@@ -71,14 +71,22 @@ SCP_INSTANTIATE(int64_t, double)
 namespace scp {
 
 void topk_similarity(const float* query, int64_t nq, const float* ref, int64_t nr, int dim, int k, int threads,
-                     int64_t* indices, float* similarities) {
+                     int64_t* indices, float* similarities, Device device) {
   if (dim < 1) throw std::invalid_argument("embedding dimension must be at least 1");
   if (k < 1) throw std::invalid_argument("k must be at least 1, got " + std::to_string(k));
   if (nr < k) {
     throw std::invalid_argument("k=" + std::to_string(k) + " needs at least " + std::to_string(k) +
                                 " reference rows, got " + std::to_string(nr));
   }
-  topk_rows_cpu(query, nq, ref, nr, dim, k, threads, indices, similarities);
+  if (device == Device::CPU) {
+    topk_rows_cpu(query, nq, ref, nr, dim, k, threads, indices, similarities);
+    return;
+  }
+#ifdef SCPROSPATIAL_WITH_CUDA
+  topk_rows_cuda(query, nq, ref, nr, dim, k, indices, similarities);
+#else
+  throw std::runtime_error("scprospatial was built without CUDA (rebuild with SCPROSPATIAL_CUDA=1)");
+#endif
 }
 
 }  // namespace scp

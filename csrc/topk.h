@@ -4,15 +4,23 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+
+#include "spatial.h"  // Device
 
 namespace scp {
 
 // query: nq x dim, ref: nr x dim (row-major float32). Outputs are caller-owned, nq x k each, row i holding
 // the k best reference indices sorted by similarity (descending), ties by the smaller index.
-// Work is split over query blocks (threads) and reference blocks (cache); each row keeps a size-k heap.
-// Memory: one packed (dim-major per block) copy of the reference plus a small tile per thread.
+// Work is split over query blocks (threads) and reference panels (registers); each row keeps a size-k heap.
+// Every score is the FMA chain s = fma(q[d], r[d], s) over d in order, on every CPU path and on CUDA.
+// Memory: one packed (dim-major per panel) copy of the reference plus a small tile per thread.
+// device: CPU (threads) or CUDA (the same results, bit for bit).
 void topk_similarity(const float* query, int64_t nq, const float* ref, int64_t nr, int dim, int k, int threads,
-                     int64_t* indices, float* similarities);
+                     int64_t* indices, float* similarities, Device device = Device::CPU);
+
+// The CPU instruction set topk_rows_cpu uses: "avx512", "avx2" (with FMA) or "portable".
+std::string topk_isa();
 
 // Internal: the CPU driver behind topk_similarity (arguments already validated).
 void topk_rows_cpu(const float* query, int64_t nq, const float* ref, int64_t nr, int dim, int k, int threads,

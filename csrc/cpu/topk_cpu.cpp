@@ -1,18 +1,31 @@
-// CPU blocked top-k inner product: query blocks run in parallel; each block scans the reference in
-// cache-sized blocks, scores a (query block x reference block) tile, and pushes into per-row min-heaps.
+// CPU blocked top-k inner product. Query blocks run in parallel; each block scans the reference in panels
+// (rows packed dim-major, so a panel is a few vector loads per dimension), scores a register tile of
+// (query rows x panel rows) and compares it with every row's current k-th best in registers: only scores
+// that beat it (rare after the first panels) leave the registers for the row's heap.
+//
+// Every score is one fused multiply-add chain over d in order, s = fma(q[d], r[d], s) from 0, in every
+// code path (AVX-512, AVX2+FMA, portable), so results do not depend on the instruction set, the blocking
+// or the thread count, and equal the CUDA kernel's. The instruction set is picked at run time; the
+// library itself is built for baseline x86-64.
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <limits>
+#include <string>
 #include <vector>
 
 #include "parallel.h"
 #include "topk.h"
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define SCP_X86 1
+#endif
+
 namespace scp {
 
 namespace {
-
-constexpr int64_t kQueryBlock = 32;   // query rows per task (a tile's rows)
-constexpr int64_t kRefBlockBytes = 256 * 1024;  // reference rows per tile: ~L2-sized
 
 struct Entry {
   float sim;
@@ -27,130 +40,200 @@ struct Worse {
   bool operator()(const Entry& a, const Entry& b) const { return better(a, b); }
 };
 
-inline void push(std::vector<Entry>& heap, int k, Entry e) {
-  if (static_cast<int>(heap.size()) < k) {
-    heap.push_back(e);
-    std::push_heap(heap.begin(), heap.end(), Worse());
-  } else if (better(e, heap.front())) {
-    std::pop_heap(heap.begin(), heap.end(), Worse());
-    heap.back() = e;
-    std::push_heap(heap.begin(), heap.end(), Worse());
+// Running top-k of the rows of one query block: per row a heap and the score a candidate must exceed.
+// References arrive in increasing index order, so a score equal to the k-th best never beats it.
+struct RowHeaps {
+  RowHeaps(int64_t rows, int k)
+      : k(k), heap(static_cast<size_t>(rows) * k), size(rows, 0),
+        thr(rows, -std::numeric_limits<float>::infinity()) {}
+  int k;
+  std::vector<Entry> heap;
+  std::vector<int> size;
+  std::vector<float> thr;
+
+  void push(int64_t row, float sim, int64_t idx) {
+    Entry* h = heap.data() + row * k;
+    int& n = size[row];
+    const Entry e{sim, idx};
+    if (n < k) {
+      h[n++] = e;
+      std::push_heap(h, h + n, Worse());
+    } else if (better(e, h[0])) {
+      std::pop_heap(h, h + n, Worse());
+      h[n - 1] = e;
+      std::push_heap(h, h + n, Worse());
+    }
+    if (n == k) thr[row] = h[0].sim;
   }
-}
 
-// Scores of nq query rows against a dim-major reference block of nb rows into tile (nq x nb).
-// Register tiles of kMR x kNR pairs; every pair's sum runs over d in order (no reassociation), so a
-// similarity does not depend on the blocking, the tile edge or the thread count.
-constexpr int kMR = 4;
-constexpr int kNR = 8;  // 4 x 8 pairs = 8 vector accumulators: fits the 16 SSE registers without spilling
-
-// 4-wide float vector (GCC/Clang vector extension: SSE on x86-64, NEON on arm64).
-typedef float v4 __attribute__((vector_size(16)));
-
-inline v4 load4(const float* p) {
-  v4 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-// A full kMR x kNR tile: kMR * kNR / 4 vector accumulators in registers.
-inline void micro_full(const float* q, int dim, const float* ref_t, int64_t nb, int64_t b0, float* out) {
-  constexpr int NV = kNR / 4;
-  v4 acc[kMR][NV] = {};
-  for (int d = 0; d < dim; ++d) {
-    const float* c = ref_t + d * nb + b0;
-    v4 cv[NV];
-    for (int j = 0; j < NV; ++j) cv[j] = load4(c + 4 * j);
-    for (int i = 0; i < kMR; ++i) {
-      const float qd = q[i * dim + d];
-      const v4 qv = {qd, qd, qd, qd};
-      for (int j = 0; j < NV; ++j) acc[i][j] += qv * cv[j];
+  // Scores of `row` against references idx0 + j for the set bits j of mask (references past nr are padding).
+  void offer(int64_t row, const float* scores, uint32_t mask, int64_t idx0, int64_t nr) {
+    while (mask) {
+      const int j = __builtin_ctz(mask);
+      mask &= mask - 1;
+      if (idx0 + j < nr && scores[j] > thr[row]) push(row, scores[j], idx0 + j);
     }
   }
-  for (int i = 0; i < kMR; ++i)
-    for (int j = 0; j < NV; ++j) std::memcpy(out + i * nb + b0 + 4 * j, &acc[i][j], sizeof(v4));
-}
 
-// Tile edges: the same sums in the same order, one pair at a time.
-inline void micro_edge(const float* q, int dim, const float* ref_t, int64_t nb, int64_t b0, int mr, int nr,
-                       float* out) {
-  for (int i = 0; i < mr; ++i)
-    for (int j = 0; j < nr; ++j) {
-      float s = 0.f;
-      for (int d = 0; d < dim; ++d) s += q[i * dim + d] * ref_t[d * nb + b0 + j];
-      out[i * nb + b0 + j] = s;
-    }
-}
-
-void score_tile(const float* q, int64_t nq, const float* ref_t, int64_t nb, int dim, float* tile) {
-  for (int64_t a = 0; a < nq; a += kMR) {
-    const int mr = static_cast<int>(std::min<int64_t>(kMR, nq - a));
-    for (int64_t b0 = 0; b0 < nb; b0 += kNR) {
-      const int nr = static_cast<int>(std::min<int64_t>(kNR, nb - b0));
-      if (mr == kMR && nr == kNR) {
-        micro_full(q + a * dim, dim, ref_t, nb, b0, tile + a * nb);
-      } else {
-        micro_edge(q + a * dim, dim, ref_t, nb, b0, mr, nr, tile + a * nb);
-      }
-    }
-  }
-}
-
-// packed: the reference in blocks of ref_block rows, each block stored dim-major (packed once, shared).
-void query_block(const float* query, int64_t q0, int64_t q1, const float* packed, int64_t nr, int dim, int k,
-                 int64_t ref_block, int64_t* indices, float* sims) {
-  const int64_t nq = q1 - q0;
-  std::vector<std::vector<Entry>> heaps(nq);
-  for (auto& h : heaps) h.reserve(k);
-  std::vector<float> tile(nq * ref_block);
-  for (int64_t r0 = 0; r0 < nr; r0 += ref_block) {
-    const int64_t nb = std::min(nr, r0 + ref_block) - r0;
-    const float* ref_t = packed + r0 * dim;
-    score_tile(query + q0 * dim, nq, ref_t, nb, dim, tile.data());
-    for (int64_t a = 0; a < nq; ++a) {
-      auto& heap = heaps[a];
-      const float* row = tile.data() + a * nb;
-      for (int64_t b = 0; b < nb; ++b) {
-        // Cheap reject against the current worst before touching the heap.
-        if (static_cast<int>(heap.size()) == k && row[b] < heap.front().sim) continue;
-        push(heap, k, Entry{row[b], r0 + b});
-      }
-    }
-  }
-  for (int64_t a = 0; a < nq; ++a) {
-    auto& heap = heaps[a];
-    std::sort(heap.begin(), heap.end(), better);
-    int64_t* oi = indices + (q0 + a) * k;
-    float* os = sims + (q0 + a) * k;
+  void write(int64_t row, int64_t* indices, float* sims) {
+    Entry* h = heap.data() + row * k;
+    std::sort(h, h + size[row], better);
     for (int t = 0; t < k; ++t) {
-      oi[t] = heap[t].idx;
-      os[t] = heap[t].sim;
+      indices[t] = h[t].idx;
+      sims[t] = h[t].sim;
+    }
+  }
+};
+
+// The reference in panels of nr_panel rows, each stored dim-major (zero rows pad the last panel).
+std::vector<float> pack_panels(const float* ref, int64_t nr, int dim, int nr_panel, int threads) {
+  const int64_t panels = (nr + nr_panel - 1) / nr_panel;
+  std::vector<float> packed(static_cast<size_t>(panels) * dim * nr_panel, 0.0f);
+  parallel_for(0, panels, 256, threads, [&](int64_t lo, int64_t hi) {
+    for (int64_t p = lo; p < hi; ++p) {
+      float* dst = packed.data() + p * dim * nr_panel;
+      const int64_t rows = std::min<int64_t>(nr_panel, nr - p * nr_panel);
+      for (int64_t j = 0; j < rows; ++j) {
+        const float* src = ref + (p * nr_panel + j) * dim;
+        for (int d = 0; d < dim; ++d) dst[d * nr_panel + j] = src[d];
+      }
+    }
+  });
+  return packed;
+}
+
+// Query rows q0 .. q0 + mr of a block as an MR-row tile (rows past mr zero), so edge tiles take the fast path.
+const float* tile_rows(const float* query, int64_t q0, int64_t mr, int MR, int dim, std::vector<float>& pad) {
+  if (mr == MR) return query + q0 * dim;
+  pad.assign(static_cast<size_t>(MR) * dim, 0.0f);
+  std::memcpy(pad.data(), query + q0 * dim, sizeof(float) * mr * dim);
+  return pad.data();
+}
+
+// Scores an MR x NR tile (query rows q, row-major; one packed panel) and compares each row with its
+// threshold: masks[i] has bit j set when score (i, j) beats thr[i]; only such rows are written to scores.
+using TileFn = void (*)(const float* q, int dim, const float* panel, const float* thr, float* scores,
+                        uint32_t* masks);
+
+// Query blocks of MB rows in parallel, each scanning every panel of the reference in order.
+void run_blocks(const float* query, int64_t nq, const float* ref, int64_t nr, int dim, int k, int threads,
+                int64_t* indices, float* similarities, int MR, int NR, TileFn tile) {
+  const std::vector<float> packed = pack_panels(ref, nr, dim, NR, threads);
+  const int64_t panels = (nr + NR - 1) / NR;
+  const int64_t MB = 8 * MR;  // query rows per task: one panel is reused by 8 tiles while in L1
+  parallel_for(0, nq, MB, threads, [&](int64_t lo, int64_t hi) {
+    RowHeaps heaps(MB, k);
+    std::vector<float> pad, scores(static_cast<size_t>(MR) * NR);
+    std::vector<uint32_t> masks(MR);
+    for (int64_t b0 = lo; b0 < hi; b0 += MB) {
+      const int64_t rows = std::min(MB, hi - b0);
+      std::fill(heaps.size.begin(), heaps.size.end(), 0);
+      std::fill(heaps.thr.begin(), heaps.thr.end(), -std::numeric_limits<float>::infinity());
+      for (int64_t p = 0; p < panels; ++p) {
+        const float* panel = packed.data() + p * dim * NR;
+        for (int64_t t = 0; t < rows; t += MR) {
+          const int64_t mr = std::min<int64_t>(MR, rows - t);
+          tile(tile_rows(query, b0 + t, mr, MR, dim, pad), dim, panel, heaps.thr.data() + t, scores.data(),
+               masks.data());
+          for (int64_t i = 0; i < mr; ++i) {
+            if (masks[i]) heaps.offer(t + i, scores.data() + i * NR, masks[i], p * NR, nr);
+          }
+        }
+      }
+      for (int64_t r = 0; r < rows; ++r) heaps.write(r, indices + (b0 + r) * k, similarities + (b0 + r) * k);
+    }
+  });
+}
+
+// Portable path: 4 x 8 tiles, one score at a time (std::fma rounds like the vector FMA instructions).
+void tile_portable(const float* q, int dim, const float* panel, const float* thr, float* scores, uint32_t* masks) {
+  constexpr int MR = 4, NR = 8;
+  for (int i = 0; i < MR; ++i) {
+    uint32_t mask = 0;
+    for (int j = 0; j < NR; ++j) {
+      float acc = 0.0f;
+      for (int d = 0; d < dim; ++d) acc = std::fma(q[i * dim + d], panel[d * NR + j], acc);
+      scores[i * NR + j] = acc;
+      mask |= static_cast<uint32_t>(acc > thr[i]) << j;
+    }
+    masks[i] = mask;
+  }
+}
+
+#ifdef SCP_X86
+// AVX2 + FMA: 6 x 16 tiles, 12 accumulators.
+__attribute__((target("avx2,fma"))) void tile_avx2(const float* q, int dim, const float* panel, const float* thr,
+                                                    float* scores, uint32_t* masks) {
+  constexpr int MR = 6;
+  __m256 acc[MR][2];
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  for (int d = 0; d < dim; ++d) {
+    const __m256 r0 = _mm256_loadu_ps(panel + d * 16), r1 = _mm256_loadu_ps(panel + d * 16 + 8);
+    for (int i = 0; i < MR; ++i) {
+      const __m256 qv = _mm256_broadcast_ss(q + i * dim + d);
+      acc[i][0] = _mm256_fmadd_ps(qv, r0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(qv, r1, acc[i][1]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    const __m256 t = _mm256_broadcast_ss(thr + i);
+    masks[i] = static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(acc[i][0], t, _CMP_GT_OQ))) |
+               static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(acc[i][1], t, _CMP_GT_OQ))) << 8;
+    if (masks[i]) {
+      _mm256_storeu_ps(scores + i * 16, acc[i][0]);
+      _mm256_storeu_ps(scores + i * 16 + 8, acc[i][1]);
     }
   }
 }
+
+// AVX-512: 12 x 32 tiles, 24 accumulators.
+__attribute__((target("avx512f"))) void tile_avx512(const float* q, int dim, const float* panel, const float* thr,
+                                                     float* scores, uint32_t* masks) {
+  constexpr int MR = 12;
+  __m512 acc[MR][2];
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int d = 0; d < dim; ++d) {
+    const __m512 r0 = _mm512_loadu_ps(panel + d * 32), r1 = _mm512_loadu_ps(panel + d * 32 + 16);
+    for (int i = 0; i < MR; ++i) {
+      const __m512 qv = _mm512_set1_ps(q[i * dim + d]);
+      acc[i][0] = _mm512_fmadd_ps(qv, r0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(qv, r1, acc[i][1]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    const __m512 t = _mm512_set1_ps(thr[i]);
+    masks[i] = static_cast<uint32_t>(_mm512_cmp_ps_mask(acc[i][0], t, _CMP_GT_OQ)) |
+               static_cast<uint32_t>(_mm512_cmp_ps_mask(acc[i][1], t, _CMP_GT_OQ)) << 16;
+    if (masks[i]) {
+      _mm512_storeu_ps(scores + i * 32, acc[i][0]);
+      _mm512_storeu_ps(scores + i * 32 + 16, acc[i][1]);
+    }
+  }
+}
+#endif
 
 }  // namespace
 
+std::string topk_isa() {
+  // SCPROSPATIAL_TOPK_ISA=portable|avx2|avx512 caps the choice (tests compare the paths; results are equal).
+  const char* cap = std::getenv("SCPROSPATIAL_TOPK_ISA");
+  const std::string want = cap ? cap : "avx512";
+#ifdef SCP_X86
+  __builtin_cpu_init();
+  if (want == "avx512" && __builtin_cpu_supports("avx512f")) return "avx512";
+  if (want != "portable" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "avx2";
+#endif
+  return "portable";
+}
+
 void topk_rows_cpu(const float* query, int64_t nq, const float* ref, int64_t nr, int dim, int k, int threads,
                    int64_t* indices, float* similarities) {
-  const int64_t ref_block = std::max<int64_t>(64, kRefBlockBytes / (static_cast<int64_t>(dim) * 4));
-  // One dim-major copy of the reference per block (a copy of the reference in all), so the scoring loop
-  // reads contiguous columns; packing it once costs less than re-packing it for every query block.
-  std::vector<float> packed(static_cast<size_t>(nr) * dim);
-  parallel_for(0, nr, ref_block, threads, [&](int64_t lo, int64_t hi) {
-    for (int64_t r0 = lo; r0 < hi; r0 += ref_block) {
-      const int64_t nb = std::min(nr, r0 + ref_block) - r0;
-      float* dst = packed.data() + r0 * dim;
-      for (int d = 0; d < dim; ++d)
-        for (int64_t b = 0; b < nb; ++b) dst[d * nb + b] = ref[(r0 + b) * dim + d];
-    }
-  });
-  parallel_for(0, nq, kQueryBlock, threads, [&](int64_t lo, int64_t hi) {
-    for (int64_t q0 = lo; q0 < hi; q0 += kQueryBlock) {
-      query_block(query, q0, std::min(hi, q0 + kQueryBlock), packed.data(), nr, dim, k, ref_block, indices,
-                  similarities);
-    }
-  });
+  const std::string isa = topk_isa();
+#ifdef SCP_X86
+  if (isa == "avx512") return run_blocks(query, nq, ref, nr, dim, k, threads, indices, similarities, 12, 32, tile_avx512);
+  if (isa == "avx2") return run_blocks(query, nq, ref, nr, dim, k, threads, indices, similarities, 6, 16, tile_avx2);
+#endif
+  run_blocks(query, nq, ref, nr, dim, k, threads, indices, similarities, 4, 8, tile_portable);
 }
 
 }  // namespace scp
