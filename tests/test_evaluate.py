@@ -234,6 +234,82 @@ def test_evaluate_files_writes_tables(tmp_path):
         E.evaluate_files(paths[:1], tmp_path / "bad", split="cross-cohort", methods=["mean"])
 
 
+def test_krr_svd_validation_path_and_accuracy():
+    a = cohort(300)
+    krr = E.KernelRidgeSVD(n_components=20)
+    out = E.run_splits([a], E.random_splits(a, n_seeds=2), [E.MeanPredictor(), krr])
+    res = out["per_split"].groupby("method")[["pearson", "rmse"]].mean()
+    assert res.loc["krr_svd", "pearson"] > 0.5 and res.loc["krr_svd", "rmse"] < res.loc["mean", "rmse"]
+    alpha, scale = krr.chosen
+    assert alpha in E.baselines.KRR_ALPHAS and scale in E.baselines.KRR_GAMMA_SCALES
+    # the eigendecomposition path equals refitting the centred kernel ridge at every grid value
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 8)), rng.normal(size=(60, 3))
+    grid = [(0.1, 0.3), (1.0, 1.0), (10.0, 3.0)]
+    fast = krr._val_losses(x[:40], y[:40], x[40:], y[40:], grid)
+    slow = E.baselines._Regression._val_losses(krr, x[:40], y[:40], x[40:], y[40:], grid)
+    np.testing.assert_allclose(fast, slow, rtol=1e-6)
+
+
+def test_svd_features_exact_and_gene_aligned():
+    a = cohort(120)
+    f = E.SVDFeatures(n_components=10).fit(a)
+    x = a.X.toarray().astype(np.float64)
+    s = np.linalg.svd(x, compute_uv=False)[:10]
+    np.testing.assert_allclose(np.linalg.norm(f.transform(a), axis=0), s, rtol=1e-6)  # |X v_i| = s_i
+    shuffled = a[:, a.var_names[::-1]].copy()  # same genes in another order: same features
+    np.testing.assert_allclose(f.transform(shuffled), f.transform(a), atol=1e-8)
+    fewer = a[:, a.var_names[5:]].copy()  # absent genes read as 0
+    x0 = x.copy()
+    x0[:, :5] = 0
+    np.testing.assert_allclose(f.transform(fewer), x0 @ f.components, atol=1e-8)
+
+
+def test_failed_method_is_reported_not_fatal():
+    a = cohort(150)
+
+    class Flaky(E.MeanPredictor):
+        name = "flaky"
+        calls = 0
+
+        def predict(self, adata, proteins):
+            Flaky.calls += 1
+            if Flaky.calls == 1:
+                raise E.MethodFailed("tool crashed | badly")
+            return super().predict(adata, proteins)
+
+    class Broken(E.MeanPredictor):
+        name = "broken"
+
+        def fit(self, train, val):
+            raise E.MethodFailed("cannot fit")
+
+    out = E.run_splits([a], E.random_splits(a, n_seeds=2), [Flaky(), Broken(), E.CodingGene(LINKS)])
+    summary = E.summarise(out["per_split"]).set_index("method")
+    assert summary.loc["flaky", "n_repeats"] == 1 and summary.loc["flaky", "n_failed"] == 1
+    assert summary.loc["broken", "n_repeats"] == 0 and summary.loc["broken", "error"] == "cannot fit"
+    assert summary.loc["coding_gene", "n_failed"] == 0 and summary.loc["coding_gene", "n_repeats"] == 2
+    md = E.summary_markdown(summary.reset_index())
+    assert "| broken | 0 | failed: cannot fit |" in md
+    assert "flaky failed on 1 of 2 repeats: tool crashed / badly" in md
+
+
+def test_evaluate_files_runs_extra_methods(tmp_path):
+    a = cohort(120)
+    path = tmp_path / "toy.h5ad"
+    a.write_h5ad(path)
+
+    class Extra(E.MeanPredictor):
+        name = "extra"
+
+    out = E.evaluate_files([path], tmp_path / "eval", split="random", seeds=1, methods=["mean"], threads=1,
+                           extra_methods=[Extra()])
+    assert set(pd.read_csv(out / "summary.csv")["method"]) == {"mean", "extra"}
+    with pytest.raises(InputError):
+        E.evaluate_files([path], tmp_path / "bad", split="random", seeds=1, methods=["mean"],
+                         extra_methods=[E.MeanPredictor()])
+
+
 # ---------------------------------------------------------------------------------------- real data
 @pytest.mark.realdata
 def test_malt_random_split_baselines_real_data():

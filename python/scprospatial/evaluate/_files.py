@@ -19,7 +19,7 @@ from ..io._write import write_table, write_text
 from . import splits as S
 from ._model import MODEL_NAMES, ScProSpatialMethod, model_available
 from ._run import run_splits, summarise, summary_markdown
-from .baselines import BASELINE_NAMES, CodingGene, KNN, MeanPredictor, N_PCS, Ridge
+from .baselines import BASELINE_NAMES, CodingGene, KernelRidgeSVD, KNN, MeanPredictor, N_PCS, Ridge
 
 METHODS = (*MODEL_NAMES, *BASELINE_NAMES)
 _HIDDEN_CAPABLE = ("coding_gene", *MODEL_NAMES)
@@ -52,7 +52,8 @@ def make_methods(names: Sequence[str] | None, *, split: str, epochs: int | None 
                        ", ".join(n for n in names if n not in _HIDDEN_CAPABLE))
         names = [n for n in names if n in _HIDDEN_CAPABLE]
     factory = {"mean": MeanPredictor, "ridge_hvg": Ridge, f"ridge_pca{N_PCS}": lambda: Ridge(n_pcs=N_PCS),
-               f"knn_pca{N_PCS}": lambda: KNN(n_pcs=N_PCS), "coding_gene": CodingGene}
+               f"knn_pca{N_PCS}": lambda: KNN(n_pcs=N_PCS),
+               "krr_svd": lambda: KernelRidgeSVD(seed=seed), "coding_gene": CodingGene}
     return [ScProSpatialMethod(ablation=MODEL_NAMES[n], epochs=epochs, device=device, seed=seed)
             if n in MODEL_NAMES else factory[n]() for n in names]
 
@@ -89,8 +90,11 @@ def _run_info(inputs, adatas, split, splits, methods, seed, threads) -> dict:
 def evaluate_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, *, split: str = "random",
                    seeds: int = 5, methods: Sequence[str] | None = None, seed: int = 0, device: str = "auto",
                    threads: int | None = None, epochs: int | None = None, predictions: bool = False,
-                   cell_type_key: str | None = None) -> Path:
+                   cell_type_key: str | None = None, extra_methods: Sequence = ()) -> Path:
     """Benchmark methods on `split` of the paired cohorts `inputs`; returns `outdir`.
+
+    `extra_methods` are method objects (the Method protocol: name, fit, predict) run after the named ones on
+    the same splits, e.g. the benchmark's adapters for outside tools.
 
     Writes metrics_per_protein.csv (split x method x protein), metrics_per_split.csv (averaged over
     proteins, with the paper's pooled cosine and timings), summary.csv (mean and sd over seeds or folds),
@@ -100,7 +104,10 @@ def evaluate_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLik
         raise InputError(f"--n-seeds must be >= 1, got {seeds}")
     threads = set_threads(threads)
     seed_everything(seed)
-    chosen = make_methods(methods, split=split, epochs=epochs, device=device, seed=seed)
+    chosen = [*make_methods(methods, split=split, epochs=epochs, device=device, seed=seed), *extra_methods]
+    names = [m.name for m in chosen]
+    if len(set(names)) < len(names):
+        raise InputError(f"method names must be unique, got {', '.join(names)}")
     adatas = [load_cohort(p) for p in inputs]
     with threadpool_limits(limits=threads):  # BLAS threads as asked (oversubscribed OpenBLAS crawls)
         splits = make_splits(adatas, split, seeds=seeds, seed=seed, cell_type_key=cell_type_key)

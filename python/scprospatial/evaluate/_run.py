@@ -15,6 +15,14 @@ from .baselines import protein_frame
 from .splits import Split
 
 SUMMARY_METRICS = (*M.PER_PROTEIN_METRICS, M.COVERAGE, M.POOLED_COSINE)
+ERROR = "error"  # per-split column: why a method failed on that split (empty when it ran)
+
+
+class MethodFailed(RuntimeError):
+    """Raised by a method's fit or predict when it cannot run on a split (e.g. an outside tool crashed).
+
+    run_splits records the one-line reason for that split and goes on with the other splits and methods.
+    """
 # splits whose settings are a real axis (kept apart in the summary); the others pool their folds
 _SETTING_AXIS = {"few-shot", "cross-cohort"}
 
@@ -47,6 +55,18 @@ def _fit(method, train: ad.AnnData, val: ad.AnnData, hidden: Sequence[str]) -> N
         method.fit(train, val)
 
 
+def _fit_once(method, key: tuple, fitted_on: dict, train, val, hidden: Sequence[str]) -> None:
+    """Fit unless already fitted on these training cells; a fit that failed fails every test of that key."""
+    if fitted_on.get(id(method), (None,))[0] != key:
+        try:
+            _fit(method, train, val, hidden)
+            fitted_on[id(method)] = (key, None)
+        except MethodFailed as err:
+            fitted_on[id(method)] = (key, err)
+    if fitted_on[id(method)][1] is not None:
+        raise fitted_on[id(method)][1]
+
+
 def run_splits(adatas: Sequence[ad.AnnData], splits: Sequence[Split], methods: Sequence,
                *, keep_predictions: bool = False) -> dict[str, pd.DataFrame]:
     """Fit and score every method on every split.
@@ -55,7 +75,7 @@ def run_splits(adatas: Sequence[ad.AnnData], splits: Sequence[Split], methods: S
     metrics averaged over proteins, the pooled cosine and timings, 'predictions': long table (when kept)}.
     """
     per_protein, per_split, preds = [], [], []
-    fitted_on: dict[int, tuple] = {}  # a method fitted on the same training cells is not refitted
+    fitted_on: dict[int, tuple] = {}  # id(method) -> (training key, fit error): same cells are not refitted
     for split in progress(splits, desc="splits", unit="split"):
         train_ad, test_ad = adatas[split.train_cohort], adatas[split.test_cohort]
         genes = None
@@ -69,18 +89,21 @@ def run_splits(adatas: Sequence[ad.AnnData], splits: Sequence[Split], methods: S
         wanted = list(split.hidden_proteins) or panel
         key = (split.train_cohort, split.train.tobytes(), split.val.tobytes(), split.hidden_proteins, split.seed)
         for method in methods:
+            info = {"method": method.name, **split.describe(), "train_cohort": split.train_cohort,
+                    "test_cohort": split.test_cohort}
             t0 = time.perf_counter()
-            if fitted_on.get(id(method)) != key:
-                _fit(method, train, val, split.hidden_proteins)
-                fitted_on[id(method)] = key
-            t1 = time.perf_counter()
-            pred, sd = _predict(method, test, wanted)
+            try:
+                _fit_once(method, key, fitted_on, train, val, split.hidden_proteins)
+                t1 = time.perf_counter()
+                pred, sd = _predict(method, test, wanted)
+            except MethodFailed as err:
+                logger.warning("%s failed on %s %s: %s", method.name, split.name, split.label, err)
+                per_split.append({**info, ERROR: str(err).splitlines()[0] if str(err) else type(err).__name__})
+                continue
             t2 = time.perf_counter()
             if pred.shape[1] == 0:
                 continue
             scores = M.score_proteins(truth, pred, sd)
-            info = {"method": method.name, **split.describe(), "train_cohort": split.train_cohort,
-                    "test_cohort": split.test_cohort}
             per_protein.append(scores.assign(**info))
             summary = scores.drop(columns="protein").mean(numeric_only=True).to_dict()
             per_split.append({**info, **summary, "n_proteins": len(scores),
@@ -108,15 +131,18 @@ def summarise(per_split: pd.DataFrame) -> pd.DataFrame:
     if per_split.empty:
         return pd.DataFrame()
     df = per_split.copy()
+    if ERROR not in df:
+        df[ERROR] = None
     df["setting"] = np.where(df["split"].isin(_SETTING_AXIS), df["setting"], "all")
     metrics = [m for m in SUMMARY_METRICS if m in df]
     grouped = df.groupby(["split", "setting", "method"], sort=False)
     mean = grouped[metrics].mean().add_suffix("_mean")
     sd = grouped[metrics].std(ddof=1).add_suffix("_sd")
-    n = grouped.size().rename("n_repeats")
-    out = pd.concat([mean, sd, n], axis=1).reset_index()
+    n = (grouped.size() - grouped[ERROR].count()).rename("n_repeats")
+    failed = pd.concat([grouped[ERROR].count().rename("n_failed"), grouped[ERROR].first()], axis=1)
+    out = pd.concat([mean, sd, n, failed], axis=1).reset_index()
     cols = ["split", "setting", "method", "n_repeats"] + [f"{m}_{s}" for m in metrics for s in ("mean", "sd")]
-    return out[cols]
+    return out[cols + ["n_failed", ERROR]]
 
 
 _LABELS = {"pearson": "Pearson", "spearman": "Spearman", "ccc": "CCC", "rmse": "RMSE",
@@ -133,11 +159,22 @@ def summary_markdown(summary: pd.DataFrame) -> str:
         title = split if setting == "all" else f"{split}, {setting}"
         lines += [f"#### {title}", "", "| method | n | " + " | ".join(_LABELS[m] for m in metrics) + " |",
                   "|---|---|" + "---|" * len(metrics)]
+        notes = []
         for _, row in block.iterrows():
             cells = [_fmt(row[f"{m}_mean"], row[f"{m}_sd"]) for m in metrics]
+            if row.get("n_failed", 0) and not row["n_repeats"]:
+                cells = [f"failed: {_cell(row[ERROR])}"] + ["–"] * (len(metrics) - 1)
+            elif row.get("n_failed", 0):
+                notes.append(f"{row['method']} failed on {row['n_failed']} of {row['n_failed'] + row['n_repeats']} "
+                             f"repeats: {_cell(row[ERROR])}")
             lines.append(f"| {row['method']} | {row['n_repeats']} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += [""] + [f"_{n}_" for n in notes] + ([""] if notes else [])
     return "\n".join(lines)
+
+
+def _cell(text) -> str:
+    """A one-line reason that cannot break a Markdown table."""
+    return str(text).replace("|", "/").replace("\n", " ")[:200]
 
 
 def _fmt(mean: float, sd: float) -> str:
