@@ -88,6 +88,7 @@ __global__ void __launch_bounds__(256) topk_kernel(const float* __restrict__ que
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int row = ty * 4 + i;
+      if (q0 + row >= nq) continue;
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const int col = tx * 4 + j;
@@ -100,7 +101,7 @@ __global__ void __launch_bounds__(256) topk_kernel(const float* __restrict__ que
     }
     __syncthreads();
     // One thread per row merges its candidates into the sorted top-k kept in the outputs.
-    if (tid < kBQ && q0 + tid < nq && count[tid] > 0) {
+    if (tid < kBQ && count[tid] > 0) {  // rows past nq never get candidates
       float* bs = out_sim + (q0 + tid) * k;
       int64_t* bi = out_idx + (q0 + tid) * k;
       int m = fill[tid];
