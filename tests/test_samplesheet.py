@@ -45,6 +45,8 @@ def test_pair_of_files_for_citeseq(tmp_path):
     ("id,kind,path\nbad id,rna,a.h5ad\n", "id must be letters"),
     ("id,kind,path,colour\nx,rna,a.h5ad,red\n", "colour"),
     ("id,kind,path\n", "no rows"),
+    ("id,kind,path\nx,rna,a.h5ad;b.csv\n", "only a citeseq row may name two files"),
+    ("id,kind,path\nx,citeseq,a.h5ad;gone.h5ad\n", "file not found"),
 ])
 def test_invalid_sheets_name_file_and_problem(tmp_path, text, message):
     p = _sheet(tmp_path, text)
