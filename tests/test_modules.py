@@ -150,7 +150,8 @@ def _chain(tmp_path: Path, rows: list[tuple[str, str, list[Path], str]], train_a
     model_files = [model, *sorted((model.parent).glob("*.json")), *sorted(model.parent.glob("*.csv"))]
     staged = ([(p, "prepared") for _, p in prepared.values()] + [(p, "model") for p in model_files]
               + [(p, {"imputed": "imputed", "graph": "spatial", "mapped": "mapped"}[p.name.split(".")[-2]])
-                 for p in results.values()] + [(d, "stats") for d in stats_dirs] + [(p, "evaluate") for p in evaluation])
+                 for p in results.values()] + [(d, "stats") for d in stats_dirs]
+              + [(p, "evaluate") for p in evaluation])
     wd = run_task("report", tmp_path / "report", staged, {"args": ""})
     html = (wd / "report" / "report.html").read_text()
     assert "Imputed proteins" in html and "Spatial samples" in html and "Training curves" in html

@@ -82,7 +82,8 @@ def test_nf_core_layout_includes_every_module():
     main = (REPO / "main.nf").read_text()
     assert "from './workflows/scprospatial'" in main and "plugin/nf-schema" in main
     assert "validateParameters()" in main and "samplesheetToList(" in main
-    included = " ".join(p.read_text() for p in [*REPO.glob("workflows/*.nf"), *REPO.glob("subworkflows/local/*/main.nf")])
+    workflows = [*REPO.glob("workflows/*.nf"), *REPO.glob("subworkflows/local/*/main.nf")]
+    included = " ".join(p.read_text() for p in workflows)
     for module in (REPO / "modules" / "local").iterdir():
         assert f"modules/local/{module.name}'" in included, f"no workflow includes modules/local/{module.name}"
     for sub in (REPO / "subworkflows" / "local").iterdir():

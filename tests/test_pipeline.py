@@ -161,7 +161,8 @@ def test_runner_plan_follows_the_workflow_order(tmp_path):
 
     for name in ("c.h5ad", "r.h5ad", "s.csv"):
         (tmp_path / name).write_text("x")
-    samples = [Sample("cite", "citeseq", (tmp_path / "c.h5ad",), None), Sample("q", "rna", (tmp_path / "r.h5ad",), None),
+    samples = [Sample("cite", "citeseq", (tmp_path / "c.h5ad",), None),
+               Sample("q", "rna", (tmp_path / "r.h5ad",), None),
                Sample("tis", "spatial", (tmp_path / "s.csv",), None)]
     steps = build_steps(samples, tmp_path / "out", evaluate=True, epochs=2)
     names = [s.name for s in steps]
