@@ -115,8 +115,8 @@ def test_cuda_knn_equals_cpu(layout):
     if layout == "uniform":
         x = rng.random((n, 2)) * 2000
     else:
-        centres = rng.random((8, 2)) * 2000
-        x = centres[rng.integers(0, 8, n)] + rng.normal(size=(n, 2)) * np.geomspace(0.5, 100, 8)[rng.integers(0, 8, n), None]
+        which = rng.integers(0, 8, n)
+        x = (rng.random((8, 2)) * 2000)[which] + rng.normal(size=(n, 2)) * np.geomspace(0.5, 100, 8)[which, None]
     for k in (1, 10, 30):
         cpu = core.knn_graph(x, k)
         gpu = core.knn_graph(x, k, device="cuda")

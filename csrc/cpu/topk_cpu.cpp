@@ -229,11 +229,13 @@ std::string topk_isa() {
 void topk_rows_cpu(const float* query, int64_t nq, const float* ref, int64_t nr, int dim, int k, int threads,
                    int64_t* indices, float* similarities) {
   const std::string isa = topk_isa();
+  int MR = 4, NR = 8;
+  TileFn tile = tile_portable;
 #ifdef SCP_X86
-  if (isa == "avx512") return run_blocks(query, nq, ref, nr, dim, k, threads, indices, similarities, 12, 32, tile_avx512);
-  if (isa == "avx2") return run_blocks(query, nq, ref, nr, dim, k, threads, indices, similarities, 6, 16, tile_avx2);
+  if (isa == "avx512") MR = 12, NR = 32, tile = tile_avx512;
+  if (isa == "avx2") MR = 6, NR = 16, tile = tile_avx2;
 #endif
-  run_blocks(query, nq, ref, nr, dim, k, threads, indices, similarities, 4, 8, tile_portable);
+  run_blocks(query, nq, ref, nr, dim, k, threads, indices, similarities, MR, NR, tile);
 }
 
 }  // namespace scp
