@@ -3,10 +3,12 @@
 
 One command runs every split (random, few-shot, leave-type-out, leave-protein-out on MALT; cross-cohort
 MALT -> PBMC 10k and MALT -> PBMC 5k on the shared panel) through `scprospatial.evaluate.evaluate_files`,
-writes benchmarks/results/<split>.json and regenerates the translation section of benchmarks/README.md.
+writes benchmarks/results/translation_<split>.json and regenerates the translation section of benchmarks/README.md.
+With --peers, totalVI and sciPENN (benchmarks/.venv-peers, set up by benchmarks/peers/setup.sh) run in the same
+evaluation through benchmarks/peers/adapter.py: same splits, seeds and metric code as the model and the baselines.
 
-    python benchmarks/bench_translation.py                      # model (when importable) + baselines
-    python benchmarks/bench_translation.py --methods mean,ridge_hvg,ridge_pca50,knn_pca50,coding_gene
+    python benchmarks/bench_translation.py --peers              # model + baselines + totalVI + sciPENN
+    python benchmarks/bench_translation.py --methods mean,ridge_hvg,ridge_pca50,knn_pca50,krr_svd,coding_gene
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from _readme import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
+from _translation_readme import section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "citeseq"
@@ -34,6 +37,9 @@ COHORTS = {"malt": "malt_10k_train_1000cells.h5ad", "pbmc10k": "pbmc_10k_protein
 # split -> cohorts (the first trains; cross-cohort tests on the others)
 PLAN = {"random": ["malt"], "few-shot": ["malt"], "leave-type-out": ["malt"], "leave-protein-out": ["malt"],
         "cross-cohort": ["malt", "pbmc10k", "pbmc5k"]}
+PEERS = ("totalvi", "scipenn")
+TOTALVI_EPOCHS = 200
+NO_PEERS = {"leave-protein-out": "a peer cannot predict a protein absent from its training panel"}
 
 
 def cohort_paths() -> dict[str, Path]:
@@ -62,6 +68,17 @@ def machine() -> dict:
                                           ("anndata", "anndata"), ("numpy", "numpy"))}}
 
 
+def peer_methods(args, split: str) -> list:
+    """The peers' adapters for a split (none where they cannot run it)."""
+    if not args.peers or split in NO_PEERS:
+        return []
+    from peers.adapter import PeerMethod
+
+    threads = args.threads or os.cpu_count()
+    extra = {"totalvi": ["--max-epochs", str(args.totalvi_epochs)], "scipenn": []}
+    return [PeerMethod(name, seed=args.seed, threads=threads, args=extra[name]) for name in PEERS]
+
+
 def run(args) -> None:
     from scprospatial._logging import configure
     from scprospatial.evaluate import evaluate_files
@@ -80,15 +97,22 @@ def run(args) -> None:
                 cmd += ["--methods", ",".join(args.methods)]
             if args.epochs:
                 cmd += ["--epochs", str(args.epochs)]
+            peers = peer_methods(args, split)
             t0 = time.perf_counter()
             evaluate_files(inputs, outdir, split=split, seeds=args.seeds, methods=args.methods, seed=args.seed,
-                           device=args.device, threads=args.threads, epochs=args.epochs)
+                           device=args.device, threads=args.threads, epochs=args.epochs, extra_methods=peers)
             wall = time.perf_counter() - t0
             summary = pd.read_csv(outdir / "summary.csv")
             per_protein = pd.read_csv(outdir / "metrics_per_protein.csv")
+            per_split = pd.read_csv(outdir / "metrics_per_split.csv")
             record = {"split": split, "cohorts": PLAN[split], "wall_s": round(wall, 1),
-                      "command": shlex.join(cmd), "run": json.loads((outdir / "run.json").read_text()),
+                      "command": shlex.join(cmd), "bench_command": bench_command(args, split),
+                      "run": json.loads((outdir / "run.json").read_text()),
                       "machine": machine(), "summary": summary.to_dict(orient="records"),
+                      "method_seconds": per_split.groupby("method", sort=False)[["fit_s", "predict_s"]].sum()
+                      .round(1).to_dict(orient="index"),
+                      "peers": {"versions": peer_versions(), "runs": {p.name: p.runs for p in peers},
+                                "not_run": NO_PEERS.get(split) if args.peers else "not requested (--peers)"},
                       "per_protein_pearson": per_protein.groupby(["method", "protein"])["pearson"].mean()
                       .unstack(0).round(4).to_dict(),
                       "summary_md": (outdir / "summary.md").read_text()}
@@ -97,33 +121,31 @@ def run(args) -> None:
     write_readme()
 
 
+def peer_versions() -> dict:
+    from peers.adapter import peer_versions as versions
+
+    return versions()
+
+
+def bench_command(args, split: str) -> str:
+    """The command line that reruns this split alone with the same settings."""
+    cmd = [".venv/bin/python", "benchmarks/bench_translation.py", "--splits", split, "--seeds", str(args.seeds),
+           "--seed", str(args.seed)]
+    for flag, value in (("--methods", ",".join(args.methods or [])), ("--epochs", args.epochs),
+                        ("--threads", args.threads)):
+        if value:
+            cmd += [flag, str(value)]
+    if args.peers:
+        cmd += ["--peers", "--totalvi-epochs", str(args.totalvi_epochs)]
+    return shlex.join(cmd)
+
+
 def write_readme() -> None:
     """Regenerate the translation section of benchmarks/README.md from every results/translation_*.json."""
     records = [json.loads((RESULTS / f"translation_{s}.json").read_text()) for s in PLAN
                if (RESULTS / f"translation_{s}.json").is_file()]
-    if not records:
-        return
-    m = records[0]["machine"]
-    lines = [START, "## RNA → protein translation (`bench_translation.py`)", "",
-             "Regenerate: `.venv/bin/python benchmarks/bench_translation.py` (all splits; writes "
-             "`benchmarks/results/translation_<split>.json` and this section).", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}; Python {m['python']}, torch "
-             f"{m['torch']}, scikit-learn {m['sklearn']}, scanpy {m['scanpy']}, anndata {m['anndata']}.", "",
-             "Metrics are computed per protein on the held-out cells (CLR scale), averaged over proteins, then "
-             "mean ± sd over seeds (random, few-shot, cross-cohort) or over held-out types/proteins "
-             "(leave-type-out, leave-protein-out). `pooled cosine (paper, b=16)` is the scProSpatial/scTranslator "
-             "figure: cosine of flattened 16-cell blocks, averaged, on the uncentred scale: not comparable with "
-             "the per-protein correlations. `coding_gene` predicts on the RNA scale, so its CCC and RMSE are not "
-             "comparable. Methods missing from a table did not run (the model column appears once "
-             "`scprospatial.model` is importable and the benchmark is rerun with it).", ""]
-    for r in records:
-        c = r["cohorts"]
-        cohorts = f"{c[0]} → {', '.join(c[1:])}" if r["split"] == "cross-cohort" else c[0]
-        lines += [f"### {r['split']} ({cohorts})",
-                  "", f"Command: `{r['command']}`  ", f"Wall time {r['wall_s']} s.",
-                  "", r["summary_md"].split("\n", 2)[2].replace("#### ", "##### "), ""]
-    lines.append(END)
-    replace_section("\n".join(lines), START, END, README)
+    if records:
+        replace_section(section(records, START, END), START, END, README)
 
 
 def main(argv=None) -> None:
@@ -137,6 +159,8 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int, default=None, help="override the model's epochs")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--peers", action="store_true", help="also run totalVI and sciPENN (benchmarks/.venv-peers)")
+    p.add_argument("--totalvi-epochs", type=int, default=TOTALVI_EPOCHS, help="totalVI's max_epochs")
     p.add_argument("--readme-only", action="store_true", help="only regenerate README.md from results/*.json")
     args = p.parse_args(argv)
     unknown = [s for s in args.splits if s not in PLAN]

@@ -9,9 +9,10 @@ from .splits import (SPLITS, Split, cell_types, cross_cohort_splits, few_shot_sp
                      leave_type_out_splits, random_splits)
 
 __all__ = [
-    "METHODS", "SPLITS", "KNN", "CodingGene", "Features", "KernelRidgeSVD", "MeanPredictor", "Method", "MethodFailed", "Ridge", "ScProSpatialMethod",
-    "SVDFeatures", "Split", "ccc", "cell_types", "coding_gene_links", "cross_cohort_splits", "default_baselines", "evaluate_files",
-    "few_shot_splits", "interval_coverage", "leave_protein_out_splits", "leave_type_out_splits", "load_cohort",
-    "make_methods", "make_splits", "model_available", "pearson", "pooled_cosine", "random_splits", "rmse",
-    "run_splits", "score_proteins", "spearman", "summarise", "summary_markdown",
+    "METHODS", "SPLITS", "KNN", "CodingGene", "Features", "KernelRidgeSVD", "MeanPredictor", "Method",
+    "MethodFailed", "Ridge", "ScProSpatialMethod", "SVDFeatures", "Split", "ccc", "cell_types", "coding_gene_links",
+    "cross_cohort_splits", "default_baselines", "evaluate_files", "few_shot_splits", "interval_coverage",
+    "leave_protein_out_splits", "leave_type_out_splits", "load_cohort", "make_methods", "make_splits",
+    "model_available", "pearson", "pooled_cosine", "random_splits", "rmse", "run_splits", "score_proteins",
+    "spearman", "summarise", "summary_markdown",
 ]

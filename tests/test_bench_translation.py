@@ -1,0 +1,155 @@
+"""The peer adapter's plumbing with fake peer scripts run by this Python (no peers venv needed).
+
+The real peers (totalVI, sciPENN) run in benchmarks/bench_translation.py --peers; here the same adapter drives
+small scripts that speak the same file protocol, through the same evaluation loop.
+"""
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from peers import adapter as A  # noqa: E402
+
+from scprospatial import _constants as K  # noqa: E402
+from scprospatial import evaluate as E  # noqa: E402
+from scprospatial.preprocess import clr_transform  # noqa: E402
+
+PROTEINS = ["CD3", "CD4", "CD19", "CD14"]
+HEADER = f"""\
+import sys
+sys.path.insert(0, {str(A.PEERS_DIR)!r})
+import numpy as np
+import pandas as pd
+import _exchange as X
+args = X.parser("fake peer").parse_args()
+train, val, test = X.read_inputs(args.workdir)
+"""
+
+
+def paired(n: int = 150, seed: int = 0) -> ad.AnnData:
+    """Prepared-layout CITE-seq whose ADT counts follow 3 cell types; obsm['protein'] is their CLR."""
+    rng = np.random.default_rng(seed)
+    types = rng.integers(0, 3, n)
+    rate = rng.gamma(1.0, 1.0, (3, 40)) + 0.1
+    counts = rng.poisson(rate[types] * 3).astype(np.float32)
+    x = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4).astype(np.float32)
+    adt = rng.poisson(np.array([[200, 150, 5, 10], [10, 5, 300, 20], [5, 20, 10, 250]])[types]).astype(np.float32)
+    names = [f"c{i}" for i in range(n)]
+    a = ad.AnnData(X=sp.csr_matrix(x), obs=pd.DataFrame(index=names),
+                   var=pd.DataFrame(index=[f"G{i}" for i in range(40)]))
+    a.layers[K.COUNTS_LAYER] = sp.csr_matrix(counts)
+    a.obsm[K.PROTEIN_RAW] = pd.DataFrame(adt, index=names, columns=PROTEINS)
+    a.obsm[K.PROTEIN] = pd.DataFrame(clr_transform(adt), index=names, columns=PROTEINS)
+    a.uns[K.UNS] = {K.KIND: "citeseq", K.DATASET: "toy", "panel": PROTEINS,
+                    K.NORMALISATION: {"rna": {"method": "log1p_library_size"},
+                                      "protein": {"method": "clr", "axis": "cell", "pseudocount": 1.0}}}
+    return a
+
+
+def fake(tmp_path: Path, name: str, body: str) -> A.PeerMethod:
+    script = tmp_path / f"run_{name}.py"
+    script.write_text(HEADER + textwrap.dedent(body))
+    return A.PeerMethod(name, script, python=sys.executable, seed=3, threads=1, timeout_s=120)
+
+
+NEAREST_COUNTS = """\
+cells = pd.concat([train.to_df(X.LOGNORM), val.to_df(X.LOGNORM)])
+counts = pd.concat([train.obsm[X.PROTEIN_COUNTS], val.obsm[X.PROTEIN_COUNTS]])
+q = test.to_df(X.LOGNORM).to_numpy()
+nearest = ((q[:, None, :] - cells.to_numpy()[None]) ** 2).sum(-1).argmin(1)
+assert "protein_counts" not in test.obsm and args.seed == 3
+X.write_outputs(args.workdir, pd.DataFrame(counts.to_numpy()[nearest], index=test.obs_names,
+                columns=counts.columns), scale=X.SCALE_COUNTS, peer="nearest", version="0")
+"""
+
+
+def test_counts_peer_goes_through_the_same_loop_on_the_truth_scale(tmp_path):
+    a = paired()
+    split = E.random_splits(a, n_seeds=1)[0]
+    peer = fake(tmp_path, "nearest", NEAREST_COUNTS)
+    out = E.run_splits([a], [split], [peer, E.MeanPredictor()], keep_predictions=True)
+    row = out["per_split"].set_index("method").loc["nearest"]
+    assert row["n_proteins"] == len(PROTEINS) and row["pearson"] > 0.8
+    assert peer.runs and peer.runs[0]["scale"] == "counts" and peer.runs[0]["wall_s"] >= 0
+    # counts came back as the nearest training cell's ADT counts: after the adapter's CLR they are exactly that
+    # cell's prepared protein values, i.e. the truth's scale
+    fitted = a[np.concatenate([split.train, split.val])]
+    lognorm = fitted.X.toarray()
+    pred = out["predictions"].query("method == 'nearest'").pivot(index="cell", columns="protein", values="predicted")
+    for cell in pred.index[:5]:
+        q = a[cell].X.toarray()
+        nearest = fitted.obs_names[((lognorm - q) ** 2).sum(1).argmin()]
+        np.testing.assert_allclose(pred.loc[cell, PROTEINS], fitted.obsm[K.PROTEIN].loc[nearest, PROTEINS], atol=1e-5)
+
+
+def test_normalised_peer_is_not_transformed(tmp_path):
+    a = paired(80)
+    split = E.random_splits(a, n_seeds=1)[0]
+    peer = fake(tmp_path, "meanclr", """\
+        clr = pd.concat([train.obsm[X.PROTEIN_CLR], val.obsm[X.PROTEIN_CLR]])
+        pred = pd.DataFrame(np.tile(clr.mean().to_numpy(), (test.n_obs, 1)), index=test.obs_names,
+                            columns=clr.columns)
+        X.write_outputs(args.workdir, pred.iloc[::-1], scale=X.SCALE_NORMALISED, peer="meanclr", version="0")
+        """)
+    peer.fit(a[split.train].copy(), a[split.val].copy())
+    test = a[split.test].copy()
+    pred = peer.predict(test, ["CD4", "CD3", "CD99"])  # a protein outside the panel is left out
+    assert list(pred.columns) == ["CD4", "CD3"] and list(pred.index) == list(test.obs_names)
+    expected = a[np.concatenate([split.train, split.val])].obsm[K.PROTEIN][["CD4", "CD3"]].mean()
+    np.testing.assert_allclose(pred.iloc[0], expected, rtol=1e-5)
+
+
+def test_failures_show_in_the_table_with_their_reason(tmp_path):
+    a = paired(90)
+    crash = fake(tmp_path, "crash", 'raise ValueError("no usable genes in " + str(test.n_obs) + " cells")\n')
+    partial = fake(tmp_path, "partial", """\
+        pred = pd.DataFrame(1.0, index=test.obs_names[:3], columns=["CD3"])
+        X.write_outputs(args.workdir, pred, scale=X.SCALE_COUNTS, peer="partial", version="0")
+        """)
+    silent = fake(tmp_path, "silent", "pass\n")
+    absent = A.PeerMethod("absent", tmp_path / "run_absent.py", python=tmp_path / "no-venv" / "bin" / "python")
+    out = E.run_splits([a], E.random_splits(a, n_seeds=2), [crash, partial, silent, absent, E.MeanPredictor()])
+    summary = E.summarise(out["per_split"]).set_index("method")
+    assert summary.loc["mean", "n_repeats"] == 2
+    reasons = summary["error"]
+    assert reasons["crash"] == "exit 1: ValueError: no usable genes in 18 cells"
+    assert reasons["partial"].startswith("no prediction for 15 of 18 test cells")
+    assert "without writing meta.json" in reasons["silent"]
+    assert reasons["absent"].startswith("peers venv not found")
+    md = E.summary_markdown(summary.reset_index())
+    assert "| crash | 0 | failed: exit 1: ValueError: no usable genes in 18 cells |" in md
+
+
+def test_reason_picks_the_exception_line():
+    stderr = "Traceback (most recent call last):\n  File x\nKeyError: 'protein_counts'\n[progress] 100%\n"
+    assert A._reason(stderr, 1) == "exit 1: KeyError: 'protein_counts'"
+    assert A._reason("", 137) == "exit 137: no message"
+
+
+def test_bench_readme_section_renders_failures_and_paper_table():
+    from _translation_readme import section
+
+    summary = E.summarise(pd.DataFrame([
+        {"split": "random", "setting": "seed=0", "method": "krr_svd", "pearson": 0.8},
+        {"split": "random", "setting": "seed=0", "method": "totalvi", "error": "exit 1: boom"}]))
+    record = {"split": "random", "cohorts": ["malt"], "wall_s": 1.0, "command": "scprospatial evaluate x",
+              "bench_command": "bench --splits random --peers", "machine": {
+                  "cpu": "cpu", "cores": 2, "gpu": None, "python": "3", "torch": "t", "sklearn": "s", "scanpy": "c",
+                  "anndata": "a"}, "run": {"versions": {"scprospatial": "0"}},
+              "method_seconds": {"krr_svd": {"fit_s": 1.0, "predict_s": 0.5}},
+              "peers": {"versions": {"scvi-tools": "1.4.2", "sciPENN": "0.9.6"}, "runs": {"totalvi": []}},
+              "summary_md": "### random\n\n" + E.summary_markdown(summary)}
+    text = section([record], "<!-- s -->", "<!-- e -->")
+    assert text.startswith("<!-- s -->") and text.endswith("<!-- e -->")
+    assert "| totalvi | 0 | failed: exit 1: boom |" in text and "scvi-tools 1.4.2" in text
+    assert "Reported by the scProSpatial authors" in text and "NOT measured here" in text
