@@ -1,6 +1,9 @@
 """The single-machine runner end to end, as `make demo` and users run it."""
 from __future__ import annotations
 
+import os
+import time
+
 import anndata as ad
 import pandas as pd
 import pytest
@@ -20,7 +23,8 @@ def demo_run(tmp_path_factory):
 def test_demo_writes_documented_layout(demo_run):
     out, proc = demo_run
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for rel in ("simulated/samplesheet.csv", "model/model.pt", "report/report.html", "pipeline_info/trace.tsv"):
+    for rel in ("simulated/samplesheet.csv", "model/pretrain/model.pt", "model/align/model.pt", "model/model.pt",
+                "report/report.html", "pipeline_info/trace.tsv"):
         assert (out / rel).exists(), rel
     imputed = sorted((out / "imputed").glob("*.h5ad"))
     graphs = sorted((out / "spatial").glob("*.h5ad"))
@@ -134,7 +138,8 @@ def test_cli_init_from_refuses_an_unfinished_checkpoint(staged_training, tmp_pat
 def test_runner_discards_partial_work_of_other_parameters(tmp_path):
     from scprospatial.pipeline.steps import Step, run_steps
 
-    out, partial, info = tmp_path / "out.txt", tmp_path / "checkpoint", tmp_path / "info"
+    src, out, partial, info = tmp_path / "in.txt", tmp_path / "out.txt", tmp_path / "checkpoint", tmp_path / "info"
+    src.write_text("cells")
     discarded = []
 
     def plan(epochs, fail=False):
@@ -143,7 +148,7 @@ def test_runner_discards_partial_work_of_other_parameters(tmp_path):
             if fail:
                 raise RuntimeError("killed mid-step")
             out.write_text("done")
-        return [Step("train", action, outputs=[out], params={"epochs": epochs},
+        return [Step("train", action, inputs=[src], outputs=[out], params={"epochs": epochs},
                      on_stale=lambda: discarded.append(partial.read_text() if partial.exists() else None))]
 
     with pytest.raises(RuntimeError):
@@ -153,6 +158,12 @@ def test_runner_discards_partial_work_of_other_parameters(tmp_path):
     assert discarded == [None] and out.exists()
     run_steps(plan(4), info)                     # other parameters: discarded first
     assert discarded == [None, "3"]
+    with pytest.raises(RuntimeError):
+        run_steps(plan(4, fail=True), info, force=True)
+    future = time.time() + 5
+    os.utime(src, (future, future))              # the input changed after the interrupted attempt began
+    run_steps(plan(4), info)
+    assert discarded == [None, "3", "4", "4"]
 
 
 def test_runner_plan_follows_the_workflow_order(tmp_path):

@@ -62,6 +62,14 @@ def _mtime(path: Path) -> float:
     return path.stat().st_mtime
 
 
+def _partial_is_current(step: Step, info_dir: Path) -> bool:
+    """Whether work the step left behind was started with its current parameters, after its inputs last changed."""
+    stamp = step.stamp_path(info_dir)
+    if step.recorded(info_dir).get("fingerprint") != step.fingerprint():
+        return False
+    return max((_mtime(p) for p in step.inputs), default=0.0) <= stamp.stat().st_mtime
+
+
 def _stamp(step: Step, info_dir: Path, **fields) -> None:
     stamp = step.stamp_path(info_dir)
     stamp.parent.mkdir(parents=True, exist_ok=True)
@@ -80,7 +88,7 @@ def run_steps(steps: list[Step], info_dir: Path, *, force: bool = False) -> list
             trace.append({"step": step.name, "status": "cached", "seconds": 0.0})
             continue
         logger.info("%s: running", prefix)
-        if step.on_stale is not None and (force or step.recorded(info_dir).get("fingerprint") != step.fingerprint()):
+        if step.on_stale is not None and (force or not _partial_is_current(step, info_dir)):
             step.on_stale()
         _stamp(step, info_dir, status="running")
         start = time.perf_counter()
