@@ -159,7 +159,8 @@ def _run(args):
     from .pipeline import run_samplesheet
 
     path = run_samplesheet(args.samplesheet, args.outdir, model=args.model, seed=args.seed, device=args.device,
-                           threads=args.threads, epochs=args.epochs, force=args.force)
+                           threads=args.threads, epochs=args.epochs, force=args.force, evaluate=args.evaluate,
+                           evaluate_split=args.evaluate_split, evaluate_seeds=args.evaluate_seeds)
     print(path)
 
 
@@ -275,6 +276,12 @@ def _add_run(p):
     p.add_argument("--model", default=None, help="start from a trained checkpoint: only impute and map")
     p.add_argument("--epochs", type=int, default=None, help="override the model's epochs")
     p.add_argument("--force", action="store_true", help="re-run every step even when its outputs are up to date")
+    p.add_argument("--evaluate", action="store_true",
+                   help="also benchmark the model against the baselines on the citeseq rows (evaluate/)")
+    p.add_argument("--evaluate-split", default="random",
+                   choices=("random", "few-shot", "leave-type-out", "cross-cohort", "leave-protein-out"),
+                   help="held-out split of --evaluate (default random)")
+    p.add_argument("--evaluate-seeds", type=int, default=5, help="repeats of the random split (default 5)")
 
 
 def _add_report(p):

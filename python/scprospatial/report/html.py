@@ -186,6 +186,18 @@ def _section_stats(outdir: Path) -> str:
     return ("<h2>Spatial statistics</h2>" + "".join(parts)) if parts else ""
 
 
+def _section_evaluate(outdir: Path) -> str:
+    """Benchmark tables of `scprospatial evaluate` (the pipeline's optional evaluate step), when present."""
+    summary = outdir / "evaluate" / "summary.csv"
+    if not summary.exists():
+        return ""
+    df = pd.read_csv(summary)
+    index = [c for c in ("split", "setting", "method") if c in df]
+    cols = [c for c in df.columns if c.endswith(("_mean", "_sd")) or c == "n_repeats"]
+    return ("<h2>Evaluation on held-out cells</h2><p>The model against the baselines on held-out cells of the "
+            "CITE-seq cohorts (mean and SD over repeats).</p>" + _table(df.set_index(index)[cols]))
+
+
 def _section_trace(outdir: Path) -> str:
     trace = outdir / "pipeline_info" / "trace.tsv"
     if not trace.exists():
@@ -199,7 +211,7 @@ def build_report(outdir: str | Path, out: str | Path, *, truth: str | Path | Non
     truth_dir = Path(truth) if truth else None
     body = "".join([_section_inputs(outdir), _section_model(outdir), _section_imputed(outdir, truth_dir),
                     _section_spatial(outdir), _section_mapped(outdir), _section_stats(outdir),
-                    _section_trace(outdir)])
+                    _section_evaluate(outdir), _section_trace(outdir)])
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>scprospatial report</title>"
             f"<style>{CSS}</style></head><body><h1>scprospatial report</h1>"
             f"<p class='note'>scprospatial {__version__}, written {time.strftime('%Y-%m-%d %H:%M')} from "
