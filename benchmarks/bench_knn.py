@@ -132,6 +132,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(RESULTS), help="JSON results")
     p.add_argument("--readme", action="store_true", help="rewrite the bench_knn section of benchmarks/README.md")
+    p.add_argument("--readme-only", action="store_true", help="rewrite the section from --out without measuring")
     p.add_argument("--worker", nargs=2, metavar=("METHOD", "POINTS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -139,6 +140,12 @@ def main(argv=None) -> int:
         worker(args)
         return 0
 
+    if args.readme_only:
+        from _readme import replace_section
+
+        saved = json.loads(Path(args.out).read_text())
+        replace_section(START + "\n" + section(saved["results"], saved["meta"]) + "\n" + END, START, END)
+        return 0
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     methods = [m for m in args.methods.split(",") if available(m)]
     results = []

@@ -106,6 +106,7 @@ def main(argv=None) -> int:
     p.add_argument("--backends", default=",".join(BACKENDS), help="unavailable ones are skipped")
     p.add_argument("--out", default=str(RESULTS / "topk.json"))
     p.add_argument("--readme", action="store_true", help="rewrite the bench_topk section of benchmarks/README.md")
+    p.add_argument("--readme-only", action="store_true", help="rewrite the section from --out without measuring")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -113,6 +114,12 @@ def main(argv=None) -> int:
         worker(args)
         return 0
 
+    if args.readme_only:
+        from _readme import replace_section
+
+        saved = json.loads(Path(args.out).read_text())
+        replace_section(START + "\n" + section(saved["results"], saved["meta"]) + "\n" + END, START, END)
+        return 0
     rows = []
     for backend in args.backends.split(","):
         ok, why = available(backend)
@@ -127,7 +134,8 @@ def main(argv=None) -> int:
             continue
         row = json.loads(proc.stdout.strip().splitlines()[-1])
         row.update(backend=backend, device=device_name(backend), nq=args.nq, nr=args.nr, dim=args.dim, k=args.k,
-                   threads=args.threads, median_s=statistics.median(row["times_s"]))
+                   threads=args.threads, median_s=statistics.median(row["times_s"]),
+                   command="python benchmarks/bench_topk.py " + " ".join(argv if argv is not None else sys.argv[1:]))
         rows.append(row)
         print(f"  {backend:>10}: median {row['median_s']:.2f} s, peak {row['peak_rss_mb']:.0f} MB", file=sys.stderr)
 
@@ -158,6 +166,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def section(rows: list[dict], meta: dict) -> str:
+    commands = list(dict.fromkeys(r.get("command", meta["command"]) for r in rows))
     bar = [r for r in rows if r["backend"] == "cpp" and (r["nq"], r["nr"]) == (1_000_000, 100_000)]
     verdict = ""
     if bar:
@@ -169,8 +178,9 @@ def section(rows: list[dict], meta: dict) -> str:
     return ("## Top-k similarity kernel (mapping bar)\n\n"
             "Every score is one FMA chain over the dimensions in order on every path (AVX-512, AVX2, portable, "
             "CUDA), so the C++ and CUDA results agree bit for bit; torch sums in its own order.\n\n"
-            + verdict + markdown(rows) + f"\n\nCommand: `{meta['command']}`  \nMachine: {meta['machine']}, "
-            f"{meta['cpu_count']} CPUs. Times are medians; peak RSS includes the inputs.")
+            + verdict + markdown(rows) + "\n\nCommands: " + ", ".join(f"`{c}`" for c in commands)
+            + f"  \nMachine: {meta['machine']}, {meta['cpu_count']} CPUs. Times are medians; peak RSS includes "
+            "the inputs.")
 
 
 if __name__ == "__main__":
