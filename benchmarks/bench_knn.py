@@ -149,6 +149,7 @@ def main(argv=None) -> int:
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     methods = [m for m in args.methods.split(",") if available(m)]
     results = []
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             for layout in args.layouts.split(","):
@@ -175,7 +176,8 @@ def main(argv=None) -> int:
     meta = {"k": args.k, "repeats": args.repeats, "threads": args.threads, "cpu_count": os.cpu_count(),
             "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
             "machine": platform.platform(), "python": platform.python_version(),
-            "command": "python benchmarks/bench_knn.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+            "command": "python benchmarks/bench_knn.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "load_avg": [load_before, os.getloadavg()[0]]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w") as fh:
         json.dump({"meta": meta, "results": results}, fh, indent=1)
@@ -225,6 +227,9 @@ def section(results: list[dict], meta: dict) -> str:
               f"Command: `{meta['command']}`  ",
               f"Machine: {meta['machine']}, {meta['cpu_count']} CPUs (affinity {meta['affinity']}); medians of "
               f"{meta['repeats']} runs after a warm-up, each method in its own process (squidpy in the peers' venv)."]
+    if max(meta.get("load_avg", [0])) > (meta["affinity"] or meta["cpu_count"]):
+        lines.append(f"Provisional: other jobs shared the CPUs (1-minute load average {meta['load_avg'][0]:.1f} before, "
+                     f"{meta['load_avg'][1]:.1f} after); CPU seconds give the fairer ratios.")
     return "\n".join(lines)
 
 

@@ -121,6 +121,7 @@ def main(argv=None) -> int:
         replace_section(START + "\n" + section(saved["results"], saved["meta"]) + "\n" + END, START, END)
         return 0
     rows = []
+    load_before = os.getloadavg()[0]
     for backend in args.backends.split(","):
         ok, why = available(backend)
         if not ok:
@@ -135,7 +136,8 @@ def main(argv=None) -> int:
         row = json.loads(proc.stdout.strip().splitlines()[-1])
         row.update(backend=backend, device=device_name(backend), nq=args.nq, nr=args.nr, dim=args.dim, k=args.k,
                    threads=args.threads, median_s=statistics.median(row["times_s"]),
-                   command="python benchmarks/bench_topk.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+                   command="python benchmarks/bench_topk.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                   load_avg=[load_before, os.getloadavg()[0]])
         rows.append(row)
         print(f"  {backend:>10}: median {row['median_s']:.2f} s, peak {row['peak_rss_mb']:.0f} MB", file=sys.stderr)
 
@@ -156,12 +158,13 @@ def main(argv=None) -> int:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| query x reference | dim | k | backend | device | threads | median s | peak RSS MB |",
-             "|---|---:|---:|---|---|---:|---:|---:|"]
+    lines = ["| query x reference | dim | k | backend | device | threads | median s | CPU s | peak RSS MB | load avg |",
+             "|---|---:|---:|---|---|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: (r["nq"], r["nr"], r["backend"])):
         lines.append(f"| {r['nq']:,} x {r['nr']:,} | {r['dim']} | {r['k']} | {r['backend']} | {r['device']} | "
                      f"{r['threads'] if 'cuda' not in r['backend'] else '-'} | {r['median_s']:.2f} | "
-                     f"{r['peak_rss_mb']:.0f} |")
+                     f"{statistics.median(r['cpu_s']):.1f} | {r['peak_rss_mb']:.0f} | "
+                     f"{max(r.get('load_avg', [float('nan')])):.1f} |")
     return "\n".join(lines)
 
 
@@ -180,7 +183,8 @@ def section(rows: list[dict], meta: dict) -> str:
             "CUDA), so the C++ and CUDA results agree bit for bit; torch sums in its own order.\n\n"
             + verdict + markdown(rows) + "\n\nCommands: " + ", ".join(f"`{c}`" for c in commands)
             + f"  \nMachine: {meta['machine']}, {meta['cpu_count']} CPUs. Times are medians; peak RSS includes "
-            "the inputs.")
+            "the inputs; load avg is the highest 1-minute load average seen around the run (above the CPU count: "
+            "other jobs shared the CPUs, so the times are provisional and CPU seconds compare fairer).")
 
 
 if __name__ == "__main__":
