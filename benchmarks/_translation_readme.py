@@ -6,7 +6,7 @@ FULL_COMMAND = ".venv/bin/python benchmarks/bench_translation.py --peers"
 METHODS = """\
 Methods, all fitted on the same training cells of each split (validation cells carved from the training part only;
 test cells never seen):
-- `scprospatial`: the model with its defaults (three stages), trained per split.
+- `scprospatial`: the model (three stages; its defaults unless the command sets `--epochs`), trained per split.
 - `mean`, `ridge_hvg`, `ridge_pca50`, `knn_pca50`, `coding_gene`: the in-house baselines (scikit-learn).
 - `krr_svd`: RBF kernel ridge regression on a 300-component truncated SVD of the log-normalised RNA (all genes),
   the approach of the NeurIPS 2021 GEX→ADT winner; alpha and the kernel width chosen on the validation cells, then
@@ -101,9 +101,10 @@ def section(records: list[dict], start: str, end: str) -> str:
         c = r["cohorts"]
         cohorts = f"{c[0]} → {', '.join(c[1:])}" if r["split"] == "cross-cohort" else c[0]
         secs = ", ".join(f"{k} {v['fit_s'] + v['predict_s']:.0f} s" for k, v in r.get("method_seconds", {}).items())
-        lines += [f"### {r['split']} ({cohorts})", "",
-                  f"Command: `{r.get('bench_command', r['command'])}`  ",
-                  f"Same as: `{r['command']}`" + (" (plus the peers)" if r.get("peers", {}).get("runs") else "") + "  ",
+        peers = " (plus the peers)" if r.get("peers", {}).get("runs") else ""
+        commands = ([f"Command: `{r['bench_command']}`  ", f"Same as: `{r['command']}`{peers}  "]
+                    if "bench_command" in r else [f"Command: `{r['command']}`  "])
+        lines += [f"### {r['split']} ({cohorts})", "", *commands,
                   f"Versions: {_versions(r)}.  ",
                   f"Wall time {r['wall_s']} s" + (f" (per method, fit + predict: {secs})" if secs else "") + ".", ""]
         lines += [f"- {line}" for line in _peer_runs(r)] + ([""] if _peer_runs(r) else [])
