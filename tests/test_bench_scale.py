@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -85,20 +84,30 @@ def test_readme_section_tables_and_bar(tmp_path):
     records = []
     for step in ("prepare_rna", "impute_300", "map_ref"):
         for n in (10**4, 10**5, 10**6):
-            records.append({"step": step, "n": n, "seconds": 1e-4 * n, "peak_rss_mb": 300 + 1e-3 * n})
+            records.append({"step": step, "n": n, "seconds": 1e-4 * n, "cpu_seconds": 5e-5 * n,
+                            "peak_rss_mb": 300 + 1e-3 * n})
     records.append({"step": "run", "n": 10**4, "seconds": 5.0, "peak_rss_mb": 400.0,
                     "runner_steps_s": {"impute": 3.0, "map": 1.0, "report": 1.0}})
     readme = tmp_path / "README.md"
     readme.write_text(f"# Benchmarks\n\n{START}\nold\n{END}\n\nafter\n")
-    write_readme({"records": records, "machine": {"cores": 2}, "model": {"n_predictable": 2943}}, readme)
+    parts = {"open_input": 1.0, "read": 2.0, "to_tensor": 1.0, "forward": 10.0, "write": 5.0, "other": 1.0}
+    profile = {"device": "cpu", "gpu": None, "threads": 2, "torch": "2.x", "n": 1000, "n_proteins": 300,
+               "impute_s": 20.0, "forward_mflop_per_cell": 10.0, "parts_s": parts}
+    write_readme({"records": records, "machine": {"cores": 2}, "model": {"n_predictable": 2943},
+                  "impute_profile": {"cpu_300": profile}}, readme)
     text = readme.read_text()
     assert "old" not in text and text.rstrip().endswith("after") and text.count(START) == 1
     row = next(line for line in text.splitlines() if line.startswith("| read + prepare"))
-    assert "1.0 s · 0.30 GB" in row and "100 s · 1.27 GB" in row and "1.00 (1.00)" in row
+    assert "1.0 s (0.5 s CPU) · 0.30 GB" in row and "100 s (50.0 s CPU) · 1.27 GB" in row
+    assert row.count("1.00 (1.00)") == 2                                   # wall and CPU time: linear
     bar = next(line for line in text.splitlines() if line.startswith("**Bar**"))
     assert "under 8 GB" in bar and "n^1.00" in bar and "no worse than linear" in bar
     assert "| impute | 3.0 s (60%) |" in text
-    assert np.isfinite(float(row.split("|")[-2].split(" s")[0].replace(",", "")))   # projected 10^7 time
+    assert row.split("|")[-2].strip() == "500 s · 10.06 GB"                 # 10^7 cells: CPU time, memory
+    assert "| cpu_300 (CPU, 2 threads, torch 2.x) | 1,000 | 300 | 20.0 s | 1.0 (5%) | 2.0 (10%) |" in text
+    gpu = next(line for line in text.splitlines() if line.startswith("| 300 | 10.0 |"))
+    # 10 ms forward + 10 ms host per cell on the CPU; 1 us forward at 10 TFLOP/s on the GPU
+    assert gpu.rstrip(" |").split(" | ")[2:7] == ["10.00 ms", "0.0010 ms", "10.00 ms", "55.6 h", "27.8 h"]
 
 
 def test_results_of_concurrent_runs_merge(tmp_path, monkeypatch):

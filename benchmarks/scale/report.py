@@ -14,6 +14,7 @@ from .steps import STEPS  # noqa: E402
 START, END = "<!-- bench_scale:start -->", "<!-- bench_scale:end -->"
 TARGET = 10**7
 BAR_GB, BAR_STEPS = 8.0, ("prepare_rna", "impute_300")
+GPU_TFLOPS = 10.0   # assumed sustained rate of the impute forward pass on one H100 (see gpu_lines)
 PARTS = ("open_input", "read", "to_tensor", "forward", "write", "other")
 
 
@@ -41,13 +42,17 @@ def _exp(fit: dict | None) -> str:
 
 
 def _cell(r: dict | None) -> str:
-    return "–" if r is None else f"{_seconds(r['seconds'])} · {_gb(r['peak_rss_mb'])}"
+    if r is None:
+        return "–"
+    cpu = f" ({_seconds(r['cpu_seconds'])} CPU)" if r.get("cpu_seconds") is not None else ""
+    return f"{_seconds(r['seconds'])}{cpu} · {_gb(r['peak_rss_mb'])}"
 
 
 def step_table(by: dict, sizes: list[int]) -> list[str]:
     head = " | ".join(f"{n:.0e} cells" for n in sizes)
-    lines = [f"| step | {head} | time exponent | memory exponent | 10^7 cells (projected) |",
-             "|---|" + "---|" * (len(sizes) + 3)]
+    lines = [f"| step | {head} | wall-time exponent | CPU-time exponent | memory exponent | "
+             "10^7 cells, projected (CPU time · memory) |",
+             "|---|" + "---|" * (len(sizes) + 4)]
     labels = {s.name: s.label for s in STEPS}
     labels["simulate"] = "simulate the cohort (data generation, for scale)"
     for name in [s.name for s in STEPS] + ["simulate"]:
@@ -55,11 +60,12 @@ def step_table(by: dict, sizes: list[int]) -> list[str]:
         if not rows:
             continue
         t = {n: r["seconds"] for n, r in rows.items()}
+        c = {n: r.get("cpu_seconds") for n, r in rows.items()}
         m = {n: r["peak_rss_mb"] for n, r in rows.items()}
-        proj = f"{_seconds(project(t, TARGET))} · {_gb(project(m, TARGET))}" if len(rows) > 1 else "–"
+        proj = f"{_seconds(project(c, TARGET))} · {_gb(project(m, TARGET))}" if len(rows) > 1 else "–"
         cells = " | ".join(_cell(rows.get(n)) for n in sizes)
-        lines.append(f"| {labels[name]} | {cells} | {_exp(fit_growth(list(t), list(t.values())))} | "
-                     f"{_exp(fit_growth(list(m), list(m.values())))} | {proj} |")
+        fits = " | ".join(_exp(fit_growth(list(v), list(v.values()))) for v in (t, c, m))
+        lines.append(f"| {labels[name]} | {cells} | {fits} | {proj} |")
     return lines
 
 
@@ -69,13 +75,15 @@ def bar_lines(by: dict) -> list[str]:
         return []
     n = common[-1]
     secs = {k: sum(by[s][k]["seconds"] for s in BAR_STEPS) for k in common}
+    cpu = {k: sum(by[s][k].get("cpu_seconds") or 0.0 for s in BAR_STEPS) for k in common}
     peak = max(by[s][n]["peak_rss_mb"] for s in BAR_STEPS)
-    growth = fit_growth(common, [secs[k] for k in common])
+    growth = fit_growth(common, [cpu[k] or secs[k] for k in common])
     mem_growth = fit_growth(common, [max(by[s][k]["peak_rss_mb"] for s in BAR_STEPS) for k in common])
     ok_mem = peak / 1024 < BAR_GB
     ok_growth = growth is not None and growth["exponent_last"] <= 1.05
-    return [f"**Bar** (an RNA-only query of {n:,} cells, prepare + impute 300 proteins): {_seconds(secs[n])} in all, "
-            f"peak memory {_gb(peak)} ({'under' if ok_mem else 'OVER'} {BAR_GB:.0f} GB); time growth between the two "
+    return [f"**Bar** (an RNA-only query of {n:,} cells, prepare + impute 300 proteins): {_seconds(secs[n])} wall "
+            f"({_seconds(cpu[n])} CPU) in all, peak memory {_gb(peak)} ({'under' if ok_mem else 'OVER'} "
+            f"{BAR_GB:.0f} GB); CPU-time growth between the two "
             f"largest sizes n^{growth['exponent_last'] if growth else float('nan'):.2f}, peak-memory growth "
             f"n^{mem_growth['exponent_last'] if mem_growth else float('nan'):.2f} "
             f"({'no worse than linear' if ok_growth else 'WORSE than linear'}; 1.05 allows for timing noise)."]
@@ -87,8 +95,8 @@ def runner_lines(by: dict) -> list[str]:
         return []
     kinds = sorted({k for r in runs.values() for k in r.get("runner_steps_s", {})})
     sizes = sorted(runs)
-    lines = ["", "Where the runner's time goes (seconds per step from its `pipeline_info/trace.tsv`, share of the run):",
-             "", "| runner step | " + " | ".join(f"{n:.0e} cells" for n in sizes) + " |",
+    lines = ["", "Where the runner's time goes (seconds per step from its `pipeline_info/trace.tsv`, share of "
+             "the run):", "", "| runner step | " + " | ".join(f"{n:.0e} cells" for n in sizes) + " |",
              "|---|" + "---|" * len(sizes)]
     for k in kinds:
         cells = []
@@ -105,7 +113,8 @@ def profile_lines(profiles: dict) -> list[str]:
         return []
     lines = ["", "Inside impute (one `impute_file` call under cProfile; seconds and share of the call; the "
              "checkpoint is loaded beforehand):", "",
-             "| run | cells | proteins | total | " + " | ".join(PARTS) + " |", "|---|---|---|---|" + "---|" * len(PARTS)]
+             "| run | cells | proteins | total | " + " | ".join(PARTS) + " |",
+             "|---|---|---|---|" + "---|" * len(PARTS)]
     for key, p in sorted(profiles.items()):
         where = p["gpu"] or f"CPU, {p['threads']} threads"
         total = p["impute_s"]
@@ -113,6 +122,29 @@ def profile_lines(profiles: dict) -> list[str]:
         lines.append(f"| {key} ({where}, torch {p['torch']}) | {p['n']:,} | {p['n_proteins']} | {total:.1f} s | "
                      f"{parts} |")
     return lines
+
+
+def gpu_lines(profiles: dict, tflops: float = GPU_TFLOPS) -> list[str]:
+    """One GPU, projected (no GPU was measured): the CPU-side parts per cell as measured here, plus the
+    forward pass at `tflops` sustained."""
+    lines = []
+    for key, p in sorted(profiles.items()):
+        if p.get("device") != "cpu" or not p.get("forward_mflop_per_cell"):
+            continue
+        n, parts = p["n"], p["parts_s"]
+        host = sum(v for k, v in parts.items() if k != "forward") / n
+        gpu = p["forward_mflop_per_cell"] * 1e6 / (tflops * 1e12)
+        cpu = parts["forward"] / n
+        lines.append(f"| {p['n_proteins']} | {p['forward_mflop_per_cell']:.1f} | {1e3 * cpu:.2f} ms | "
+                     f"{1e3 * gpu:.4f} ms | {1e3 * host:.2f} ms | {_seconds(TARGET * (host + cpu))} | "
+                     f"{_seconds(TARGET * (host + gpu))} |")
+    if not lines:
+        return []
+    return ["", f"Impute on one GPU, projected (no GPU was lent to this task, so none was measured): the forward "
+            f"pass at {tflops:g} TFLOP/s sustained (a fraction of an H100's dense FP32 rate; the head is small "
+            "matrix products), the rest (reading, gene mapping, writing) per cell as measured on this CPU:", "",
+            "| proteins | forward MFLOP / cell | forward / cell, CPU | forward / cell, GPU | read + write / cell | "
+            "10^7 cells, CPU | 10^7 cells, one GPU |", "|---|---|---|---|---|---|---|"] + lines
 
 
 def write_readme(results: dict, readme: Path | None = None) -> None:
@@ -127,17 +159,20 @@ def write_readme(results: dict, readme: Path | None = None) -> None:
              f"{mach.get('cores', '?')} cores, {mach.get('memory_gib', '?')} GiB, Python {mach.get('python', '?')}, "
              f"torch {mach.get('torch', '?')}.",
              "",
-             "Each cell: wall time · peak RSS of the step's own fresh process (`wait4` rusage). Inputs: simulated "
+             "Each cell: wall time (CPU time: user + system seconds of all the step's threads, which contention "
+             "inflates far less than wall time) · peak RSS of the step's own fresh process (`wait4` rusage). "
+             "Inputs: simulated "
              "cohorts (`scprospatial.simulate`, seed 0) of N RNA-only query cells (3,000 genes, about 250 detected "
              "per cell) and N imaged cells (CODEX layout); the model is trained once (2,000 simulated CITE-seq cells, "
              f"5 epochs per stage): {model.get('n_genes', '?')} genes, {model.get('n_measured', '?')} proteins "
              f"measured in training, {model.get('n_predictable', '?')} predictable (`--all-proteins`; every protein "
              "of the shipped vocabulary with a coding gene among the query's genes). Exponents: least-squares slope "
              "of log(value) on log(N), in brackets between the two largest sizes (1 = linear); 10^7 is projected from "
-             "the two largest sizes (power law when growing at least linearly, else fixed + linear part). Times were "
-             "taken while other jobs shared the 2 cores (load average in `scale.json`): provisional.", ""]
+             "the two largest sizes, from CPU time (power law when growing at least linearly, else fixed + linear "
+             "part). Times were taken while other jobs shared the 2 cores (load average in `scale.json`): "
+             "provisional.", ""]
     lines += step_table(by, sizes) + [""] + bar_lines(by) + runner_lines(by)
-    lines += profile_lines(results.get("impute_profile", {}))
+    lines += profile_lines(results.get("impute_profile", {})) + gpu_lines(results.get("impute_profile", {}))
     notes = results.get("notes", [])
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
