@@ -42,8 +42,8 @@ __device__ inline bool ranks_before(float sa, int64_t ia, float sb, int64_t ib) 
 __global__ void __launch_bounds__(256) topk_kernel(const float* __restrict__ query, int64_t nq,
                                                    const float* __restrict__ ref, int64_t nr, int dim, int k,
                                                    int64_t* __restrict__ out_idx, float* __restrict__ out_sim) {
-  __shared__ float qs[kBD][kBQ];
-  __shared__ float rs[kBD][kBR];
+  __shared__ float qs[kBD][kBQ + 1];  // +1: the transposing stores hit distinct banks
+  __shared__ float rs[kBD][kBR + 1];
   __shared__ float cand_s[kBQ][kBR];
   __shared__ int cand_j[kBQ][kBR];
   __shared__ int count[kBQ];
