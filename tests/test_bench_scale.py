@@ -86,6 +86,8 @@ def test_readme_section_tables_and_bar(tmp_path):
         for n in (10**4, 10**5, 10**6):
             records.append({"step": step, "n": n, "seconds": 1e-4 * n, "cpu_seconds": 5e-5 * n,
                             "peak_rss_mb": 300 + 1e-3 * n})
+    records.append({"step": "impute_300", "n": 10**7, "seconds": 50.0, "cpu_seconds": 9.0, "peak_rss_mb": 4096.0,
+                    "partial": "3/2442 chunks"})     # stopped early: shown, never fitted or projected from
     records.append({"step": "run", "n": 10**4, "seconds": 5.0, "peak_rss_mb": 400.0,
                     "runner_steps_s": {"impute": 3.0, "map": 1.0, "report": 1.0}})
     readme = tmp_path / "README.md"
@@ -100,6 +102,11 @@ def test_readme_section_tables_and_bar(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| read + prepare"))
     assert "1.0 s (0.5 s CPU) · 0.30 GB" in row and "100 s (50.0 s CPU) · 1.27 GB" in row
     assert row.count("1.00 (1.00)") == 2                                   # wall and CPU time: linear
+    impute = next(line for line in text.splitlines() if line.startswith("| impute 300"))
+    assert "stopped after 50.0 s (9.0 s CPU), 3/2442 chunks · 4.00 GB so far" in impute
+    assert impute.count("1.00 (1.00)") == 2                                # the partial run is not fitted
+    assert text.splitlines()[[i for i, line in enumerate(text.splitlines()) if line.startswith("| step")][0]].count(
+        "cells |") == 4                                                     # 10^4..10^7 columns
     bar = next(line for line in text.splitlines() if line.startswith("**Bar**"))
     assert "under 8 GB" in bar and "n^1.00" in bar and "no worse than linear" in bar
     assert "| impute | 3.0 s (60%) |" in text

@@ -18,10 +18,12 @@ GPU_TFLOPS = 10.0   # assumed sustained rate of the impute forward pass on one H
 PARTS = ("open_input", "read", "to_tensor", "forward", "write", "other")
 
 
-def _by_step(records: list[dict]) -> dict[str, dict[int, dict]]:
+def _by_step(records: list[dict], *, partial: bool = False) -> dict[str, dict[int, dict]]:
+    """step -> {n: record}; runs stopped before the end ("partial") only when `partial`."""
     out: dict[str, dict[int, dict]] = {}
     for r in records:
-        out.setdefault(r["step"], {})[int(r["n"])] = r
+        if partial or not r.get("partial"):
+            out.setdefault(r["step"], {})[int(r["n"])] = r
     return out
 
 
@@ -45,10 +47,13 @@ def _cell(r: dict | None) -> str:
     if r is None:
         return "–"
     cpu = f" ({_seconds(r['cpu_seconds'])} CPU)" if r.get("cpu_seconds") is not None else ""
+    if r.get("partial"):
+        return f"stopped after {_seconds(r['seconds'])}{cpu}, {r['partial']} · {_gb(r['peak_rss_mb'])} so far"
     return f"{_seconds(r['seconds'])}{cpu} · {_gb(r['peak_rss_mb'])}"
 
 
-def step_table(by: dict, sizes: list[int]) -> list[str]:
+def step_table(by: dict, sizes: list[int], shown: dict) -> list[str]:
+    """`by`: complete runs (fits, projections); `shown`: every run, partial ones too (table cells)."""
     head = " | ".join(f"{n:.0e} cells" for n in sizes)
     lines = [f"| step | {head} | wall-time exponent | CPU-time exponent | memory exponent | "
              "10^7 cells, projected (CPU time · memory) |",
@@ -56,14 +61,14 @@ def step_table(by: dict, sizes: list[int]) -> list[str]:
     labels = {s.name: s.label for s in STEPS}
     labels["simulate"] = "simulate the cohort (data generation, for scale)"
     for name in [s.name for s in STEPS] + ["simulate"]:
-        rows = by.get(name)
-        if not rows:
+        rows = by.get(name, {})
+        if not shown.get(name):
             continue
         t = {n: r["seconds"] for n, r in rows.items()}
         c = {n: r.get("cpu_seconds") for n, r in rows.items()}
         m = {n: r["peak_rss_mb"] for n, r in rows.items()}
         proj = f"{_seconds(project(c, TARGET))} · {_gb(project(m, TARGET))}" if len(rows) > 1 else "–"
-        cells = " | ".join(_cell(rows.get(n)) for n in sizes)
+        cells = " | ".join(_cell(shown[name].get(n)) for n in sizes)
         fits = " | ".join(_exp(fit_growth(list(v), list(v.values()))) for v in (t, c, m))
         lines.append(f"| {labels[name]} | {cells} | {fits} | {proj} |")
     return lines
@@ -150,7 +155,8 @@ def gpu_lines(profiles: dict, tflops: float = GPU_TFLOPS) -> list[str]:
 def write_readme(results: dict, readme: Path | None = None) -> None:
     """Replace this benchmark's section of benchmarks/README.md (or of `readme`)."""
     by = _by_step(results.get("records", []))
-    sizes = sorted({n for rows in by.values() for n in rows})
+    shown = _by_step(results.get("records", []), partial=True)
+    sizes = sorted({n for rows in shown.values() for n in rows})
     mach, model = results.get("machine", {}), results.get("model", {})
     lines = [START, "## Atlas scale", "",
              "Command: `python benchmarks/bench_scale.py --sizes 1e4,1e5,1e6` (runs of some sizes or steps merge "
@@ -171,7 +177,7 @@ def write_readme(results: dict, readme: Path | None = None) -> None:
              "the two largest sizes, from CPU time (power law when growing at least linearly, else fixed + linear "
              "part). Times were taken while other jobs shared the 2 cores (load average in `scale.json`): "
              "provisional.", ""]
-    lines += step_table(by, sizes) + [""] + bar_lines(by) + runner_lines(by)
+    lines += step_table(by, sizes, shown) + [""] + bar_lines(by) + runner_lines(by)
     lines += profile_lines(results.get("impute_profile", {})) + gpu_lines(results.get("impute_profile", {}))
     notes = results.get("notes", [])
     if notes:
