@@ -92,6 +92,17 @@ def test_counts_peer_goes_through_the_same_loop_on_the_truth_scale(tmp_path):
         np.testing.assert_allclose(pred.loc[cell, PROTEINS], fitted.obsm[K.PROTEIN].loc[nearest, PROTEINS], atol=1e-5)
 
 
+def test_one_fit_serves_test_cohorts_with_different_genes(tmp_path):
+    a, b, c = paired(120), paired(40, seed=1), paired(40, seed=2)
+    b, c = b[:, b.var_names[:30]].copy(), c[:, c.var_names[15:]].copy()  # each shares other genes with a
+    for x, name in ((b, "b"), (c, "c")):
+        x.obs_names = [f"{name}{i}" for i in range(x.n_obs)]
+    peer = fake(tmp_path, "nearest", NEAREST_COUNTS)
+    out = E.run_splits([a, b, c], E.cross_cohort_splits(a, [b, c], n_seeds=1), [peer])
+    assert "error" not in out["per_split"] or out["per_split"]["error"].isna().all()
+    assert len(out["per_split"]) == 2 and len(peer.runs) == 2
+
+
 def test_normalised_peer_is_not_transformed(tmp_path):
     a = paired(80)
     split = E.random_splits(a, n_seeds=1)[0]

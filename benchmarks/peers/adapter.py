@@ -107,11 +107,16 @@ class PeerMethod:
             raise MethodFailed(_reason(proc.stderr, proc.returncode))
 
     def predict(self, adata: ad.AnnData, proteins: Sequence[str]) -> pd.DataFrame:
+        # a peer sees training and test cells together: give it the genes both have (one fit can serve test
+        # cohorts whose shared genes with the training cohort differ)
+        genes = self._train.var_names.intersection(adata.var_names, sort=False)
+        if len(genes) == 0:
+            raise MethodFailed("no gene shared by the training and test cells")
         with tempfile.TemporaryDirectory(prefix=f"peer-{self.name}-") as tmp:
             work = Path(tmp)
-            _exchange_file(self._train, work / X.TRAIN, with_protein=True)
-            _exchange_file(self._val, work / X.VAL, with_protein=True)
-            _exchange_file(adata, work / X.TEST, with_protein=False)
+            _exchange_file(self._train[:, genes], work / X.TRAIN, with_protein=True)
+            _exchange_file(self._val[:, genes], work / X.VAL, with_protein=True)
+            _exchange_file(adata[:, genes], work / X.TEST, with_protein=False)
             t0 = time.perf_counter()
             self._run(work)
             if not (work / X.META).is_file():
