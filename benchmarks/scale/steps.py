@@ -112,8 +112,8 @@ STEPS: tuple[ScaleStep, ...] = (
               lambda c: SCP + ["map", "--model", c.model, "--rna", c.query, "--spatial", c.out("graph.h5ad"),
                                "--out", c.out("mapped.h5ad"), "--k", K],
               skip=_quadratic, cleanup=_unlink("mapped.h5ad", "mapped.rna.h5ad")),
-    ScaleStep("spatial_stats", "spatial statistics, 1,000 permutations (`spatial-stats`, on the map_ref output)",
-              lambda c: SCP + ["spatial-stats", c.out("mapped_ref.h5ad"), "--out", c.out("stats")]),
+    ScaleStep("spatial_stats", "spatial statistics of the measured markers, 1,000 permutations (`spatial-stats`)",
+              lambda c: SCP + ["spatial-stats", c.out("graph.h5ad"), "--out", c.out("stats")]),
     ScaleStep("run", "runner end to end: N query + N imaged cells, model given (`run`)", _run, skip=_quadratic,
               cleanup=_unlink("run")),
 )
