@@ -108,6 +108,10 @@ def section(records: list[dict], start: str, end: str) -> str:
                   f"Versions: {_versions(r)}.  ",
                   f"Wall time {r['wall_s']} s" + (f" (per method, fit + predict: {secs})" if secs else "") + ".", ""]
         lines += [f"- {line}" for line in _peer_runs(r)] + ([""] if _peer_runs(r) else [])
+        words = r["command"].split()
+        if "--epochs" in words and "scprospatial" in r["summary_md"]:
+            lines += [f"**The model ran with `--epochs {words[words.index('--epochs') + 1]}` per stage, not its "
+                      "defaults: its row here is a quick smoke run, not the model's accuracy.**", ""]
         lines += [r["summary_md"].split("\n", 2)[2].replace("#### ", "##### "), ""]
     lines += paper_table()
     lines.append(end)
