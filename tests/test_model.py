@@ -1,6 +1,8 @@
 """The AnnData-facing model: prediction invariances, flags, save/load, vocabulary errors, streaming impute."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -178,3 +180,36 @@ def test_coding_genes_of_unmeasured_proteins_are_output_only(trained, query):
     i = vocab.gene_index.get_loc("MS4A1")
     assert i in module.output_genes.tolist()
     assert not torch.allclose(fresh.module.rna_encoder.id_emb[i], module.rna_encoder.id_emb[i])
+
+
+def test_proteins_never_measured_follow_their_denoised_coding_gene(query):
+    """A gene-link-only protein is a + b * its coding-gene RNA (MS4A1 is output-only: the tied decoder's
+    denoised value), fitted on validation cells of the measured proteins, independent of the translator
+    head; the tied decoder learns genes."""
+    from scprospatial.model._data import GeneMapping, dataset_index, dataset_names, map_rna
+    from scprospatial.nn._sparse import sparse_tensor
+
+    train = make_cohort(seed=0)
+    model = ScProSpatial.setup([train], dataclasses.replace(TINY, epochs_pretrain=40), seed=0)
+    model.train([train], seed=0, device="cpu")
+    fit = model.meta["metrics"]["gene_link_fit"]
+    assert fit["fitted"] and fit["slope"] > 0 and fit["residual_sd"] > 0
+    mod, vocab = model.module.eval(), model.vocab
+    x = sparse_tensor(map_rna(query.X, GeneMapping.of(query.var_names, vocab), len(vocab.genes)), "cpu")
+    with torch.no_grad():
+        cell = mod.rna_encoder(x, torch.as_tensor(dataset_index(dataset_names(query), model.datasets)))
+        cd20 = torch.as_tensor([vocab.protein_index.get_loc("CD20")])
+        denoised = mod.link_rna(x, cell, cd20).numpy().ravel()
+        recon = mod.gene_query_decoder(cell, mod.rna_encoder.id_emb, torch.arange(len(vocab.genes))).numpy()
+    pred = model.predict(query, proteins=["CD20"]).obsm[K.PROTEIN_PREDICTED]["CD20"].to_numpy()
+    np.testing.assert_allclose(pred, fit["intercept"] + fit["slope"] * denoised, rtol=1e-4, atol=1e-4)
+    dense = x.to_dense().numpy()
+    r = [np.corrcoef(recon[:, j], dense[:, j])[0, 1] for j in range(dense.shape[1]) if dense[:, j].std() > 0]
+    assert np.nanmedian(r) > 0.3
+    with torch.no_grad():
+        mod.head.mlp[-1].bias.add_(5.0)          # the head does not touch gene-link proteins
+        try:
+            again = model.predict(query, proteins=["CD20"]).obsm[K.PROTEIN_PREDICTED]["CD20"].to_numpy()
+        finally:
+            mod.head.mlp[-1].bias.sub_(5.0)
+    np.testing.assert_allclose(again, pred, rtol=1e-5, atol=1e-5)

@@ -13,8 +13,11 @@ from ._heads import ProteinQueries, TranslatorHead
 class ScProSpatialModule(nn.Module):
     def __init__(self, n_genes: int, n_proteins: int, n_datasets: int, link: torch.Tensor, *,
                  d_model: int = 128, d_joint: int = 64, d_hidden: int = 64, n_blocks: int = 2,
-                 dropout: float = 0.1, n_bins: int = 4, gene_inputs: torch.Tensor | None = None):
-        """gene_inputs: (n_genes,) bool, genes the RNA encoder reads (None: all); the others are output-only."""
+                 dropout: float = 0.1, n_bins: int = 4, gene_inputs: torch.Tensor | None = None,
+                 measured: torch.Tensor | None = None):
+        """gene_inputs: (n_genes,) bool, genes the RNA encoder reads (None: all); the others are output-only.
+        measured: (n_proteins,) bool, proteins measured in training (None: all); the translator head predicts
+        those; every other protein is predicted from its coding genes' RNA (gene link; see link_rna)."""
         super().__init__()
         self.rna_encoder = TokenSetEncoder(n_genes, n_datasets, d_model, n_blocks, dropout, n_bins, (0.0, 4.0),
                                            input_mask=gene_inputs)
@@ -31,6 +34,10 @@ class ScProSpatialModule(nn.Module):
         self.queries = ProteinQueries(link, d_model)
         self.head = TranslatorHead(d_model, d_hidden, dropout)
         self.gene_query_decoder = FeatureQueryDecoder(n_genes, d_model, dropout)  # last: same init as before
+        self.register_buffer("measured", torch.ones(n_proteins, dtype=torch.bool) if measured is None
+                             else torch.as_tensor(measured, dtype=torch.bool), persistent=False)
+        # protein ~ a + b * coding-gene RNA (link_rna), residual log-variance: fitted on validation cells
+        self.register_buffer("link_fit", torch.tensor([0.0, 1.0, 0.0]))
         self.tie_protein_ids()
 
     @torch.no_grad()
@@ -53,14 +60,50 @@ class ScProSpatialModule(nn.Module):
         """
         if cell is None:
             cell = self.rna_encoder(rna, dataset)
-        query = self.queries(self.rna_encoder.id_emb, proteins)
-        own = self.queries.own_values(rna, proteins)
-        has_gene = self.has_gene[proteins]
-        step = max(1, max_pairs // max(len(proteins), 1))
+        via_gene = ~self.measured[proteins]
+        if via_gene.all():
+            return self.gene_link_prediction(rna, cell, proteins)
+        direct = proteins[~via_gene] if via_gene.any() else proteins
+        query = self.queries(self.rna_encoder.id_emb, direct)
+        own = self.queries.own_values(rna, direct)
+        has_gene = self.has_gene[direct]
+        step = max(1, max_pairs // max(len(direct), 1))
         if cell.shape[0] <= step:
-            return self.head(cell, query, own, has_gene)
-        parts = [self.head(cell[i:i + step], query, own[i:i + step], has_gene) for i in range(0, cell.shape[0], step)]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+            mean, logvar = self.head(cell, query, own, has_gene)
+        else:
+            parts = [self.head(cell[i:i + step], query, own[i:i + step], has_gene)
+                     for i in range(0, cell.shape[0], step)]
+            mean, logvar = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        if not via_gene.any():
+            return mean, logvar
+        out_mean = cell.new_empty(cell.shape[0], len(proteins))
+        out_logvar = torch.empty_like(out_mean)
+        out_mean[:, ~via_gene], out_logvar[:, ~via_gene] = mean, logvar
+        out_mean[:, via_gene], out_logvar[:, via_gene] = self.gene_link_prediction(rna, cell, proteins[via_gene])
+        return out_mean, out_logvar
+
+    def link_rna(self, rna: torch.Tensor, cell: torch.Tensor, proteins: torch.Tensor) -> torch.Tensor:
+        """Mean coding-gene RNA of each protein, (B, P): the observed value of genes the encoder reads, the
+        tied decoder's prediction (a denoised value) for output-only genes, which are never read."""
+        link = self.queries.link[proteins]
+        genes = (link.sum(0) > 0).nonzero().ravel()
+        read = self.rna_encoder.input_mask
+        if read is None:
+            return self.queries.own_values(rna, proteins)
+        predicted = genes[~read[genes]]
+        observed = (link * read.to(link.dtype)[None, :]).T
+        value = (rna.to_sparse_csr() if rna.is_sparse else rna) @ observed
+        if len(predicted):
+            value = value + (self.gene_query_decoder(cell, self.rna_encoder.id_emb, predicted)
+                             @ link[:, predicted].T)
+        return value
+
+    def gene_link_prediction(self, rna: torch.Tensor, cell: torch.Tensor,
+                             proteins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Proteins never measured: a + b * coding-gene RNA (link_rna); one residual variance (link_fit)."""
+        a, b, logvar = self.link_fit
+        mean = a + b * self.link_rna(rna, cell, proteins)
+        return mean, logvar.expand_as(mean).clone()
 
     def joint_rna(self, cell: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(self.rna_proj(cell), dim=-1)

@@ -55,11 +55,13 @@ def pretrain_loss(m: ScProSpatialModule, b: Batch, cfg, gen: torch.Generator) ->
         tok = r.rna.coalesce()
         hidden = mask[tok.indices()[0], tok.indices()[1]]
         cell = m.rna_encoder(drop_tokens(tok, hidden), r.dataset)
-        loss = loss + masked_mse(m.rna_decoder(cell), tok.to_dense(), mask)
-        if len(m.output_genes):  # output-only genes: every value (zeros too), through their ID embeddings
-            target = torch.index_select(tok, 1, m.output_genes).to_dense()
-            pred = m.gene_query_decoder(cell, m.rna_encoder.id_emb, m.output_genes)
-            loss = loss + nn.functional.mse_loss(pred, target)
+        dense = tok.to_dense()
+        loss = loss + masked_mse(m.rna_decoder(cell), dense, mask)
+        # every gene's ID embedding is also an output query (tied decoder) reconstructing every value of
+        # every gene (zeros too) from the cell embedding: a denoised expression of each gene, output-only
+        # genes included, which is what proteins never measured are predicted from
+        genes = torch.arange(dense.shape[1], device=dense.device)
+        loss = loss + nn.functional.mse_loss(m.gene_query_decoder(cell, m.rna_encoder.id_emb, genes), dense)
     has_p = b.pmask.any(1)
     if has_p.any():
         p = _rows(Batch(b.rna, b.protein, b.pmask, ds, b.has_rna), has_p)
