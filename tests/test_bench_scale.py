@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -17,7 +18,10 @@ from scale.steps import STEPS, Ctx  # noqa: E402
 
 
 def test_run_measured_sees_the_child_peak_memory_and_time(tmp_path):
+    ballast = np.ones(60_000_000)       # 480 MB in this process: none of it may count as the child's
     small = run_measured([sys.executable, "-c", "pass"], tmp_path / "small.log")
+    assert small["peak_rss_mb"] < 200, small
+    del ballast
     code = "import numpy as np, time; a = np.ones(40_000_000); time.sleep(0.2); print(a.sum())"  # 320 MB
     big = run_measured([sys.executable, "-c", code], tmp_path / "big.log")
     assert big["peak_rss_mb"] - small["peak_rss_mb"] > 250          # the child's allocation, not the parent's

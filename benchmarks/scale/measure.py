@@ -1,8 +1,10 @@
 """Measuring one step: wall time and peak memory of a fresh subprocess, and growth fits on log-log axes."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -10,27 +12,44 @@ from typing import Sequence
 import numpy as np
 
 
+# A small launcher that spawns the command and reports its rusage. The measuring process cannot spawn the command
+# itself: Linux carries the parent's peak RSS over fork and exec into the child's ru_maxrss, so a child of a large
+# process (pytest, a benchmark holding data) would report at least the parent's peak. The launcher starts small
+# (python -S, a few MB), so its child's peak is the command's own.
+_LAUNCHER = """
+import json, os, sys
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as fh:
+    json.dump({"maxrss_kb": usage.ru_maxrss, "cpu": usage.ru_utime + usage.ru_stime}, fh)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_measured(cmd: Sequence[str], log: Path, *, env: dict | None = None) -> dict:
     """Run `cmd` in a fresh process (output to `log`); its wall seconds, CPU seconds and peak RSS.
 
-    Peak RSS comes from wait4's rusage of that one child (the largest resident set of the process and
-    of any process it waited for), so it counts numpy, torch and C++ allocations alike and nothing of
-    the parent. Raises RuntimeError naming the log when the command fails.
+    Peak RSS comes from wait4's rusage of that one process (its largest resident set, and that of any process
+    it waited for), taken by a small launcher so none of this process's memory is counted; it counts numpy,
+    torch and C++ allocations alike. Raises RuntimeError naming the log when the command fails.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]
+    usage_file = log.with_name(log.name + ".rusage.json")
+    usage_file.unlink(missing_ok=True)
     with log.open("w") as fh:
         fh.write("$ " + " ".join(map(str, cmd)) + "\n")
         fh.flush()
         start = time.perf_counter()
-        proc = subprocess.Popen([str(c) for c in cmd], stdout=fh, stderr=subprocess.STDOUT, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, str(usage_file), *map(str, cmd)],
+                              stdout=fh, stderr=subprocess.STDOUT, env=env)
         seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped: keep Popen from waiting again
-    if proc.returncode != 0:
+    if proc.returncode != 0 or not usage_file.is_file():
         raise RuntimeError(f"exit {proc.returncode}: {' '.join(map(str, cmd))} (log: {log})")
-    return {"seconds": round(seconds, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+    usage = json.loads(usage_file.read_text())
+    usage_file.unlink()
+    return {"seconds": round(seconds, 3), "peak_rss_mb": round(usage["maxrss_kb"] / 1024, 1),
+            "cpu_seconds": round(usage["cpu"], 2),
             "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
 
 
