@@ -112,10 +112,13 @@ def write_readme(record: dict) -> None:
              "method maps the MALT query RNA (1100 cells) onto the imaged cells with the remaining markers, and the "
              "hidden marker is imputed the same way for all: mapping weights × the model's prediction of that marker "
              "on the scRNA-seq cells; Pearson r (and Spearman ρ) with the measured value over the imaged cells. "
-             "`model`: the default of `scprospatial map` (fused score: joint-space cosine of the protein encoder "
-             "adapted to the panel by masked-value training on the imaged cells, without the hidden marker, plus "
-             "the correlation of the measured markers with the model's predicted ones). `joint`: the unadapted "
-             "joint space alone. Controls: `shared` (no joint space: correlation of the measured markers with the "
+             "`model`: the default of `scprospatial map`: the fused score a·(joint-space cosine of the imaged "
+             "cell's protein-encoder embedding and the scRNA-seq cell's RNA embedding) + (1−a)·(correlation of the "
+             "measured markers with the model's prediction of them from the cell's RNA), the panel moved to the "
+             "model's scale first and, when adaptation is on, the protein encoder adapted to the panel by "
+             "masked-value training on the imaged cells (always without the hidden marker). `joint`: the "
+             "unadapted joint space on the raw panel alone (the mapping before this work). Controls: `shared` "
+             "(no joint space: correlation of the measured markers with the "
              "predicted ones, the fused score at weight 0) and `random` (random imaged-cell embeddings). `maxfuse`: "
              "MaxFuse (tutorial settings) on coding-gene RNA vs measured markers; its matching is used as weights "
              "(unmatched imaged cells get the scRNA-seq mean). Tangram and moscot were not run in this benchmark.",
@@ -123,7 +126,7 @@ def write_readme(record: dict) -> None:
              "**Selection protocol (no test marker seen).** Each panel's markers are split in half by a seeded "
              "permutation (column `split`); the fuse weight a (score = a·joint + (1−a)·panel) is chosen on the "
              "validation markers only (mean over the two panels of the median Pearson), and the test-marker "
-             "medians are the result. The adaptation's 20 epochs were not tuned on these markers.", "",
+             "medians are the result. The adaptation's epochs (10) were not tuned on these markers.", "",
              "| encoder, fuse weight a | " + " | ".join(f"{n} validation | {n} test" for n in record["datasets"])
              + " |", "|---|" + "---|---|" * len(record["datasets"])]
     for key, per in sel["grid"].items():
@@ -134,7 +137,10 @@ def write_readme(record: dict) -> None:
     lines += ["", f"`adapted`: protein encoder adapted to the panel ({record['adapt_epochs']} epochs); `aligned`: "
               "unadapted encoder (both embed the panel moved to the model's scale). a = 0 is the shared control. "
               f"Package defaults (`_fuse.FUSE_WEIGHT`, `_adapt.ADAPT_EPOCHS`): a = {d['fuse_weight']}, "
-              f"{d['adapt_epochs']} adaptation epochs (the `model` column).", "",
+              f"{d['adapt_epochs']} adaptation epochs (the `model` column)."
+              + (f" The selection changed the defaults after the run; the `model` column (and its label transfer) "
+                 f"was then recomputed with them on the same model: `{record['rescored']}`." if "rescored" in record
+                 else ""), "",
               "Caveat: the scRNA-seq is not from these tissues (none is available), so this measures what the "
               "mapping carries across a tissue mismatch, not the method's ceiling.", ""]
     for name, d in record["datasets"].items():
@@ -173,6 +179,6 @@ def _kernel_section(record: dict) -> list[str]:
     for t in record.get("kernel_gpu", []):
         lines.append(f"| {t['backend']} ({t['device']}) | {t['n_query']:,} × {t['n_ref']:,} | {t['dim']} | {t['k']} "
                      f"| – | {t['seconds']} | {t['n_query'] * t['n_ref'] / t['seconds']:.3g} | – |")
-    return lines + ["", "Kernel timings: `--kernel-scale N` (N cells per side) re-measures them; otherwise the previous "
-                    "run's are kept. Memory: one packed copy of the reference plus one tile per thread; the n × n "
+    return lines + ["", "Kernel timings: `--kernel-scale N` (N cells per side) re-measures them; otherwise the "
+                    "previous run's are kept. Memory: one packed copy of the reference plus one tile per thread; the n × n "
                     "similarity matrix is never formed."]

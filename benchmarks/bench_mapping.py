@@ -69,6 +69,13 @@ def score(w: sparse.csr_matrix, values: np.ndarray, truth: np.ndarray) -> dict:
             "unmatched": int(empty.sum())}
 
 
+def hide(spatial, marker: str | None):
+    masked = spatial.copy()
+    if marker is not None:
+        masked.obsm["protein"] = spatial.obsm["protein"].drop(columns=[marker])
+    return masked
+
+
 def grid_key(adapted: bool, weight: float) -> str:
     return f"{'adapted' if adapted else 'aligned'} {weight}"
 
@@ -78,9 +85,7 @@ def mapping_weights(model, spatial, hidden, remb, pred, args, rng) -> tuple[dict
     from scprospatial.spatial._adapt import ADAPT_EPOCHS
     from scprospatial.spatial._fuse import FUSE_WEIGHT, fuse, mapping_space, panel_markers, panel_vectors
 
-    masked = spatial.copy()
-    if hidden is not None:
-        masked.obsm["protein"] = spatial.obsm["protein"].drop(columns=[hidden])
+    masked = hide(spatial, hidden)
     markers = panel_markers(model, masked)
     rna_panel = pred[markers].to_numpy(np.float64)
     tau, k, th = args.tau, args.k, args.threads
@@ -96,7 +101,7 @@ def mapping_weights(model, spatial, hidden, remb, pred, args, rng) -> tuple[dict
     return w, grid
 
 
-def maxfuse_inputs(model, rna, spatial, markers: list[str], path: Path) -> list[str]:
+def maxfuse_inputs(model, rna, spatial, markers: list[str], order: list[str], path: Path) -> list[str]:
     """run_maxfuse.py's input: coding-gene RNA per marker (markers with a coding gene in the RNA only)."""
     genes = {g: i for i, g in enumerate(rna.var_names)}
     linked = [m for m in markers if any(g in genes for g in model.vocab.gene_links.get(m, []))]
@@ -106,42 +111,54 @@ def maxfuse_inputs(model, rna, spatial, markers: list[str], path: Path) -> list[
     var = np.asarray(x.power(2).mean(0)).ravel() - np.asarray(x.mean(0)).ravel() ** 2
     active = x[:, np.argsort(-var)[:2000]].toarray()
     np.savez(path, rna_active=active, rna_shared=shared, protein=spatial.obsm["protein"][linked].to_numpy(),
-             markers=np.array(linked), held_out=np.array([*markers, FULL_PANEL]))
+             markers=np.array(linked), held_out=np.array(order))
     return linked
 
 
-def run_maxfuse(model, rna, spatial, markers, n_rna: int) -> dict:
-    """{marker or FULL_PANEL: weights} from MaxFuse in the peers' venv, or {'error': why}."""
+def run_maxfuse(model, rna, spatial, markers, order: list[str], cache: Path | None) -> dict:
+    """{marker or FULL_PANEL: weights} from MaxFuse in the peers' venv (markers in `order`), or {'error': why}.
+
+    With `cache`, its matchings are kept there and a rerun (or an interrupted run) only fits what is missing."""
     if not PEERS.is_file():
         return {"error": "benchmarks/.venv-peers is missing (bash benchmarks/peers/setup.sh)"}
     with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
-        maxfuse_inputs(model, rna, spatial, markers, src)
-        proc = subprocess.run([str(PEERS), str(ROOT / "benchmarks" / "peers" / "run_maxfuse.py"), str(src), str(dst)],
-                              capture_output=True, text=True)
+        folder = Path(cache) if cache else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        src = folder / "in.npz"
+        maxfuse_inputs(model, rna, spatial, markers, order, src)
+        proc = subprocess.run([str(PEERS), str(ROOT / "benchmarks" / "peers" / "run_maxfuse.py"), str(src),
+                               str(folder / "out")], stderr=subprocess.PIPE, text=True)
         if proc.returncode != 0:
             return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
-        d = np.load(dst)
-        out = {m: matching_weights(d[f"{m}/rna"], d[f"{m}/cell"], spatial.n_obs, n_rna) for m in [*markers, FULL_PANEL]}
-        out["seconds"] = float(d["seconds"])
+        out: dict = {"seconds": 0.0}
+        for i, m in enumerate(order):
+            d = np.load(folder / "out" / f"{i}.npz")
+            out[m] = matching_weights(d["rna"], d["cell"], spatial.n_obs, rna.n_obs)
+            out["seconds"] += float(d["seconds"])
     return out
 
 
-def held_out(model, spatial, remb, pred, maxfuse: dict, args) -> list[dict]:
+def held_out(model, spatial, remb, pred, args) -> list[dict]:
     measured = spatial.obsm["protein"]
     rng = np.random.default_rng(args.seed)
     rows = []
     for m in [c for c in measured.columns if c in pred.columns]:
         truth, values = measured[m].to_numpy(np.float64), pred[m].to_numpy(np.float64)
         w, grid = mapping_weights(model, spatial, m, remb, pred, args, rng)
-        if m in maxfuse:
-            w["maxfuse"] = maxfuse[m]
         row = {"marker": m, "measured_in_training": m in model.vocab.measured,
                **{key: score(wm, values, truth) for key, wm in w.items()},
                "grid": {key: score(g, values, truth)["pearson"] for key, g in grid.items()}}
         rows.append(row)
         print(f"  {m}: " + ", ".join(f"{key} r={row[key]['pearson']:.3f}" for key in w), file=sys.stderr, flush=True)
     return rows
+
+
+def add_peer(rows: list[dict], spatial, pred, peer: dict, name: str) -> None:
+    """Score a peer's weights per held-out marker with the same imputation as every other method."""
+    for row in rows:
+        if row["marker"] in peer:
+            m = row["marker"]
+            row[name] = score(peer[m], pred[m].to_numpy(np.float64), spatial.obsm["protein"][m].to_numpy(np.float64))
 
 
 def split_markers(markers: list[str], seed: int) -> tuple[list[str], list[str]]:
@@ -171,6 +188,52 @@ def label_transfer(model, rna, spatial, remb, pred, maxfuse: dict, args) -> dict
     if FULL_PANEL in maxfuse:
         w["maxfuse"] = maxfuse[FULL_PANEL]
     return label_agreement(w, rna_coarse_labels(rna), spatial.obs[key])
+
+
+def default_weights(model, spatial, hidden, remb, pred, args):
+    """The weights `map` computes with the package's current defaults."""
+    from scprospatial.spatial._fuse import mapping_space, panel_markers
+
+    masked = hide(spatial, hidden)
+    markers = panel_markers(model, masked)
+    space = mapping_space(model, masked, remb, pred[markers].to_numpy(np.float64), markers, seed=args.seed)
+    return topk_weights(space.query, space.ref, args.k, args.tau, args.threads)
+
+
+def rescore(args) -> dict:
+    """After the defaults of `map` were set from the selection: recompute the `model` column (and its label
+    transfer) of the stored results with the current defaults and the same model; every other column is kept."""
+    from scprospatial._settings import set_threads
+    from scprospatial.io import load
+    from scprospatial.model import ScProSpatial
+    from scprospatial.spatial._adapt import ADAPT_EPOCHS
+    from scprospatial.spatial._fuse import FUSE_WEIGHT
+    from scprospatial.spatial._mapping import _temperature
+
+    set_threads(args.threads)
+    record = json.loads((RESULTS / "mapping.json").read_text())
+    model = ScProSpatial.load(args.model, device="cpu")
+    if model.meta.get("model_id") != record["model_id"]:
+        sys.exit(f"--rescore needs the model the results were computed with ({record['model_id']})")
+    rna = load(DATA / "citeseq" / "malt_10k_query_1100cells_rna_only.h5ad", kind="rna")
+    remb, args.tau = np.ascontiguousarray(model.embed_rna(rna)), _temperature(model, None)
+    for name, d in record["datasets"].items():
+        spatial = load(DATA / SPATIAL[name], kind="spatial")
+        pred = model.predict(rna, proteins=[r["marker"] for r in d["rows"]]).obsm["protein_predicted"]
+        for row in d["rows"]:
+            m = row["marker"]
+            w = default_weights(model, spatial, m, remb, pred, args)
+            row["model"] = score(w, pred[m].to_numpy(np.float64), spatial.obsm["protein"][m].to_numpy(np.float64))
+        if d.get("labels"):
+            key = spatial.uns["scprospatial"]["cell_type_key"]
+            w = {"model": default_weights(model, spatial, None, remb, pred, args)}
+            d["labels"]["agreement"]["model"] = label_agreement(w, rna_coarse_labels(rna), spatial.obs[key])[
+                "agreement"]["model"]
+        (RESULTS / f"mapping_{name}.json").write_text(json.dumps(d, indent=2) + "\n")
+    record["defaults"] = {"fuse_weight": FUSE_WEIGHT, "adapt_epochs": ADAPT_EPOCHS}
+    record["rescored"] = " ".join(["benchmarks/bench_mapping.py", *sys.argv[1:]])
+    (RESULTS / "mapping.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
 
 
 def run(args) -> dict:
@@ -205,25 +268,34 @@ def run(args) -> dict:
               "peer_versions": {k: versions.get(k) for k in ("maxfuse", "tangram-sc", "moscot")},
               "model_id": model.meta.get("model_id"), "train_s": round(train_s, 1), "datasets": {}}
     remb = np.ascontiguousarray(model.embed_rna(rna))
-    for name, rel in SPATIAL.items():
-        spatial = load(DATA / rel, kind="spatial")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for name in args.datasets:
+        spatial = load(DATA / SPATIAL[name], kind="spatial")
         predictable = set(model.vocab.measured) | set(model.vocab.gene_links)
         markers = [p for p in spatial.obsm["protein"].columns if p in predictable and p in model.vocab.proteins]
         pred = model.predict(rna, proteins=markers).obsm["protein_predicted"]
+        val, test = split_markers(markers, args.seed)
         t = time.perf_counter()
-        maxfuse = run_maxfuse(model, rna, spatial, markers, rna.n_obs) if not args.no_peers else {"error": "skipped"}
+        rows = held_out(model, spatial, remb, pred, args)
+        seconds = round(time.perf_counter() - t, 1)
+        order = [FULL_PANEL, *test]  # MaxFuse is not tuned here: the test markers (and the full panel) suffice
+        cache = Path(args.peer_cache) / name if args.peer_cache else None
+        maxfuse = {"error": "skipped"} if args.no_peers else run_maxfuse(model, rna, spatial, markers, order, cache)
         mf_s = maxfuse.pop("seconds", None)
-        print(f"{name}: {len(markers)} predictable markers of {spatial.n_vars}; maxfuse "
-              f"{maxfuse.get('error', f'{mf_s:.0f} s')}", file=sys.stderr, flush=True)
-        t = time.perf_counter()
-        rows = held_out(model, spatial, remb, pred, maxfuse, args)
-        val, test = split_markers([r["marker"] for r in rows], args.seed)
+        add_peer(rows, spatial, pred, maxfuse, "maxfuse")
+        print(f"{name}: maxfuse {maxfuse.get('error', f'{mf_s:.0f} s')}", file=sys.stderr, flush=True)
         record["datasets"][name] = {"n_cells": int(spatial.n_obs), "n_markers": int(spatial.n_vars), "rows": rows,
-                                    "validation": val, "test": test, "seconds": round(time.perf_counter() - t, 1),
-                                    "maxfuse": maxfuse.get("error", f"{mf_s:.1f} s"),
+                                    "validation": val, "test": test, "seconds": seconds, "model_id": record["model_id"],
+                                    "maxfuse": maxfuse.get("error", f"{mf_s:.1f} s of fitting"),
                                     "labels": label_transfer(model, rna, spatial, remb, pred, maxfuse, args)}
+        (RESULTS / f"mapping_{name}.json").write_text(json.dumps(record["datasets"][name], indent=2) + "\n")
+    for name in SPATIAL:  # panels run by another invocation (--datasets) join from their own file
+        path = RESULTS / f"mapping_{name}.json"
+        other = json.loads(path.read_text()) if name not in record["datasets"] and path.is_file() else {}
+        if other.get("model_id") == record["model_id"]:  # the same model only
+            record["datasets"][name] = other
+    record["datasets"] = {name: record["datasets"][name] for name in SPATIAL if name in record["datasets"]}
     record["selection"] = select_weight(record["datasets"])
-    RESULTS.mkdir(parents=True, exist_ok=True)
     old = json.loads((RESULTS / "mapping.json").read_text()) if (RESULTS / "mapping.json").is_file() else {}
     for key in ("kernel", "kernel_gpu"):  # GPU timings come from another machine; CPU ones unless re-measured
         if key in old:
@@ -243,9 +315,14 @@ def main(argv=None) -> None:
     p.add_argument("--adapt-epochs", type=int, default=None, help="encoder adaptation epochs (default: map's)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--datasets", nargs="+", choices=list(SPATIAL), default=list(SPATIAL),
+                   help="panels to run (others are read from results/mapping_<panel>.json of an earlier run)")
     p.add_argument("--no-peers", action="store_true", help="do not run MaxFuse")
+    p.add_argument("--peer-cache", default=None, help="keep MaxFuse's matchings here (reruns fit only what is missing)")
     p.add_argument("--kernel-scale", type=int, default=0, help="re-time the top-k kernel on N x N cells (0: keep)")
     p.add_argument("--readme-only", action="store_true", help="only rewrite README.md from results/mapping.json")
+    p.add_argument("--rescore", action="store_true", help="recompute only the model column with map's current "
+                   "defaults (needs --model: the model of results/mapping.json)")
     args = p.parse_args(argv)
     if not (DATA / "README.md").is_file():
         sys.exit(f"real data folder {DATA} is absent")
@@ -253,7 +330,10 @@ def main(argv=None) -> None:
         from scprospatial.spatial._adapt import ADAPT_EPOCHS
 
         args.adapt_epochs = ADAPT_EPOCHS
-    record = json.loads((RESULTS / "mapping.json").read_text()) if args.readme_only else run(args)
+    if args.readme_only:
+        record = json.loads((RESULTS / "mapping.json").read_text())
+    else:
+        record = rescore(args) if args.rescore else run(args)
     write_readme(record)
 
 

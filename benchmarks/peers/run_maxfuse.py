@@ -1,18 +1,20 @@
 """MaxFuse (benchmarks/.venv-peers only; academic licence: run here, never bundled) on the held-out marker test.
 
-    benchmarks/.venv-peers/bin/python benchmarks/peers/run_maxfuse.py IN.npz OUT.npz
+    benchmarks/.venv-peers/bin/python benchmarks/peers/run_maxfuse.py IN.npz OUTDIR
 
 IN.npz (written by bench_mapping.py): rna_active (RNA cells x genes, log-normalised HVGs), rna_shared (RNA cells x
 markers: log-normalised expression of each marker's coding gene(s)), protein (imaged cells x markers, arcsinh),
-markers, held_out (markers to hide one at a time; FULL_PANEL hides none). For every held-out marker it is removed from the
+markers, held_out (markers to hide one at a time; FULL_PANEL hides none). Each held-out marker is removed from the
 shared and the imaged active features, MaxFuse is fitted as in its tutorial (graphs, initial pivots, CCA refinement,
-propagation) and its full-data matching (every imaged cell matched to RNA cells) is stored as
-OUT.npz: '<marker>/rna', '<marker>/cell', '<marker>/score' (one entry per matched pair), plus 'seconds'.
+propagation) and its full-data matching (every imaged cell matched to RNA cells) is stored in OUTDIR/<i>.npz (i: the
+marker's position in held_out) as 'rna', 'cell', 'score' (one entry per matched pair), 'marker' and 'seconds'.
+Markers whose file exists are skipped, so an interrupted run resumes.
 """
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -47,19 +49,22 @@ def main(argv) -> None:
     src, dst = argv
     d = np.load(src, allow_pickle=False)
     markers = [str(m) for m in d["markers"]]
-    out, t0 = {}, time.perf_counter()
     rna_active = zscore(d["rna_active"])
-    for m in (str(x) for x in d["held_out"]):
-        keep = [i for i, x in enumerate(markers) if x != m]
+    Path(dst).mkdir(parents=True, exist_ok=True)
+    for i, m in enumerate(str(x) for x in d["held_out"]):
+        out = Path(dst) / f"{i}.npz"
+        if out.is_file():
+            continue
+        t0 = time.perf_counter()
+        keep = [j for j, x in enumerate(markers) if x != m]
         rs, ps = d["rna_shared"][:, keep], d["protein"][:, keep]
         ok = (rs.std(0) > 0) & (ps.std(0) > 0)
         match = fit(zscore(rs[:, ok]), zscore(ps[:, ok]), rna_active, zscore(d["protein"][:, keep]))
-        out[f"{m}/rna"], out[f"{m}/cell"] = np.asarray(match[0], np.int64), np.asarray(match[1], np.int64)
-        out[f"{m}/score"] = np.asarray(match[2], np.float64)
-        print(f"  maxfuse {m}: {len(out[f'{m}/rna'])} pairs", file=sys.stderr, flush=True)
-    out["seconds"] = np.array(time.perf_counter() - t0)
-    np.savez(dst, **out)
-
+        tmp = out.with_suffix(".tmp.npz")
+        np.savez(tmp, rna=np.asarray(match[0], np.int64), cell=np.asarray(match[1], np.int64),
+                 score=np.asarray(match[2], np.float64), marker=np.array(m), seconds=np.array(time.perf_counter() - t0))
+        tmp.replace(out)
+        print(f"  maxfuse {m}: {len(match[0])} pairs, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -26,7 +26,7 @@ from ..errors import InputError
 from ..model._data import dataset_index, dataset_names, map_protein
 from ..train._loops import Batch, pretrain_loss
 
-ADAPT_EPOCHS = 20
+ADAPT_EPOCHS = 10
 ADAPT_LR = 3e-3
 ADAPT_VAL_FRACTION = 0.1
 ADAPT_MAX_CELLS = 20_000     # imaged cells the adaptation trains on (a random subset of larger images)

@@ -100,8 +100,9 @@ def mapping_space(model, spatial, rna_joint: np.ndarray, rna_panel: np.ndarray |
         logger.warning("only %d imaged marker(s) the model can predict: the fused score needs %d, mapping on the "
                        "joint space alone", len(markers), MIN_PANEL_MARKERS)
     source = aligned_panel(spatial, markers, rna_panel) if use_panel else spatial
-    info: dict = {"method": "fused" if use_panel else "joint (adapted encoder)", "fuse_weight": weight if use_panel
-                  else 1.0, "n_panel_markers": len(markers)}
+    alone = "joint (adapted encoder)" if adapt_epochs > 0 else "joint"
+    info: dict = {"method": "fused" if use_panel else alone, "fuse_weight": weight if use_panel else 1.0,
+                  "n_panel_markers": len(markers)}
     embedder = model
     if adapt_epochs > 0:
         embedder, info["adaptation"] = adapt_protein_encoder(model, source, epochs=adapt_epochs, seed=seed)
