@@ -40,6 +40,7 @@ PLAN = {"random": ["malt"], "few-shot": ["malt"], "leave-type-out": ["malt"], "l
 PEERS = ("totalvi", "scipenn")
 TOTALVI_EPOCHS = 200
 NO_PEERS = {"leave-protein-out": "a peer cannot predict a protein absent from its training panel"}
+PER_SEED = ("random", "few-shot", "cross-cohort")  # splits whose repeats are seeds: one evaluate call per seed
 
 
 def cohort_paths() -> dict[str, Path]:
@@ -68,20 +69,32 @@ def machine() -> dict:
                                           ("anndata", "anndata"), ("numpy", "numpy"))}}
 
 
-def peer_methods(args, split: str) -> list:
-    """The peers' adapters for a split (none where they cannot run it)."""
+def peer_methods(args, split: str, seed: int) -> list:
+    """The peers' adapters for a split (none where they cannot run it), seeded with `seed`."""
     if not args.peers or split in NO_PEERS:
         return []
     from peers.adapter import PeerMethod
 
     threads = args.threads or os.cpu_count()
     extra = {"totalvi": ["--max-epochs", str(args.totalvi_epochs)], "scipenn": []}
-    return [PeerMethod(name, seed=args.seed, threads=threads, args=extra[name]) for name in PEERS]
+    return [PeerMethod(name, seed=seed, threads=threads, args=extra[name]) for name in PEERS]
+
+
+def seed_runs(args, split: str) -> list[int]:
+    """The --seed of each evaluate call: one per seed where the repeats are seeds, else one call.
+
+    `scprospatial evaluate --n-seeds N --seed S` draws N splits but seeds every model fit with S, so the model
+    (and the peers) would see the same seed in every repeat. One call per seed s (`--n-seeds 1 --seed s`) draws
+    the same splits (seed s draws repeat s) and seeds the model, the peers and the baselines with s as well.
+    """
+    if split in PER_SEED:
+        return list(range(args.seed, args.seed + args.seeds))
+    return [args.seed]
 
 
 def run(args) -> None:
     from scprospatial._logging import configure
-    from scprospatial.evaluate import evaluate_files
+    from scprospatial.evaluate import evaluate_files, summarise, summary_markdown
 
     configure(0)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -89,33 +102,53 @@ def run(args) -> None:
         paths = cohort_paths()
         for split in args.splits:
             inputs = [paths[c] for c in PLAN[split]]
-            outdir = Path(tmp) / split
+            seeds = seed_runs(args, split)
+            n_seeds = 1 if split in PER_SEED else args.seeds
             cmd = ["scprospatial", "evaluate", *[f"../shared/data/citeseq/{COHORTS[c]}" for c in PLAN[split]],
-                   "--outdir", f"eval_{split}", "--split", split, "--n-seeds", str(args.seeds),
-                   "--seed", str(args.seed), "--threads", str(args.threads or os.cpu_count())]
+                   "--outdir", f"eval_{split}" + ("_SEED" if split in PER_SEED else ""), "--split", split,
+                   "--n-seeds", str(n_seeds), "--seed", "SEED" if split in PER_SEED else str(args.seed),
+                   "--threads", str(args.threads or os.cpu_count())]
             if args.methods:
                 cmd += ["--methods", ",".join(args.methods)]
             if args.epochs:
                 cmd += ["--epochs", str(args.epochs)]
-            peers = peer_methods(args, split)
+            command = shlex.join(cmd)
+            if split in PER_SEED:
+                command = f"for s in {' '.join(map(str, seeds))}; do {command.replace('SEED', '$s')}; done"
+            peers, per_split, per_protein, runs = [], [], [], []
             t0 = time.perf_counter()
-            evaluate_files(inputs, outdir, split=split, seeds=args.seeds, methods=args.methods, seed=args.seed,
-                           device=args.device, threads=args.threads, epochs=args.epochs, extra_methods=peers)
+            for s in seeds:
+                outdir = Path(tmp) / f"{split}_{s}"
+                seed_peers = peer_methods(args, split, s)
+                evaluate_files(inputs, outdir, split=split, seeds=n_seeds, methods=args.methods, seed=s,
+                               device=args.device, threads=args.threads, epochs=args.epochs,
+                               extra_methods=seed_peers)
+                peers += seed_peers
+                per_split.append(pd.read_csv(outdir / "metrics_per_split.csv"))
+                per_protein.append(pd.read_csv(outdir / "metrics_per_protein.csv"))
+                runs.append(json.loads((outdir / "run.json").read_text()))
+                print(f"{split} seed {s}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
             wall = time.perf_counter() - t0
-            summary = pd.read_csv(outdir / "summary.csv")
-            per_protein = pd.read_csv(outdir / "metrics_per_protein.csv")
-            per_split = pd.read_csv(outdir / "metrics_per_split.csv")
+            per_split, per_protein = pd.concat(per_split, ignore_index=True), pd.concat(per_protein, ignore_index=True)
+            summary = summarise(per_split)
+            run_info = {**runs[0], "seed": seeds[0] if len(seeds) == 1 else seeds,
+                        "n_splits": sum(r.get("n_splits", 0) for r in runs),
+                        "model_seed": "the repeat's seed" if split in PER_SEED else args.seed}
+            keep = [c for c in ("method", "setting", "seed", "pearson", "spearman", "ccc", "rmse", "coverage90",
+                                "n_proteins", "error") if c in per_split]
             record = {"split": split, "cohorts": PLAN[split], "wall_s": round(wall, 1),
-                      "command": shlex.join(cmd), "bench_command": bench_command(args, split),
-                      "run": json.loads((outdir / "run.json").read_text()),
-                      "machine": machine(), "summary": summary.to_dict(orient="records"),
+                      "command": command, "bench_command": bench_command(args, split),
+                      "run": run_info, "machine": machine(), "summary": summary.to_dict(orient="records"),
+                      "per_seed": per_split[keep].round(4).to_dict(orient="records") if split in PER_SEED else None,
                       "method_seconds": per_split.groupby("method", sort=False)[["fit_s", "predict_s"]].sum()
                       .round(1).to_dict(orient="index"),
-                      "peers": {"versions": peer_versions(), "runs": {p.name: p.runs for p in peers},
+                      "peers": {"versions": peer_versions(), "runs": {n: [m for p in peers if p.name == n
+                                                                         for m in p.runs] for n in PEERS}
+                                if peers else {},
                                 "not_run": NO_PEERS.get(split) if args.peers else "not requested (--peers)"},
                       "per_protein_pearson": per_protein.groupby(["method", "protein"])["pearson"].mean()
                       .unstack(0).round(4).to_dict(),
-                      "summary_md": (outdir / "summary.md").read_text()}
+                      "summary_md": f"### {split}\n\n" + summary_markdown(summary)}
             (RESULTS / f"translation_{split}.json").write_text(json.dumps(record, indent=1, default=str))
             print(f"{split}: {wall:.0f} s", file=sys.stderr)
     write_readme()
