@@ -22,6 +22,9 @@ template <class I, class D>
 void knn_rows_cuda(const Grid& g, int k, bool include_self, I* indices, D* distances);
 void topk_rows_cuda(const float* query, int64_t nq, const float* ref, int64_t nr, int dim, int k, int64_t* indices,
                     float* similarities);
+template <class W>
+void gather_rows_cuda(const int64_t* idx, const W* w, int64_t n, int k, const float* mean, const float* sd, int64_t m,
+                      int64_t p, float* out_mean, float* out_var);
 #endif
 
 }  // namespace scp

@@ -8,6 +8,7 @@
 #include <limits>
 #include <string>
 
+#include "gather.h"
 #include "spatial.h"
 #include "topk.h"
 
@@ -113,6 +114,77 @@ static py::tuple topk_similarity(const Embedding& query, const Embedding& ref, i
   return py::make_tuple(indices, sims);
 }
 
+// ---- weighted gather-average: the inputs are read in place, so they must already have the kernel's layout ----
+template <class T>
+static bool is_c_array(const py::object& obj) {
+  return py::isinstance<py::array_t<T, py::array::c_style>>(obj);
+}
+
+static std::string describe(const py::object& obj) {
+  if (!py::isinstance<py::array>(obj)) return std::string(py::str(py::type::of(obj).attr("__name__")));
+  const py::array a = obj.cast<py::array>();
+  std::string shape;
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) shape += (d ? ", " : "") + std::to_string(a.shape(d));
+  const bool c = (a.flags() & py::array::c_style) != 0;
+  return std::string(py::str(a.dtype())) + " (" + shape + ")" + (c ? "" : " not C-contiguous");
+}
+
+template <class T>
+static py::array_t<T> checked(const py::object& obj, const char* name, const char* dtype, int64_t rows, int64_t cols) {
+  if (!is_c_array<T>(obj) || obj.cast<py::array>().ndim() != 2) {
+    throw py::value_error(std::string(name) + " must be a 2-d C-contiguous " + dtype + " array (read in place, " +
+                          "never copied), got " + describe(obj));
+  }
+  py::array_t<T> a = obj.cast<py::array_t<T>>();
+  if ((rows >= 0 && a.shape(0) != rows) || (cols >= 0 && a.shape(1) != cols)) {
+    throw py::value_error(std::string(name) + " has shape (" + std::to_string(a.shape(0)) + ", " +
+                          std::to_string(a.shape(1)) + "), expected (" + std::to_string(rows) + ", " +
+                          std::to_string(cols) + ")");
+  }
+  return a;
+}
+
+template <class W>
+static void gather_typed(const py::array_t<int64_t>& idx, const py::object& w_obj, const py::array_t<float>& mean,
+                         const float* sd, int threads, scp::Device dev, float* om, float* ov) {
+  const py::array_t<W> w = checked<W>(w_obj, "w", "float32 or float64", idx.shape(0), idx.shape(1));
+  const int64_t* ii = idx.data();
+  const W* ww = w.data();
+  const float* mu = mean.data();
+  const int64_t n = idx.shape(0), m = mean.shape(0), p = mean.shape(1);
+  const int k = static_cast<int>(idx.shape(1));
+  py::gil_scoped_release release;
+  scp::gather_mixture<W>(ii, ww, n, k, mu, sd, m, p, threads, om, ov, dev);
+}
+
+// Weighted mixture of the k profiles each row indexes: (out_mean n x p float32, out_var n x p float32 or None).
+static py::tuple gather_mixture(const py::object& idx_obj, const py::object& w_obj, const py::object& mean_obj,
+                                const py::object& sd_obj, int threads, const std::string& device, bool variance,
+                                const py::object& out_mean_obj, const py::object& out_var_obj) {
+  const scp::Device dev = scp::parse_device(device);
+  const py::array_t<int64_t> idx = checked<int64_t>(idx_obj, "idx", "int64", -1, -1);
+  const py::array_t<float> mean = checked<float>(mean_obj, "mean", "float32", -1, -1);
+  const int64_t n = idx.shape(0), p = mean.shape(1);
+  py::array_t<float> sd;
+  if (!sd_obj.is_none()) sd = checked<float>(sd_obj, "sd", "float32", mean.shape(0), p);
+  py::array_t<float> out_mean = out_mean_obj.is_none() ? py::array_t<float>({n, p})
+                                                        : checked<float>(out_mean_obj, "out_mean", "float32", n, p);
+  py::object out_var = py::none();
+  if (variance) {
+    out_var = out_var_obj.is_none() ? py::array_t<float>({n, p})
+                                    : checked<float>(out_var_obj, "out_var", "float32", n, p);
+  }
+  float* om = out_mean.mutable_data();
+  float* ov = variance ? out_var.cast<py::array_t<float>>().mutable_data() : nullptr;
+  const float* s = sd_obj.is_none() ? nullptr : sd.data();
+  if (is_c_array<double>(w_obj)) {
+    gather_typed<double>(idx, w_obj, mean, s, threads, dev, om, ov);
+  } else {
+    gather_typed<float>(idx, w_obj, mean, s, threads, dev, om, ov);  // float32, or a clear error
+  }
+  return py::make_tuple(out_mean, out_var);
+}
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "scprospatial compiled core";
   m.def("compiled_with_cuda", &has_cuda, "True when the CUDA kernels were compiled in");
@@ -132,4 +204,14 @@ PYBIND11_MODULE(_core, m) {
         "computed in query x reference blocks without the full similarity matrix. Returns (indices int64 nq x k,\n"
         "similarities float32 nq x k), rows sorted by similarity (descending), ties by index; GIL released.\n"
         "device 'cuda' runs the CUDA twin (same results bit for bit: every score is fma(q[d], r[d], s) over d in order).");
+  m.def("gather_mixture", &gather_mixture, py::arg("idx"), py::arg("w"), py::arg("mean"), py::arg("sd") = py::none(),
+        py::arg("threads") = 0, py::arg("device") = "cpu", py::arg("variance") = true,
+        py::arg("out_mean") = py::none(), py::arg("out_var") = py::none(),
+        "Mixture of the k Gaussians each row indexes: idx (n x k int64), w (n x k float32 or float64, used as given,\n"
+        "rows need not sum to 1), mean and sd (m x p float32, sd optional: variance 0), all 2-d C-contiguous and\n"
+        "read in place. Returns (out_mean, out_var), n x p float32: mean = sum_j w_j mu_j, var = max(0, sum_j w_j\n"
+        "(sd_j^2 + mu_j^2) - mean^2), summed in float64 over j in order (equal to scipy's CSR @ float64 product and\n"
+        "to the CUDA twin bit for bit); out_var is None with variance=False. out_mean/out_var: optional preallocated\n"
+        "C-contiguous float32 n x p outputs (e.g. row slices of a larger array). An index outside [0, m) raises\n"
+        "IndexError before anything is computed; the GIL is released while computing.");
 }

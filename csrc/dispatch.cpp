@@ -90,3 +90,40 @@ void topk_similarity(const float* query, int64_t nq, const float* ref, int64_t n
 }
 
 }  // namespace scp
+
+// ---- weighted gather-average of predicted profiles (mapping: the mixture over each cell's top-k) ----
+#include <stdexcept>
+
+#include "gather.h"
+
+namespace scp {
+
+template <class W>
+void gather_mixture(const int64_t* idx, const W* w, int64_t n, int k, const float* mean, const float* sd,
+                    int64_t m, int64_t p, int threads, float* out_mean, float* out_var, Device device) {
+  if (k < 1) throw std::invalid_argument("k must be at least 1, got " + std::to_string(k));
+  if (n < 0 || m < 0 || p < 0) throw std::invalid_argument("negative array size");
+  for (int64_t e = 0; e < n * k; ++e) {
+    if (idx[e] < 0 || idx[e] >= m) {
+      throw std::out_of_range("index " + std::to_string(idx[e]) + " (row " + std::to_string(e / k) + ", column " +
+                              std::to_string(e % k) + ") is out of range for " + std::to_string(m) +
+                              " profile rows");
+    }
+  }
+  if (device == Device::CPU) {
+    gather_rows_cpu(idx, w, n, k, mean, sd, p, threads, out_mean, out_var);
+    return;
+  }
+#ifdef SCPROSPATIAL_WITH_CUDA
+  gather_rows_cuda(idx, w, n, k, mean, sd, m, p, out_mean, out_var);
+#else
+  throw std::runtime_error("scprospatial was built without CUDA (rebuild with SCPROSPATIAL_CUDA=1)");
+#endif
+}
+
+template void gather_mixture<float>(const int64_t*, const float*, int64_t, int, const float*, const float*, int64_t,
+                                    int64_t, int, float*, float*, Device);
+template void gather_mixture<double>(const int64_t*, const double*, int64_t, int, const float*, const float*,
+                                     int64_t, int64_t, int, float*, float*, Device);
+
+}  // namespace scp

@@ -1,0 +1,104 @@
+// CUDA twin of the CPU weighted gather-average: the profiles (m x p, float32) are copied to the device once,
+// the outputs are produced in row chunks of bounded size. One thread per output column, output rows over the
+// grid's y dimension; each thread adds the k weighted source rows in order, in float64 with every product and
+// sum rounded separately (__dmul_rn / __dadd_rn: no FMA contraction), so results equal the CPU's bit for bit.
+// Reads of a source row are coalesced along the columns; idx and w of a row are read by every thread of the
+// block (one cached broadcast).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "backend.h"
+
+namespace scp {
+
+namespace {
+
+constexpr int kThreads = 128;                    // columns per block
+constexpr int64_t kChunkBytes = int64_t{1} << 29;  // device output bytes per row chunk (both outputs)
+
+void check(cudaError_t err, const char* what) {
+  if (err != cudaSuccess) throw std::runtime_error(std::string("CUDA ") + what + ": " + cudaGetErrorString(err));
+}
+
+template <class T>
+struct DeviceArray {
+  T* ptr = nullptr;
+  explicit DeviceArray(size_t count) { check(cudaMalloc(&ptr, count * sizeof(T) + 1), "cudaMalloc"); }
+  DeviceArray(const T* host, size_t count) : DeviceArray(count) {
+    check(cudaMemcpy(ptr, host, count * sizeof(T), cudaMemcpyHostToDevice), "copy to device");
+  }
+  ~DeviceArray() { cudaFree(ptr); }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+};
+
+template <class W>
+__global__ void __launch_bounds__(kThreads) gather_kernel(const int64_t* __restrict__ idx, const W* __restrict__ w,
+                                                          int64_t rows, int k, const float* __restrict__ mean,
+                                                          const float* __restrict__ sd, int64_t p,
+                                                          float* __restrict__ out_mean, float* __restrict__ out_var) {
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  if (c >= p) return;
+  for (int64_t i = blockIdx.y; i < rows; i += gridDim.y) {
+    double a1 = 0.0, a2 = 0.0;
+    for (int j = 0; j < k; ++j) {
+      const int64_t r = idx[i * k + j];
+      const double wj = static_cast<double>(w[i * k + j]);
+      const double x = mean[r * p + c];
+      a1 = __dadd_rn(a1, __dmul_rn(wj, x));
+      if (out_var != nullptr) {
+        const double v = sd != nullptr ? static_cast<double>(sd[r * p + c]) : 0.0;
+        const double x2 = sd != nullptr ? __dadd_rn(__dmul_rn(v, v), __dmul_rn(x, x)) : __dmul_rn(x, x);
+        a2 = __dadd_rn(a2, __dmul_rn(wj, x2));
+      }
+    }
+    out_mean[i * p + c] = static_cast<float>(a1);
+    if (out_var != nullptr) {
+      const double v = __dsub_rn(a2, __dmul_rn(a1, a1));
+      out_var[i * p + c] = static_cast<float>(v < 0.0 ? 0.0 : v);
+    }
+  }
+}
+
+}  // namespace
+
+template <class W>
+void gather_rows_cuda(const int64_t* idx, const W* w, int64_t n, int k, const float* mean, const float* sd, int64_t m,
+                      int64_t p, float* out_mean, float* out_var) {
+  if (cuda_device_count_impl() == 0) throw std::runtime_error("no CUDA device is visible");
+  if (n == 0 || p == 0) return;
+  const bool var = out_var != nullptr;
+  DeviceArray<float> mu(mean, static_cast<size_t>(m) * p);
+  DeviceArray<float> s(var && sd != nullptr ? sd : nullptr, var && sd != nullptr ? static_cast<size_t>(m) * p : 0);
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n, kChunkBytes / (p * sizeof(float) * (var ? 2 : 1))));
+  DeviceArray<int64_t> ix(static_cast<size_t>(chunk) * k);
+  DeviceArray<W> wt(static_cast<size_t>(chunk) * k);
+  DeviceArray<float> om(static_cast<size_t>(chunk) * p);
+  DeviceArray<float> ov(var ? static_cast<size_t>(chunk) * p : 0);
+  for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+    const int64_t rows = std::min(chunk, n - r0);
+    check(cudaMemcpy(ix.ptr, idx + r0 * k, rows * k * sizeof(int64_t), cudaMemcpyHostToDevice), "copy indices");
+    check(cudaMemcpy(wt.ptr, w + r0 * k, rows * k * sizeof(W), cudaMemcpyHostToDevice), "copy weights");
+    const dim3 grid(static_cast<unsigned>((p + kThreads - 1) / kThreads),
+                    static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
+    gather_kernel<W><<<grid, kThreads>>>(ix.ptr, wt.ptr, rows, k, mu.ptr, sd != nullptr && var ? s.ptr : nullptr, p,
+                                         om.ptr, var ? ov.ptr : nullptr);
+    check(cudaGetLastError(), "kernel launch");
+    check(cudaDeviceSynchronize(), "kernel");
+    check(cudaMemcpy(out_mean + r0 * p, om.ptr, rows * p * sizeof(float), cudaMemcpyDeviceToHost), "copy means");
+    if (var) {
+      check(cudaMemcpy(out_var + r0 * p, ov.ptr, rows * p * sizeof(float), cudaMemcpyDeviceToHost),
+            "copy variances");
+    }
+  }
+}
+
+template void gather_rows_cuda<float>(const int64_t*, const float*, int64_t, int, const float*, const float*, int64_t,
+                                      int64_t, float*, float*);
+template void gather_rows_cuda<double>(const int64_t*, const double*, int64_t, int, const float*, const float*,
+                                       int64_t, int64_t, float*, float*);
+
+}  // namespace scp
