@@ -137,6 +137,7 @@ def run(args) -> None:
             keep = [c for c in ("method", "setting", "seed", "pearson", "spearman", "ccc", "rmse", "coverage90",
                                 "n_proteins", "error") if c in per_split]
             record = {"split": split, "cohorts": PLAN[split], "wall_s": round(wall, 1),
+                      "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                       "command": command, "bench_command": bench_command(args, split),
                       "run": run_info, "machine": machine(), "summary": summary.to_dict(orient="records"),
                       "per_seed": per_split[keep].round(4).to_dict(orient="records") if split in PER_SEED else None,
@@ -175,8 +176,14 @@ def bench_command(args, split: str) -> str:
 
 def write_readme() -> None:
     """Regenerate the translation section of benchmarks/README.md from every results/translation_*.json."""
-    records = [json.loads((RESULTS / f"translation_{s}.json").read_text()) for s in PLAN
-               if (RESULTS / f"translation_{s}.json").is_file()]
+    records = []
+    for split in PLAN:
+        path = RESULTS / f"translation_{split}.json"
+        if path.is_file():
+            record = json.loads(path.read_text())
+            if "finished" not in record:  # older results: the file's time (written once, at the end of the run)
+                record["finished"] = time.strftime("%Y-%m-%d %H:%M UTC (file time)", time.gmtime(path.stat().st_mtime))
+            records.append(record)
     if records:
         replace_section(section(records, START, END), START, END, README)
 

@@ -164,3 +164,47 @@ def test_bench_readme_section_renders_failures_and_paper_table():
     assert text.startswith("<!-- s -->") and text.endswith("<!-- e -->")
     assert "| totalvi | 0 | failed: exit 1: boom |" in text and "scvi-tools 1.4.2" in text
     assert "Reported by the scProSpatial authors" in text and "NOT measured here" in text
+
+
+def _bar_record(split: str, rows: list[dict], command: str = "scprospatial evaluate x", per_seed=None) -> dict:
+    summary = E.summarise(pd.DataFrame([{"split": split, **r} for r in rows]))
+    return {"split": split, "command": command, "summary": summary.to_dict(orient="records"), "per_seed": per_seed}
+
+
+def test_issue_bar_verdicts_compare_the_model_with_the_best_baseline_and_peers():
+    from _translation_readme import verdicts
+
+    rows = [{"setting": f"seed={s}", "method": m, "pearson": v + 0.01 * s}
+            for s in range(3) for m, v in (("scprospatial", 0.80), ("krr_svd", 0.78), ("ridge_hvg", 0.70),
+                                           ("totalvi", 0.72), ("scipenn", 0.79))]
+    met = verdicts(_bar_record("random", rows))
+    assert len(met) == 1 and "MET" in met[0] and "best baseline krr_svd 0.790" in met[0] and "✗" not in met[0]
+    beaten = [r for r in rows if r["method"] != "scipenn"] + [
+        {"setting": f"seed={s}", "method": "scipenn", "pearson": 0.85} for s in range(3)]
+    line = verdicts(_bar_record("random", beaten))[0]
+    assert "NOT MET" in line and "peer scipenn 0.850" in line and line.count("✗") == 1
+    failed = [r for r in rows if r["method"] != "totalvi"] + [
+        {"setting": f"seed={s}", "method": "totalvi", "error": "exit 1: boom"} for s in range(3)]
+    assert "not judged" in verdicts(_bar_record("random", failed))[0] and "totalvi (failed)" in \
+        verdicts(_bar_record("random", failed))[0]
+    smoke = verdicts(_bar_record("random", rows, command="scprospatial evaluate x --epochs 10"))
+    assert smoke == ["**Issue bar (above the best baseline and every peer): not judged: the model ran with "
+                     "`--epochs 10` (smoke run).**"]
+    assert "not run" in verdicts(_bar_record("random", [r for r in rows if r["method"] != "scprospatial"]))[0]
+
+
+def test_cross_cohort_bar_needs_a_clear_margin_on_every_seed():
+    from _translation_readme import verdicts
+
+    def rows(model):
+        return [{"setting": "test=b", "method": m, "pearson": v, "seed": s}
+                for s, mv in enumerate(model) for m, v in (("scprospatial", mv), ("ridge_hvg", 0.45),
+                                                             ("coding_gene", 0.46))]
+    clear = rows([0.55, 0.56, 0.54])
+    per_seed = [{k: r[k] for k in ("method", "setting", "seed", "pearson")} for r in clear]
+    line = verdicts(_bar_record("cross-cohort", clear, per_seed=per_seed))
+    assert len(line) == 1 and "(test=b): MET" in line[0] and "higher on 3 of 3 seeds" in line[0]
+    close = rows([0.47, 0.52, 0.44])  # mean above coding_gene, but within the sds and lower on one seed
+    per_seed = [{k: r[k] for k in ("method", "setting", "seed", "pearson")} for r in close]
+    line = verdicts(_bar_record("cross-cohort", close, per_seed=per_seed))[0]
+    assert "NOT MET" in line and "higher on 2 of 3 seeds" in line and "coding_gene 0.460" in line
