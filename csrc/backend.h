@@ -24,7 +24,7 @@ void topk_rows_cuda(const float* query, int64_t nq, const float* ref, int64_t nr
                     float* similarities);
 template <class W>
 void gather_rows_cuda(const int64_t* idx, const W* w, int64_t n, int k, const float* mean, const float* sd, int64_t m,
-                      int64_t p, float* out_mean, float* out_var);
+                      int64_t p, float* out_mean, float* out_var, bool out_sd);
 #endif
 
 }  // namespace scp

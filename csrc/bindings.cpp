@@ -146,7 +146,7 @@ static py::array_t<T> checked(const py::object& obj, const char* name, const cha
 
 template <class W>
 static void gather_typed(const py::array_t<int64_t>& idx, const py::object& w_obj, const py::array_t<float>& mean,
-                         const float* sd, int threads, scp::Device dev, float* om, float* ov) {
+                         const float* sd, int threads, scp::Device dev, float* om, float* ov, bool as_sd) {
   const py::array_t<W> w = checked<W>(w_obj, "w", "float32 or float64", idx.shape(0), idx.shape(1));
   const int64_t* ii = idx.data();
   const W* ww = w.data();
@@ -154,13 +154,13 @@ static void gather_typed(const py::array_t<int64_t>& idx, const py::object& w_ob
   const int64_t n = idx.shape(0), m = mean.shape(0), p = mean.shape(1);
   const int k = static_cast<int>(idx.shape(1));
   py::gil_scoped_release release;
-  scp::gather_mixture<W>(ii, ww, n, k, mu, sd, m, p, threads, om, ov, dev);
+  scp::gather_mixture<W>(ii, ww, n, k, mu, sd, m, p, threads, om, ov, as_sd, dev);
 }
 
 // Weighted mixture of the k profiles each row indexes: (out_mean n x p float32, out_var n x p float32 or None).
 static py::tuple gather_mixture(const py::object& idx_obj, const py::object& w_obj, const py::object& mean_obj,
                                 const py::object& sd_obj, int threads, const std::string& device, bool variance,
-                                const py::object& out_mean_obj, const py::object& out_var_obj) {
+                                bool as_sd, const py::object& out_mean_obj, const py::object& out_var_obj) {
   const scp::Device dev = scp::parse_device(device);
   const py::array_t<int64_t> idx = checked<int64_t>(idx_obj, "idx", "int64", -1, -1);
   const py::array_t<float> mean = checked<float>(mean_obj, "mean", "float32", -1, -1);
@@ -178,9 +178,9 @@ static py::tuple gather_mixture(const py::object& idx_obj, const py::object& w_o
   float* ov = variance ? out_var.cast<py::array_t<float>>().mutable_data() : nullptr;
   const float* s = sd_obj.is_none() ? nullptr : sd.data();
   if (is_c_array<double>(w_obj)) {
-    gather_typed<double>(idx, w_obj, mean, s, threads, dev, om, ov);
+    gather_typed<double>(idx, w_obj, mean, s, threads, dev, om, ov, as_sd);
   } else {
-    gather_typed<float>(idx, w_obj, mean, s, threads, dev, om, ov);  // float32, or a clear error
+    gather_typed<float>(idx, w_obj, mean, s, threads, dev, om, ov, as_sd);  // float32, or a clear error
   }
   return py::make_tuple(out_mean, out_var);
 }
@@ -206,12 +206,13 @@ PYBIND11_MODULE(_core, m) {
         "device 'cuda' runs the CUDA twin (same results bit for bit: every score is fma(q[d], r[d], s) over d in order).");
   m.def("gather_mixture", &gather_mixture, py::arg("idx"), py::arg("w"), py::arg("mean"), py::arg("sd") = py::none(),
         py::arg("threads") = 0, py::arg("device") = "cpu", py::arg("variance") = true,
-        py::arg("out_mean") = py::none(), py::arg("out_var") = py::none(),
+        py::arg("as_sd") = false, py::arg("out_mean") = py::none(), py::arg("out_var") = py::none(),
         "Mixture of the k Gaussians each row indexes: idx (n x k int64), w (n x k float32 or float64, used as given,\n"
         "rows need not sum to 1), mean and sd (m x p float32, sd optional: variance 0), all 2-d C-contiguous and\n"
         "read in place. Returns (out_mean, out_var), n x p float32: mean = sum_j w_j mu_j, var = max(0, sum_j w_j\n"
         "(sd_j^2 + mu_j^2) - mean^2), summed in float64 over j in order (equal to scipy's CSR @ float64 product and\n"
-        "to the CUDA twin bit for bit); out_var is None with variance=False. out_mean/out_var: optional preallocated\n"
-        "C-contiguous float32 n x p outputs (e.g. row slices of a larger array). An index outside [0, m) raises\n"
-        "IndexError before anything is computed; the GIL is released while computing.");
+        "to the CUDA twin bit for bit); out_var is None with variance=False. as_sd=True: the SD instead of the\n"
+        "variance (square root taken in float64 before rounding, as mapping's former mixture()). out_mean, out_var:\n"
+        "optional preallocated C-contiguous float32 n x p outputs (e.g. row slices of a larger array). An index\n"
+        "outside [0, m) raises IndexError before anything is computed; the GIL is released while computing.");
 }

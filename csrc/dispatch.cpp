@@ -100,7 +100,7 @@ namespace scp {
 
 template <class W>
 void gather_mixture(const int64_t* idx, const W* w, int64_t n, int k, const float* mean, const float* sd,
-                    int64_t m, int64_t p, int threads, float* out_mean, float* out_var, Device device) {
+                    int64_t m, int64_t p, int threads, float* out_mean, float* out_var, bool out_sd, Device device) {
   if (k < 1) throw std::invalid_argument("k must be at least 1, got " + std::to_string(k));
   if (n < 0 || m < 0 || p < 0) throw std::invalid_argument("negative array size");
   for (int64_t e = 0; e < n * k; ++e) {
@@ -111,19 +111,19 @@ void gather_mixture(const int64_t* idx, const W* w, int64_t n, int k, const floa
     }
   }
   if (device == Device::CPU) {
-    gather_rows_cpu(idx, w, n, k, mean, sd, p, threads, out_mean, out_var);
+    gather_rows_cpu(idx, w, n, k, mean, sd, p, threads, out_mean, out_var, out_sd);
     return;
   }
 #ifdef SCPROSPATIAL_WITH_CUDA
-  gather_rows_cuda(idx, w, n, k, mean, sd, m, p, out_mean, out_var);
+  gather_rows_cuda(idx, w, n, k, mean, sd, m, p, out_mean, out_var, out_sd);
 #else
   throw std::runtime_error("scprospatial was built without CUDA (rebuild with SCPROSPATIAL_CUDA=1)");
 #endif
 }
 
 template void gather_mixture<float>(const int64_t*, const float*, int64_t, int, const float*, const float*, int64_t,
-                                    int64_t, int, float*, float*, Device);
+                                    int64_t, int, float*, float*, bool, Device);
 template void gather_mixture<double>(const int64_t*, const double*, int64_t, int, const float*, const float*,
-                                     int64_t, int64_t, int, float*, float*, Device);
+                                     int64_t, int64_t, int, float*, float*, bool, Device);
 
 }  // namespace scp

@@ -14,18 +14,19 @@ namespace scp {
 // row-major and read in place. Outputs (caller-owned, n x p float32):
 //   out_mean[i] = sum_j w[i,j] * mean[idx[i,j]]
 //   out_var[i]  = max(0, sum_j w[i,j] * (sd[idx[i,j]]^2 + mean[idx[i,j]]^2) - out_mean[i]^2)
-// (out_var may be nullptr: means only). Sums run in float64 over j in order, each product and sum rounded
+// (out_var may be nullptr: means only; with out_sd it receives the SD, sqrt taken in float64 before
+// rounding). Sums run in float64 over j in order, each product and sum rounded
 // separately (no FMA contraction), so results do not depend on the thread count and equal the CUDA twin and
 // scipy's CSR @ float64 product bit for bit. Every index is checked first: std::out_of_range names the
 // first bad one. Work is split over output rows (threads); memory: two float64 column panels per thread.
 template <class W>
 void gather_mixture(const int64_t* idx, const W* w, int64_t n, int k, const float* mean, const float* sd,
-                    int64_t m, int64_t p, int threads, float* out_mean, float* out_var,
+                    int64_t m, int64_t p, int threads, float* out_mean, float* out_var, bool out_sd = false,
                     Device device = Device::CPU);
 
 // Internal: the CPU driver behind gather_mixture (arguments already validated).
 template <class W>
 void gather_rows_cpu(const int64_t* idx, const W* w, int64_t n, int k, const float* mean, const float* sd,
-                     int64_t p, int threads, float* out_mean, float* out_var);
+                     int64_t p, int threads, float* out_mean, float* out_var, bool out_sd);
 
 }  // namespace scp

@@ -21,8 +21,8 @@ def has_gpu() -> bool:
     return bool(core.compiled_with_cuda() and core.cuda_device_count() > 0)
 
 
-def reference(idx, w, mean, sd=None):
-    """mapping.mixture() as it was: CSR(w) @ float64 profiles; returns float32 (mean, var)."""
+def reference(idx, w, mean, sd=None, sd_out=False):
+    """mapping.mixture() as it was: CSR(w) @ float64 profiles; returns float32 (mean, var) or (mean, SD)."""
     n, k = idx.shape
     wm = sparse.csr_matrix((np.asarray(w, np.float64).ravel(), idx.ravel(), np.arange(0, n * k + 1, k)),
                            shape=(n, len(mean)))
@@ -30,7 +30,8 @@ def reference(idx, w, mean, sd=None):
     m = np.asarray(wm @ mu)
     x2 = mu ** 2 if sd is None else sd.astype(np.float64) ** 2 + mu ** 2
     second = np.asarray(wm @ x2)
-    return m.astype(np.float32), np.maximum(second - m ** 2, 0.0).astype(np.float32)
+    var = np.maximum(second - m ** 2, 0.0)
+    return m.astype(np.float32), (np.sqrt(var) if sd_out else var).astype(np.float32)
 
 
 def inputs(n, k, m, p, seed, wdtype=np.float64, normalise=True):
@@ -62,6 +63,7 @@ def test_equals_scipy_reference_bit_for_bit(n, k, m, p, wdtype):
     rm, rv = reference(idx, w, mean, sd)
     assert_bits(om, rm)
     assert_bits(ov, rv)
+    assert_bits(core.gather_mixture(idx, w, mean, sd, threads=2, as_sd=True)[1], reference(idx, w, mean, sd, True)[1])
     # and the formula itself, independently of scipy (float64 tolerance)
     g = w.astype(np.float64)[..., None]
     mu, s = mean.astype(np.float64)[idx], sd.astype(np.float64)[idx]
@@ -126,6 +128,7 @@ def test_without_sd_and_means_only():
     rm, rv = reference(idx, w, mean, None)
     assert_bits(om, rm)
     assert_bits(ov, rv)
+    assert_bits(core.gather_mixture(idx, w, mean, as_sd=True)[1], reference(idx, w, mean, None, sd_out=True)[1])
     om2, none = core.gather_mixture(idx, w, mean, sd, variance=False)
     assert none is None
     assert_bits(om2, rm)
@@ -192,6 +195,8 @@ def test_cuda_equals_cpu(n, k, m, p):
         gpu = core.gather_mixture(*args, device="cuda")
         assert_bits(gpu[0], cpu[0])
         assert_bits(gpu[1], cpu[1])
+        assert_bits(core.gather_mixture(*args, device="cuda", as_sd=True)[1],
+                    core.gather_mixture(*args, threads=2, as_sd=True)[1])
     assert core.gather_mixture(idx, w, mean, sd, device="cuda", variance=False)[1] is None
 
 
@@ -213,8 +218,8 @@ def test_wrapper_backends_agree_and_handle_layouts(gm):
     rm, rv = reference(idx, w, mean, sd)
     assert_bits(a.mean, rm)
     assert_bits(a.var, rv)
-    sd_out = gm(idx, w, mean, sd, as_sd=True, backend="cpp").var
-    np.testing.assert_array_equal(sd_out, np.sqrt(rv))
+    for backend in ("cpp", "scipy"):  # the SD as mapping's former mixture() gave it: sqrt in float64
+        assert_bits(gm(idx, w, mean, sd, as_sd=True, backend=backend).var, reference(idx, w, mean, sd, sd_out=True)[1])
     assert gm(idx, w, mean, backend="scipy", variance=False).var is None
 
 
@@ -237,7 +242,7 @@ def test_wrapper_writes_into_out(gm):
         assert np.shares_memory(got.mean, full_m) and np.shares_memory(got.var, full_s)
         rm, rv = reference(idx, w, mean, sd)
         assert_bits(full_m[50:], rm)
-        assert_bits(full_s[50:], np.sqrt(rv))
+        assert_bits(full_s[50:], reference(idx, w, mean, sd, sd_out=True)[1])
     from scprospatial.errors import InputError
 
     with pytest.raises(InputError, match="out mean must be a writable C-contiguous float32"):

@@ -6,6 +6,7 @@
 // x2 = sd*sd + mu*mu first; the library is built with -ffp-contract=off, so no FMA merges the steps), and
 // the order over j is fixed, so results do not depend on threads or vector width.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -20,7 +21,7 @@ constexpr int64_t kPanel = 1024;  // columns per accumulator panel (8 KiB of flo
 
 template <class W, bool kSd, bool kVar>
 void rows_kernel(const int64_t* idx, const W* w, int64_t lo, int64_t hi, int k, const float* mean, const float* sd,
-                 int64_t p, float* out_mean, float* out_var) {
+                 int64_t p, float* out_mean, float* out_var, bool out_sd) {
   std::vector<double> acc1(static_cast<size_t>(std::min(p, kPanel))), acc2(kVar ? acc1.size() : 0);
   double* a1 = acc1.data();
   double* a2 = acc2.data();
@@ -56,8 +57,9 @@ void rows_kernel(const int64_t* idx, const W* w, int64_t lo, int64_t hi, int k, 
       if (kVar) {
         float* ov = out_var + i * p + c0;
         for (int64_t c = 0; c < pc; ++c) {
-          const double v = a2[c] - a1[c] * a1[c];
-          ov[c] = static_cast<float>(v < 0.0 ? 0.0 : v);  // NaN stays NaN (as numpy's maximum)
+          double v = a2[c] - a1[c] * a1[c];
+          v = v < 0.0 ? 0.0 : v;  // NaN stays NaN (as numpy's maximum)
+          ov[c] = static_cast<float>(out_sd ? std::sqrt(v) : v);
         }
       }
     }
@@ -68,24 +70,24 @@ void rows_kernel(const int64_t* idx, const W* w, int64_t lo, int64_t hi, int k, 
 
 template <class W>
 void gather_rows_cpu(const int64_t* idx, const W* w, int64_t n, int k, const float* mean, const float* sd,
-                     int64_t p, int threads, float* out_mean, float* out_var) {
+                     int64_t p, int threads, float* out_mean, float* out_var, bool out_sd) {
   if (n == 0 || p == 0) return;
   // Chunks of about 256 KiB of gathered input each, so threads stay balanced without contention on the counter.
   const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, p * k));
   parallel_for(0, n, chunk, threads, [&](int64_t lo, int64_t hi) {
     if (out_var == nullptr) {
-      rows_kernel<W, false, false>(idx, w, lo, hi, k, mean, sd, p, out_mean, out_var);
+      rows_kernel<W, false, false>(idx, w, lo, hi, k, mean, sd, p, out_mean, out_var, out_sd);
     } else if (sd != nullptr) {
-      rows_kernel<W, true, true>(idx, w, lo, hi, k, mean, sd, p, out_mean, out_var);
+      rows_kernel<W, true, true>(idx, w, lo, hi, k, mean, sd, p, out_mean, out_var, out_sd);
     } else {
-      rows_kernel<W, false, true>(idx, w, lo, hi, k, mean, sd, p, out_mean, out_var);
+      rows_kernel<W, false, true>(idx, w, lo, hi, k, mean, sd, p, out_mean, out_var, out_sd);
     }
   });
 }
 
 template void gather_rows_cpu<float>(const int64_t*, const float*, int64_t, int, const float*, const float*, int64_t,
-                                     int, float*, float*);
+                                     int, float*, float*, bool);
 template void gather_rows_cpu<double>(const int64_t*, const double*, int64_t, int, const float*, const float*,
-                                      int64_t, int, float*, float*);
+                                      int64_t, int, float*, float*, bool);
 
 }  // namespace scp

@@ -39,7 +39,8 @@ template <class W>
 __global__ void __launch_bounds__(kThreads) gather_kernel(const int64_t* __restrict__ idx, const W* __restrict__ w,
                                                           int64_t rows, int k, const float* __restrict__ mean,
                                                           const float* __restrict__ sd, int64_t p,
-                                                          float* __restrict__ out_mean, float* __restrict__ out_var) {
+                                                          float* __restrict__ out_mean, float* __restrict__ out_var,
+                                                          bool out_sd) {
   const int64_t c = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   if (c >= p) return;
   for (int64_t i = blockIdx.y; i < rows; i += gridDim.y) {
@@ -57,8 +58,9 @@ __global__ void __launch_bounds__(kThreads) gather_kernel(const int64_t* __restr
     }
     out_mean[i * p + c] = static_cast<float>(a1);
     if (out_var != nullptr) {
-      const double v = __dsub_rn(a2, __dmul_rn(a1, a1));
-      out_var[i * p + c] = static_cast<float>(v < 0.0 ? 0.0 : v);
+      double v = __dsub_rn(a2, __dmul_rn(a1, a1));
+      v = v < 0.0 ? 0.0 : v;
+      out_var[i * p + c] = static_cast<float>(out_sd ? __dsqrt_rn(v) : v);
     }
   }
 }
@@ -67,7 +69,7 @@ __global__ void __launch_bounds__(kThreads) gather_kernel(const int64_t* __restr
 
 template <class W>
 void gather_rows_cuda(const int64_t* idx, const W* w, int64_t n, int k, const float* mean, const float* sd, int64_t m,
-                      int64_t p, float* out_mean, float* out_var) {
+                      int64_t p, float* out_mean, float* out_var, bool out_sd) {
   if (cuda_device_count_impl() == 0) throw std::runtime_error("no CUDA device is visible");
   if (n == 0 || p == 0) return;
   const bool var = out_var != nullptr;
@@ -85,7 +87,7 @@ void gather_rows_cuda(const int64_t* idx, const W* w, int64_t n, int k, const fl
     const dim3 grid(static_cast<unsigned>((p + kThreads - 1) / kThreads),
                     static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
     gather_kernel<W><<<grid, kThreads>>>(ix.ptr, wt.ptr, rows, k, mu.ptr, sd != nullptr && var ? s.ptr : nullptr, p,
-                                         om.ptr, var ? ov.ptr : nullptr);
+                                         om.ptr, var ? ov.ptr : nullptr, out_sd);
     check(cudaGetLastError(), "kernel launch");
     check(cudaDeviceSynchronize(), "kernel");
     check(cudaMemcpy(out_mean + r0 * p, om.ptr, rows * p * sizeof(float), cudaMemcpyDeviceToHost), "copy means");
@@ -97,8 +99,8 @@ void gather_rows_cuda(const int64_t* idx, const W* w, int64_t n, int k, const fl
 }
 
 template void gather_rows_cuda<float>(const int64_t*, const float*, int64_t, int, const float*, const float*, int64_t,
-                                      int64_t, float*, float*);
+                                      int64_t, float*, float*, bool);
 template void gather_rows_cuda<double>(const int64_t*, const double*, int64_t, int, const float*, const float*,
-                                       int64_t, int64_t, float*, float*);
+                                       int64_t, int64_t, float*, float*, bool);
 
 }  // namespace scp

@@ -50,7 +50,7 @@ def _index_error(idx: np.ndarray, m: int) -> str | None:
     return (f"index {int(idx[row, col])} (row {row}, column {col}) is out of range for {m} profile rows")
 
 
-def _scipy(idx, w, mean, sd, variance: bool, out_mean, out_var) -> None:
+def _scipy(idx, w, mean, sd, variance: bool, as_sd: bool, out_mean, out_var) -> None:
     """The reference: CSR(w) @ float64 profiles, a column chunk at a time."""
     n, k = idx.shape
     m, p = mean.shape
@@ -65,7 +65,8 @@ def _scipy(idx, w, mean, sd, variance: bool, out_mean, out_var) -> None:
         out_mean[:, cols] = mm
         if variance:
             x2 = mu ** 2 if sd is None else sd[:, cols].astype(np.float64) ** 2 + mu ** 2
-            out_var[:, cols] = np.maximum(np.asarray(weights @ x2) - mm ** 2, 0.0)
+            v = np.maximum(np.asarray(weights @ x2) - mm ** 2, 0.0)
+            out_var[:, cols] = np.sqrt(v) if as_sd else v
 
 
 def gather_mixture(idx, w, mean, sd=None, *, variance: bool = True, as_sd: bool = False, backend: str = "auto",
@@ -76,7 +77,8 @@ def gather_mixture(idx, w, mean, sd=None, *, variance: bool = True, as_sd: bool 
     float32 or float64, used as given. mean, sd: m x p profiles (sd optional: components of variance 0);
     float32 C-contiguous arrays are read in place, anything else is first copied to that layout (a caller
     that loops over row blocks should convert once, outside the loop). variance=False: means only.
-    as_sd=True: the second array holds the mixture SD (the square root, taken in place).
+    as_sd=True: the second array holds the mixture SD (square root taken in float64 before rounding to float32,
+    as mapping's former mixture() did).
     out: optional preallocated (mean, var) float32 C-contiguous n x p arrays, e.g. row slices of the full
     output (var may be None when variance=False); the results are written there and returned.
     Returns Mixture(mean, var, backend). An index outside [0, m) raises InputError naming the first one.
@@ -106,14 +108,12 @@ def gather_mixture(idx, w, mean, sd=None, *, variance: bool = True, as_sd: bool 
         bad = _index_error(ix, len(mu))
         if bad:
             raise InputError(bad)
-        _scipy(ix, wt, mu, s, variance, om, ov)
+        _scipy(ix, wt, mu, s, variance, as_sd, om, ov)
     else:
         try:
             _ext.core().gather_mixture(ix, wt, mu, s, threads=_threads(threads),
                                        device="cuda" if used == "cuda" else "cpu", variance=variance,
-                                       out_mean=om, out_var=ov)
+                                       as_sd=as_sd, out_mean=om, out_var=ov)
         except IndexError as exc:
             raise InputError(str(exc)) from None
-    if variance and as_sd:
-        np.sqrt(ov, out=ov)
     return Mixture(om, ov, used)
