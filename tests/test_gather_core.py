@@ -142,6 +142,21 @@ def test_threads_do_not_change_results():
     assert_bits(a[1], b[1])
 
 
+@pytest.mark.parametrize("p", [7, 1024, 2100])
+def test_instruction_sets_agree_bit_for_bit(monkeypatch, p):
+    """AVX-512, AVX2 and baseline paths differ only in vector width (no FMA), so their bits agree."""
+    idx, w, mean, sd = inputs(150, 9, 80, p, seed=15)
+    results = {}
+    for isa in ("avx512", "avx2", "portable"):
+        monkeypatch.setenv("SCPROSPATIAL_TOPK_ISA", isa)
+        results[core.topk_isa()] = core.gather_mixture(idx, w, mean, sd, threads=2, as_sd=True)
+    assert "portable" in results
+    rm, rs = reference(idx, w, mean, sd, sd_out=True)
+    for om, osd in results.values():
+        assert_bits(om, rm)
+        assert_bits(osd, rs)
+
+
 def test_preallocated_outputs_take_row_slices():
     idx, w, mean, sd = inputs(50, 4, 30, 11, seed=6)
     full_m, full_v = np.full((80, 11), -1, np.float32), np.full((80, 11), -1, np.float32)
