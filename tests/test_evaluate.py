@@ -347,3 +347,17 @@ def test_same_training_cells_fitted_once():
 
     out = E.run_splits([a, b, c], E.cross_cohort_splits(a, [b, c], n_seeds=2), [Count()])
     assert Count.fits == 2 and len(out["per_split"]) == 4  # one fit per seed serves both test cohorts
+
+
+def test_each_repeat_fits_with_its_own_seed():
+    a = cohort(100)
+
+    class Seeded(E.MeanPredictor):
+        seed, seen = 0, []
+
+        def fit(self, train, val):
+            Seeded.seen.append(self.seed)
+            super().fit(train, val)
+
+    E.run_splits([a], E.random_splits(a, n_seeds=3, seed=5), [Seeded()])
+    assert Seeded.seen == [5, 6, 7]  # not the first seed three times: repeats vary the model's seed too

@@ -58,6 +58,8 @@ def _fit(method, train: ad.AnnData, val: ad.AnnData, hidden: Sequence[str]) -> N
 def _fit_once(method, key: tuple, fitted_on: dict, train, val, hidden: Sequence[str]) -> None:
     """Fit unless already fitted on these training cells; a fit that failed fails every test of that key."""
     if fitted_on.get(id(method), (None,))[0] != key:
+        if hasattr(method, "seed"):  # each repeat fits with its own seed (the split's), not one seed for all
+            method.seed = key[-1]
         try:
             _fit(method, train, val, hidden)
             fitted_on[id(method)] = (key, None)
