@@ -97,15 +97,23 @@ def _held_out_table(name: str, d: dict) -> list[str]:
     return lines + [""]
 
 
+def _epochs(record: dict) -> str:
+    e = record["epochs"]
+    if isinstance(e, dict):  # per stage, read from the model's config
+        how = f"trained in this run in {record['train_s']} s" if record.get("trained_here") else "loaded with --model"
+        return f"epochs {e['pretrain']}/{e['align']}/{e['translate']} (pretrain/align/translate), {how}"
+    return f"{e} epochs per stage, {record['train_s']} s"
+
+
 def write_readme(record: dict) -> None:
     m, sel = record["machine"], record["selection"]
     lines = [START, "## Mapping scRNA-seq onto spatial proteomics (`bench_mapping.py`)", "",
-             "Regenerate: `.venv/bin/python benchmarks/bench_mapping.py --epochs 10 --threads 2` (needs "
+             "Regenerate: `.venv/bin/python benchmarks/bench_mapping.py --threads 2` (needs "
              "`bash benchmarks/peers/setup.sh` for MaxFuse; writes `benchmarks/results/mapping.json` and this "
              "section; `--readme-only` rewrites the section from the JSON).", "",
              f"Command: `{record['command']}`; machine: {m['cpu']}, {m['threads']} threads, Python {m['python']}, "
              f"torch {m['torch']}; peers: {record['peer_versions']}. Model {record['model_id']} trained on MALT "
-             f"(1000 cells, {record['epochs']} epochs per stage, {record['train_s']} s); k = {record['k']}, "
+             f"(1000 cells, {_epochs(record)}); k = {record['k']}, "
              f"temperature {record['temperature']:.3f} (the model's CLIP temperature) for every top-k method; "
              f"encoder adaptation {record['adapt_epochs']} epochs.", "",
              "**Held-out marker test.** Each imaged marker the model can predict is hidden from the panel; every "
