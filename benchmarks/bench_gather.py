@@ -213,20 +213,20 @@ def device_name(backend: str) -> str:
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| imaged x k over RNA x proteins | backend | threads | median s | CPU s | peak RSS MB | extra MB | "
-             "same bits as cpp | load avg |",
-             "|---|---|---:|---:|---:|---:|---:|---|---:|"]
+             "outputs MB | same bits as cpp | load avg |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     ref = {(r["n"], r["m"], r["p"], r["k"]): r["digest"] for r in rows if r["backend"] == "cpp" and "digest" in r}
     order = {b: i for i, b in enumerate(BACKENDS)}
     for r in sorted(rows, key=lambda r: (r["p"], r["n"], r["m"], order.get(r["backend"], 9))):
         size = f"{r['n']:,} x {r['k']} over {r['m']:,} x {r['p']:,}"
         if "skipped" in r:
-            lines.append(f"| {size} | {r['backend']} | | skipped: {r['skipped']} | | | | | |")
+            lines.append(f"| {size} | {r['backend']} | | skipped: {r['skipped']} | | | | | | |")
             continue
         same = ref.get((r["n"], r["m"], r["p"], r["k"]))
         same = "-" if r["backend"] == "cpp" or same is None else ("yes" if same == r["digest"] else "NO")
         lines.append(f"| {size} | {r['backend']} | {r['threads'] if 'cuda' not in r['backend'] else '-'} | "
                      f"{r['median_s']:.2f} | {statistics.median(r['cpu_s']):.1f} | {r['peak_rss_mb']:.0f} | "
-                     f"{r['extra_mb']:.0f} | {same} | {max(r['load_avg']):.1f} |")
+                     f"{r['extra_mb']:.0f} | {r['outputs_mb']:.0f} | {same} | {max(r['load_avg']):.1f} |")
     return "\n".join(lines)
 
 
@@ -239,7 +239,8 @@ def section(rows: list[dict], meta: dict) -> str:
         for other in rows:
             if other["backend"] in ("scipy", "mixture-old") and "median_s" in other and \
                     (other["n"], other["m"], other["p"], other["k"]) == (r["n"], r["m"], r["p"], r["k"]):
-                speed.append(f"{r['p']:,} proteins: {other['median_s'] / r['median_s']:.1f}x {other['backend']} "
+                speed.append(f"{r['n']:,} x {r['m']:,} x {r['p']:,}: {other['median_s'] / r['median_s']:.1f}x "
+                             f"{other['backend']} "
                              f"in wall time, {statistics.median(other['cpu_s']) / statistics.median(r['cpu_s']):.1f}x "
                              "in CPU time")
     busy = any(max(r.get("load_avg", [0])) > (meta.get("cpu_count") or 1) for r in rows)
@@ -250,11 +251,13 @@ def section(rows: list[dict], meta: dict) -> str:
             "float64 copies of the profiles (by column chunks), mapping's former `mixture()` by whole-matrix "
             "float64 copies. All backends sum over the neighbours in the same order with one rounding per "
             "operation, so their outputs agree bit for bit (column 'same bits', from hashes of the outputs).\n\n"
-            + ("C++ kernel speed-up: " + "; ".join(speed) + ".\n\n" if speed else "")
+            + ("C++ kernel speed-up (imaged x RNA cells x proteins, k 10): " + "; ".join(speed) + ".\n\n"
+               if speed else "")
             + markdown(rows) + "\n\nCommands: " + ", ".join(f"`{c}`" for c in commands)
             + f"  \nMachine: {meta['machine']}, {meta['cpu_count']} CPUs. Times are medians; peak RSS includes the "
             "inputs (idx, w float64, mean, sd) and the outputs; extra MB = peak minus the RSS once the inputs exist "
-            "(so the outputs are part of it). Load avg is the highest 1-minute load average seen around the run"
+            "(so the outputs are part of it: the C++ kernel allocates nothing else of size n x p or m x p; "
+            "mixture-old's float64 copies are the rest of its extra). Load avg is the highest 1-minute load average seen around the run"
             + (": above the CPU count other jobs shared the CPUs, so these times are provisional (CPU seconds "
                "compare fairer)." if busy else "."))
 
