@@ -84,7 +84,7 @@ def test_mixture_is_the_weighted_gaussian_mixture():
     idx = np.stack([rng.choice(30, 5, replace=False) for _ in range(8)])
     w = softmax_weights(rng.uniform(-1, 1, (8, 5)), 0.1)
     np.testing.assert_allclose(w.sum(1), 1.0)
-    m, s = mixture(weights_matrix(idx, w, 30), mean, sd)
+    m, s = mixture(idx, w, mean, sd)
     for i in range(8):
         mu, sig, wi = mean[idx[i]], sd[idx[i]], w[i][:, None]
         ref_m = (wi * mu).sum(0)

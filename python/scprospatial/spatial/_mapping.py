@@ -34,6 +34,7 @@ from .. import _constants as K
 from .. import _ext
 from .._logging import logger, progress
 from ..errors import InputError
+from ._gather import gather_mixture
 from ._fuse import FUSE_WEIGHT, mapping_space, panel_markers, predict_panel
 from ._adapt import ADAPT_EPOCHS
 from ._kernels import _threads
@@ -140,11 +141,12 @@ def weights_matrix(idx: np.ndarray, w: np.ndarray, n_ref: int) -> sparse.csr_mat
     return sparse.csr_matrix((w.ravel(), idx.ravel(), np.arange(0, n * k + 1, k)), shape=(n, n_ref))
 
 
-def mixture(weights: sparse.csr_matrix, mean: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted mixture mean and SD of the neighbours' Gaussians (predictive variance + spread)."""
-    m = np.asarray(weights @ mean.astype(np.float64))
-    second = np.asarray(weights @ (sd.astype(np.float64) ** 2 + mean.astype(np.float64) ** 2))
-    return m.astype(np.float32), np.sqrt(np.maximum(second - m ** 2, 0.0)).astype(np.float32)
+def mixture(idx: np.ndarray, w: np.ndarray, mean: np.ndarray, sd: np.ndarray, *, threads: int | None = None,
+            out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted mixture mean and SD of the neighbours' Gaussians (predictive variance + spread): the compiled
+    gather-average over the top-k (scipy reference without the extension); no float64 copy of the profiles."""
+    got = gather_mixture(idx, w, mean, sd, as_sd=True, threads=threads, out=out)
+    return got.mean, got.var
 
 
 def vote(weights: sparse.csr_matrix, labels: pd.Series) -> tuple[pd.Categorical, np.ndarray]:
@@ -197,8 +199,8 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
     space = mapping_space(model, spatial, rna.obsm[K.EMBEDDING], predict_panel(model, rna, markers), markers,
                           method=method, weight=fuse_weight, adapt_epochs=adapt_epochs, seed=seed)
     query, ref = space.query, space.ref
-    mean = rna.obsm[K.PROTEIN_PREDICTED].to_numpy(np.float32)
-    sd = rna.obsm[K.PROTEIN_PREDICTED_SD].to_numpy(np.float32)
+    mean = np.ascontiguousarray(rna.obsm[K.PROTEIN_PREDICTED].to_numpy(np.float32))
+    sd = np.ascontiguousarray(rna.obsm[K.PROTEIN_PREDICTED_SD].to_numpy(np.float32))
     names = list(rna.obsm[K.PROTEIN_PREDICTED].columns)
     n = spatial.n_obs
     out_mean, out_sd = np.empty((n, len(names)), np.float32), np.empty((n, len(names)), np.float32)
@@ -210,7 +212,7 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
         idx, sim, used = topk_similarity(query[rows], ref, k, backend=backend, threads=threads, device=model.device)
         w = softmax_weights(sim, tau)
         wm = weights_matrix(idx, w, rna.n_obs)
-        out_mean[rows], out_sd[rows] = mixture(wm, mean, sd)
+        mixture(idx, w, mean, sd, threads=threads, out=(out_mean[rows], out_sd[rows]))
         confidence[rows] = (w * sim).sum(axis=1)
         blocks.append(wm)
     weights = sparse.vstack(blocks, format="csr") if blocks else sparse.csr_matrix((0, rna.n_obs))
