@@ -11,6 +11,7 @@
 #include <string>
 
 #include "backend.h"
+#include "cuda/device_array.cuh"
 
 namespace scp {
 
@@ -19,21 +20,8 @@ namespace {
 constexpr int kThreads = 128;                    // columns per block
 constexpr int64_t kChunkBytes = int64_t{1} << 29;  // device output bytes per row chunk (both outputs)
 
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) throw std::runtime_error(std::string("CUDA ") + what + ": " + cudaGetErrorString(err));
-}
-
-template <class T>
-struct DeviceArray {
-  T* ptr = nullptr;
-  explicit DeviceArray(size_t count) { check(cudaMalloc(&ptr, count * sizeof(T) + 1), "cudaMalloc"); }
-  DeviceArray(const T* host, size_t count) : DeviceArray(count) {
-    check(cudaMemcpy(ptr, host, count * sizeof(T), cudaMemcpyHostToDevice), "copy to device");
-  }
-  ~DeviceArray() { cudaFree(ptr); }
-  DeviceArray(const DeviceArray&) = delete;
-  DeviceArray& operator=(const DeviceArray&) = delete;
-};
+using cuda::check;
+using cuda::DeviceArray;
 
 template <class W>
 __global__ void __launch_bounds__(kThreads) gather_kernel(const int64_t* __restrict__ idx, const W* __restrict__ w,

@@ -6,28 +6,15 @@
 #include <string>
 
 #include "backend.h"
+#include "cuda/device_array.cuh"
 #include "knn_query.h"
 
 namespace scp {
 
 namespace {
 
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) throw std::runtime_error(std::string("CUDA ") + what + ": " + cudaGetErrorString(err));
-}
-
-// Device buffer freed on scope exit, so a failed launch does not leak.
-template <class T>
-struct DeviceArray {
-  T* ptr = nullptr;
-  explicit DeviceArray(size_t count) { check(cudaMalloc(&ptr, count * sizeof(T) + 1), "cudaMalloc"); }
-  DeviceArray(const T* host, size_t count) : DeviceArray(count) {
-    check(cudaMemcpy(ptr, host, count * sizeof(T), cudaMemcpyHostToDevice), "copy to device");
-  }
-  ~DeviceArray() { cudaFree(ptr); }
-  DeviceArray(const DeviceArray&) = delete;
-  DeviceArray& operator=(const DeviceArray&) = delete;
-};
+using cuda::check;
+using cuda::DeviceArray;
 
 template <int DIM, class I, class D>
 __global__ void knn_kernel(GridView g, int k, bool include_self, I* indices, D* distances) {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "backend.h"
+#include "cuda/device_array.cuh"
 
 namespace scp {
 
@@ -19,21 +20,8 @@ constexpr int kBQ = 64;  // query rows per block
 constexpr int kBR = 64;  // reference rows per tile
 constexpr int kBD = 16;  // dimensions per shared-memory slice
 
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) throw std::runtime_error(std::string("CUDA ") + what + ": " + cudaGetErrorString(err));
-}
-
-template <class T>
-struct DeviceArray {
-  T* ptr = nullptr;
-  explicit DeviceArray(size_t count) { check(cudaMalloc(&ptr, count * sizeof(T) + 1), "cudaMalloc"); }
-  DeviceArray(const T* host, size_t count) : DeviceArray(count) {
-    check(cudaMemcpy(ptr, host, count * sizeof(T), cudaMemcpyHostToDevice), "copy to device");
-  }
-  ~DeviceArray() { cudaFree(ptr); }
-  DeviceArray(const DeviceArray&) = delete;
-  DeviceArray& operator=(const DeviceArray&) = delete;
-};
+using cuda::check;
+using cuda::DeviceArray;
 
 __device__ inline bool ranks_before(float sa, int64_t ia, float sb, int64_t ib) {
   return sa > sb || (sa == sb && ia < ib);
