@@ -14,3 +14,8 @@ def replace_section(section: str, start: str, end: str, readme: Path = README) -
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     readme.write_text(text)
+
+
+def put_section(body: str, start: str, end: str, readme: Path = README) -> None:
+    """replace_section for a body without its markers."""
+    replace_section(start + "\n" + body + "\n" + end, start, end, readme)

@@ -150,10 +150,10 @@ def main(argv=None) -> int:
     command = "python benchmarks/bench_gather.py " + " ".join(argv if argv is not None else sys.argv[1:])
     out = Path(args.out)
     if args.readme_only:
-        from _readme import replace_section
-
         saved = json.loads(out.read_text())
-        replace_section(START + "\n" + section(saved["results"], saved["meta"]) + "\n" + END, START, END)
+        from _readme import put_section
+
+        put_section(section(saved["results"], saved["meta"]), START, END)
         return 0
     max_gb = args.max_gb if args.max_gb is not None else mem_available_gb() / 2
     rows = []
@@ -194,9 +194,9 @@ def main(argv=None) -> int:
     out.write_text(json.dumps({"meta": meta, "results": kept + rows}, indent=1))
     print(markdown(kept + rows))
     if args.readme:
-        from _readme import replace_section
+        from _readme import put_section
 
-        replace_section(START + "\n" + section(kept + rows, meta) + "\n" + END, START, END)
+        put_section(section(kept + rows, meta), START, END)
     return 0
 
 

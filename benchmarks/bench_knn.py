@@ -141,10 +141,10 @@ def main(argv=None) -> int:
         return 0
 
     if args.readme_only:
-        from _readme import replace_section
-
         saved = json.loads(Path(args.out).read_text())
-        replace_section(START + "\n" + section(saved["results"], saved["meta"]) + "\n" + END, START, END)
+        from _readme import put_section
+
+        put_section(section(saved["results"], saved["meta"]), START, END)
         return 0
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     methods = [m for m in args.methods.split(",") if available(m)]
@@ -182,9 +182,9 @@ def main(argv=None) -> int:
     with open(args.out, "w") as fh:
         json.dump({"meta": meta, "results": results}, fh, indent=1)
     if args.readme:
-        from _readme import replace_section
+        from _readme import put_section
 
-        replace_section(START + "\n" + section(results, meta) + "\n" + END, START, END)
+        put_section(section(results, meta), START, END)
     return 0
 
 

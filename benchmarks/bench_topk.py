@@ -115,10 +115,10 @@ def main(argv=None) -> int:
         return 0
 
     if args.readme_only:
-        from _readme import replace_section
-
         saved = json.loads(Path(args.out).read_text())
-        replace_section(START + "\n" + section(saved["results"], saved["meta"]) + "\n" + END, START, END)
+        from _readme import put_section
+
+        put_section(section(saved["results"], saved["meta"]), START, END)
         return 0
     rows = []
     load_before = os.getloadavg()[0]
@@ -151,9 +151,9 @@ def main(argv=None) -> int:
     out.write_text(json.dumps({"meta": meta, "results": kept + rows}, indent=1))
     print(markdown(kept + rows))
     if args.readme:
-        from _readme import replace_section
+        from _readme import put_section
 
-        replace_section(START + "\n" + section(kept + rows, meta) + "\n" + END, START, END)
+        put_section(section(kept + rows, meta), START, END)
     return 0
 
 
