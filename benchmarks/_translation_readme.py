@@ -108,8 +108,13 @@ def _peer_runs(r: dict) -> list[str]:
         if ok:
             secs = sum(m.get("wall_s", 0) for m in ok)
             epochs = sorted({m.get("epochs") for m in ok if m.get("epochs") is not None})
+            words = r.get("bench_command", "").split()
+            cap = int(words[words.index("--totalvi-epochs") + 1]) if name == "totalvi" and \
+                "--totalvi-epochs" in words else None
             out.append(f"{name}: {len(ok)} runs, {secs:.0f} s in all" +
-                       (f", epochs run {epochs[0]}–{epochs[-1]}" if epochs else ""))
+                       (f", epochs run {epochs[0]}–{epochs[-1]}" if epochs else "") +
+                       (f" (every run reached the `--totalvi-epochs {cap}` cap: its early stopping ended none)"
+                        if epochs and cap is not None and epochs[0] == cap else ""))
     return out
 
 
