@@ -157,13 +157,16 @@ def _wins(r: dict, setting: str, other: str) -> tuple[int, int] | None:
     return (sum(mine[s] > theirs[s] for s in seeds), len(seeds)) if seeds else None
 
 
-def _protein_wins(r: dict, other: str) -> tuple[int, int] | None:
-    """(proteins where the model's Pearson is higher than `other`'s, proteins compared)."""
+def _protein_wins(r: dict, other: str) -> tuple[int, int, int] | None:
+    """(proteins where the model's Pearson is higher than `other`'s, about equal, proteins compared)."""
     pp = r.get("per_protein_pearson") or {}
     mine, theirs = pp.get(MODEL) or {}, pp.get(other) or {}
     common = [p for p in mine if p in theirs and mine[p] is not None and theirs[p] is not None
               and not any(isinstance(v, float) and math.isnan(v) for v in (mine[p], theirs[p]))]
-    return (sum(mine[p] > theirs[p] for p in common), len(common)) if common else None
+    if not common:
+        return None
+    same = sum(abs(mine[p] - theirs[p]) < 5e-4 for p in common)
+    return sum(mine[p] - theirs[p] >= 5e-4 for p in common), same, len(common)
 
 
 def _compare(r: dict, setting: str, model: dict, other: dict, *, clear: bool) -> tuple[bool, str]:
@@ -175,7 +178,8 @@ def _compare(r: dict, setting: str, model: dict, other: dict, *, clear: bool) ->
         text += f"; higher on {wins[0]} of {wins[1]} seeds"
     elif r["split"] == "leave-protein-out":
         pw = _protein_wins(r, other["method"])
-        text += f"; higher on {pw[0]} of {pw[1]} proteins" if pw else ""
+        text += (f"; higher on {pw[0]}, equal (within 0.0005) on {pw[1]}, lower on {pw[2] - pw[0] - pw[1]} of "
+                 f"{pw[2]} proteins") if pw else ""
     ok = gap > 0
     if clear:
         ok = gap > _sd(model) + _sd(other) and (wins is None or wins[0] == wins[1])
