@@ -213,3 +213,27 @@ def test_proteins_never_measured_follow_their_denoised_coding_gene(query):
         finally:
             mod.head.mlp[-1].bias.sub_(5.0)
     np.testing.assert_allclose(again, pred, rtol=1e-5, atol=1e-5)
+
+
+def test_head_only_routes_gene_link_proteins_through_the_head_and_default_is_unchanged(trained, query):
+    """predict_panel(head_only=True) (mapping's opt-in panel view) predicts gene-link proteins with the translator
+    head; the default is the model's normal prediction, and measured proteins are the same either way."""
+    from scprospatial.spatial._fuse import predict_panel
+
+    names = ["CD3", "CD20", "CD4", "CD56"]
+    normal = _pred(trained, query, proteins=names).to_numpy()
+    default = predict_panel(trained, query, names)
+    head = predict_panel(trained, query, names, head_only=True)
+    np.testing.assert_array_equal(default, normal)
+    np.testing.assert_allclose(head[:, [0, 2]], normal[:, [0, 2]], rtol=0, atol=1e-5)
+    assert np.abs(head[:, [1, 3]] - normal[:, [1, 3]]).max() > 1e-3
+    mod = trained.module
+    with torch.no_grad():
+        mod.head.mlp[-1].bias.add_(5.0)          # moves every head prediction's mean by 5 (and its logvar)
+        try:
+            head_shifted = predict_panel(trained, query, names, head_only=True)
+            default_shifted = predict_panel(trained, query, names)
+        finally:
+            mod.head.mlp[-1].bias.sub_(5.0)
+    np.testing.assert_array_equal(default_shifted[:, [1, 3]], default[:, [1, 3]])   # gene link: head untouched
+    assert np.abs(head_shifted[:, [1, 3]] - head[:, [1, 3]]).min() > 1.0             # head_only: through the head

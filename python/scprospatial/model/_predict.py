@@ -57,8 +57,9 @@ class Predictor:
 
     @torch.no_grad()
     def chunks(self, x_rows, n_obs: int, mapping: GeneMapping, dataset: np.ndarray, proteins: Sequence[str],
-               batch_size: int) -> Iterator[tuple[slice, np.ndarray, np.ndarray, np.ndarray]]:
-        """Yield (rows, embedding, mean, sd) per chunk; x_rows(start, stop) returns a cells x genes block."""
+               batch_size: int, head_only: bool = False) -> Iterator[tuple[slice, np.ndarray, np.ndarray, np.ndarray]]:
+        """Yield (rows, embedding, mean, sd) per chunk; x_rows(start, stop) returns a cells x genes block.
+        head_only: the translator head predicts every protein (see ScProSpatialModule.translate)."""
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         m = self.module.eval()
@@ -72,7 +73,7 @@ class Predictor:
             cell = m.rna_encoder(x, ds)
             emb = m.joint_rna(cell)
             if len(pidx):
-                mean, logvar = m.translate(x, ds, pidx, cell=cell)
+                mean, logvar = m.translate(x, ds, pidx, cell=cell, head_only=head_only)
                 sd = torch.exp(0.5 * logvar) * self.scale
             else:
                 mean = sd = torch.zeros((cell.shape[0], 0), device=self.device)

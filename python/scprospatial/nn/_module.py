@@ -52,15 +52,19 @@ class ScProSpatialModule(nn.Module):
         return self.queries.link.sum(1) > 0
 
     def translate(self, rna: torch.Tensor, dataset: torch.Tensor, proteins: torch.Tensor,
-                  cell: torch.Tensor | None = None, max_pairs: int = 1 << 16) -> tuple[torch.Tensor, torch.Tensor]:
+                  cell: torch.Tensor | None = None, max_pairs: int = 1 << 16,
+                  head_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """rna: sparse (B, n_genes) normalised RNA; proteins: (P,) vocabulary indices -> mean, logvar (B, P).
+
+        head_only: the translator head predicts every protein, also those never measured in training (which are
+        otherwise predicted through the gene link); opt-in, used by mapping's panel view only.
 
         The (cell, protein) pairs are scored in blocks of at most `max_pairs` so the hidden tensor stays
         cache-sized; blocks are independent, so the block size does not change any value.
         """
         if cell is None:
             cell = self.rna_encoder(rna, dataset)
-        via_gene = ~self.measured[proteins]
+        via_gene = (torch.zeros_like(proteins, dtype=torch.bool) if head_only else ~self.measured[proteins])
         if via_gene.all():
             return self.gene_link_prediction(rna, cell, proteins)
         direct = proteins[~via_gene] if via_gene.any() else proteins

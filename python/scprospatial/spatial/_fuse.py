@@ -56,15 +56,16 @@ def panel_markers(model, spatial) -> list[str]:
     return [p for p in spatial.obsm[K.PROTEIN].columns if p in predictable and p in vocab]
 
 
-def predict_panel(model, rna, markers: list[str], batch_size: int = 4096) -> np.ndarray:
-    """The model's predicted mean of `markers` for every scRNA-seq cell (n_rna x len(markers), CLR scale)."""
+def predict_panel(model, rna, markers: list[str], batch_size: int = 4096, head_only: bool = False) -> np.ndarray:
+    """The model's predicted mean of `markers` for every scRNA-seq cell (n_rna x len(markers), CLR scale).
+    head_only: the translator head's prediction of every marker (also those predicted through the gene link)."""
     out = np.zeros((rna.n_obs, len(markers)), np.float32)
     if not markers:
         return out
     mapping = model.gene_mapping(rna)
     ds = dataset_index(dataset_names(rna), model.datasets)
     for rows, _e, mean, _s in model._predictor().chunks(lambda a, b: rna.X[a:b], rna.n_obs, mapping, ds, markers,
-                                                          batch_size):
+                                                          batch_size, head_only=head_only):
         out[rows] = mean
     return out
 
