@@ -83,9 +83,9 @@ def peer_methods(args, split: str, seed: int) -> list:
 def seed_runs(args, split: str) -> list[int]:
     """The --seed of each evaluate call: one per seed where the repeats are seeds, else one call.
 
-    `scprospatial evaluate --n-seeds N --seed S` draws N splits but seeds every model fit with S, so the model
-    (and the peers) would see the same seed in every repeat. One call per seed s (`--n-seeds 1 --seed s`) draws
-    the same splits (seed s draws repeat s) and seeds the model, the peers and the baselines with s as well.
+    One call per seed s (`--n-seeds 1 --seed s`) draws the same split as repeat s of `--n-seeds N` and seeds
+    the model, the peers and the baselines with s. (Before commit f51cc53, `evaluate --n-seeds N --seed S` seeded
+    every fit with S; it now seeds each repeat's fits with the repeat's seed, so both give the same runs.)
     """
     if split in PER_SEED:
         return list(range(args.seed, args.seed + args.seeds))
