@@ -41,7 +41,7 @@ Seeds: random, few-shot and cross-cohort run one evaluation per seed s (`--n-see
 draws split s and seeds the model, the peers and the baselines with s. In cross-cohort every repeat trains on
 all MALT cells: what changes between repeats is the seed (the model's initialisation, batches and its own
 early-stopping carve; the peers' seeds) and which MALT cells are the validation part; `coding_gene` has no
-seed (sd 0). Runs before that change (results without per-seed rows) seeded every repeat's model with `--seed`.
+seed (sd 0). Older results (those without per-seed rows) seeded every repeat's fits with `--seed`.
 
 Issue bars (per-protein Pearson of `scprospatial`, its defaults; a smoke run is not judged): random: above the
 best baseline and every peer; cross-cohort: above the best baseline and above `coding_gene` (the coding gene's own
