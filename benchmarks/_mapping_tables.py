@@ -10,7 +10,8 @@ import pandas as pd
 from _readme import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 START, END = "<!-- bench_mapping:start -->", "<!-- bench_mapping:end -->"
-METHODS = ("model", "joint", "shared", "random", "maxfuse")
+METHODS = ("model", "joint", "shared", "random", "maxfuse", "tangram")
+RHO = ("model", "maxfuse", "tangram")  # Spearman columns
 # The MALT scRNA-seq cells carry no labels: each gets the coarse class whose marker genes it expresses most
 # (mean log-normalised expression; "unassigned" when no set reaches MIN_SCORE).
 COARSE_GENES = {"T cell": ["CD3D", "CD3E", "CD2"], "B/plasma cell": ["MS4A1", "CD79A", "CD79B", "MZB1", "JCHAIN"],
@@ -81,19 +82,19 @@ def _median(rows, method, names=None) -> float | None:
 
 def _held_out_table(name: str, d: dict) -> list[str]:
     rows = d["rows"]
-    head = ["marker", "split", "in training", *(f"{m} r" for m in METHODS), "model ρ", "maxfuse ρ"]
+    head = ["marker", "split", "in training", *(f"{m} r" for m in METHODS), *(f"{m} ρ" for m in RHO)]
     lines = [f"### {name}: held-out markers ({d['n_cells']} cells, {d['n_markers']} markers, {len(rows)} predictable; "
-             f"{d['seconds']} s; MaxFuse: {d['maxfuse']})", "", "| " + " | ".join(head) + " |",
+             f"{d['seconds']} s; MaxFuse: {d.get('maxfuse', 'not run')}; Tangram: {d.get('tangram', 'not run')})",
+             "", "| " + " | ".join(head) + " |",
              "|" + "---|" * len(head)]
     for r in rows:
         split = "validation" if r["marker"] in d["validation"] else "test"
-        vals = [r.get(m, {}).get("pearson") for m in METHODS] + [r.get(m, {}).get("spearman") for m in
-                                                                ("model", "maxfuse")]
+        vals = [r.get(m, {}).get("pearson") for m in METHODS] + [r.get(m, {}).get("spearman") for m in RHO]
         lines.append(f"| {r['marker']} | {split} | {'yes' if r['measured_in_training'] else 'gene link'} | "
                      + " | ".join(_fmt(v) for v in vals) + " |")
     for label, names in (("test markers", d["test"]), ("validation markers", d["validation"]), ("all", None)):
         lines.append(f"| **median, {label}** | | | " + " | ".join(_fmt(_median(rows, m, names)) for m in METHODS)
-                     + " | | |")
+                     + " |" * (len(RHO) + 1))
     return lines + [""]
 
 
@@ -129,7 +130,15 @@ def write_readme(record: dict) -> None:
              "(no joint space: correlation of the measured markers with the "
              "predicted ones, the fused score at weight 0) and `random` (random imaged-cell embeddings). `maxfuse`: "
              "MaxFuse (tutorial settings) on coding-gene RNA vs measured markers; its matching is used as weights "
-             "(unmatched imaged cells get the scRNA-seq mean). Tangram and moscot were not run in this benchmark.",
+             "(unmatched imaged cells get the scRNA-seq mean). `tangram`: Tangram (`map_cells_to_space`, mode "
+             "\"cells\", tutorial settings: learning rate 0.1, every shared feature a training gene; 1000 epochs, "
+             "its default; CPU, seeded; density prior \"uniform\", one imaged cell per spot) on the same inputs as "
+             "MaxFuse; each imaged cell keeps its 10 most probable scRNA-seq cells of Tangram's cell × spot matrix "
+             "(k = 10 as the top-k methods), probabilities renormalised. Peers are fitted on the test markers and "
+             "the full panel only (not tuned here)."
+             + (" The peers' columns were added to the stored rows of the same model (held-out loop not rerun): "
+                + "; ".join(f"`{c}`" for c in record["peers_added"]) + "." if record.get("peers_added") else "")
+             + " moscot was not run in this benchmark.",
              "",
              "**Selection protocol (no test marker seen).** Each panel's markers are split in half by a seeded "
              "permutation (column `split`); the fuse weight a (score = a·joint + (1−a)·panel) is chosen on the "

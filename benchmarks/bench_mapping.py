@@ -10,7 +10,11 @@ the model's temperature; matching methods: the mean over an imaged cell's matche
   joint    the joint space of the unadapted protein encoder alone (the method before this benchmark's work);
   shared   control, no joint space: correlation of the measured markers with the predicted ones (fuse weight 0);
   random   control: random imaged-cell embeddings (expect r ~ 0);
-  maxfuse  MaxFuse 0.0.2 (benchmarks/.venv-peers, run_maxfuse.py) on coding-gene RNA vs the measured markers.
+  maxfuse  MaxFuse 0.0.2 (benchmarks/.venv-peers, run_maxfuse.py) on coding-gene RNA vs the measured markers;
+  tangram  Tangram 1.0.4 (run_tangram.py) on the same inputs, mode "cells": each imaged cell's top-k scRNA-seq cells
+           of its cell x spot probabilities, renormalised.
+Peers are fitted for the test markers and the full panel only. `--add-peers` fits peers for the stored rows of an
+earlier run with the same model (results/mapping_<panel>.json) and adds their columns, every other column kept.
 The fuse weight is selected on VALIDATION markers (a seeded half of each panel) and reported on the other half.
 
     .venv/bin/python benchmarks/bench_mapping.py --threads 2
@@ -43,7 +47,12 @@ PEERS = ROOT / "benchmarks" / ".venv-peers" / "bin" / "python"
 SPATIAL = {"codex": "spatial/codex_crc_schurch2020_reg009.csv", "cycif": "spatial/cycif_scimap_example.csv"}
 GRID = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)   # fuse weights tried (0: the shared control; 1: the joint space alone),
 #                                        each with the encoder adapted to the panel and without (aligned input only)
-FULL_PANEL = "__full_panel__"            # run_maxfuse.py's name for "no marker hidden"
+FULL_PANEL = "__full_panel__"            # the peer runners' name for "no marker hidden"
+# peer registry: name -> (runner in benchmarks/peers/, cache sub-folder of --peer-cache/<panel>, extra arguments).
+# A runner reads the .npz of maxfuse_inputs and writes OUTDIR/<i>.npz per held-out marker: 'rna', 'cell' and either
+# 'weight' (weighted pairs, used as given) or none (a matching: each imaged cell's matches with equal weight).
+PEER_RUNNERS = {"maxfuse": ("run_maxfuse.py", "", []),
+                "tangram": ("run_tangram.py", "tangram", ["--epochs", "1000", "--k", "10", "--threads", "1"])}
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -118,27 +127,41 @@ def maxfuse_inputs(model, rna, spatial, markers: list[str], order: list[str], pa
     return linked
 
 
-def run_maxfuse(model, rna, spatial, markers, order: list[str], cache: Path | None) -> dict:
-    """{marker or FULL_PANEL: weights} from MaxFuse in the peers' venv (markers in `order`), or {'error': why}.
+def peer_weights(d, n_cells: int, n_rna: int) -> sparse.csr_matrix:
+    """A runner's output file as imaged cells x scRNA-seq cells weights."""
+    if "weight" in d:
+        return sparse.csr_matrix((d["weight"], (d["cell"], d["rna"])), shape=(n_cells, n_rna))
+    return matching_weights(d["rna"], d["cell"], n_cells, n_rna)
 
-    With `cache`, its matchings are kept there and a rerun (or an interrupted run) only fits what is missing."""
-    if not PEERS.is_file():
+
+def run_peer(name: str, model, rna, spatial, markers, order: list[str], cache: Path | None,
+             python: Path | None = None) -> dict:
+    """{marker or FULL_PANEL: weights} from peer `name` in the peers' venv (markers in `order`), or {'error': why}.
+
+    With `cache`, its outputs are kept there and a rerun (or an interrupted run) only fits what is missing."""
+    python = python or PEERS
+    if not Path(python).is_file():
         return {"error": "benchmarks/.venv-peers is missing (bash benchmarks/peers/setup.sh)"}
+    script, sub, extra = PEER_RUNNERS[name]
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(cache) if cache else Path(tmp)
+        folder = (Path(cache) if cache else Path(tmp)) / sub
         folder.mkdir(parents=True, exist_ok=True)
         src = folder / "in.npz"
         maxfuse_inputs(model, rna, spatial, markers, order, src)
-        proc = subprocess.run([str(PEERS), str(ROOT / "benchmarks" / "peers" / "run_maxfuse.py"), str(src),
-                               str(folder / "out")], stderr=subprocess.PIPE, text=True)
+        proc = subprocess.run([str(python), str(ROOT / "benchmarks" / "peers" / script), str(src),
+                               str(folder / "out"), *extra], stderr=subprocess.PIPE, text=True)
         if proc.returncode != 0:
             return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
         out: dict = {"seconds": 0.0}
         for i, m in enumerate(order):
             d = np.load(folder / "out" / f"{i}.npz")
-            out[m] = matching_weights(d["rna"], d["cell"], spatial.n_obs, rna.n_obs)
+            out[m] = peer_weights(d, spatial.n_obs, rna.n_obs)
             out["seconds"] += float(d["seconds"])
     return out
+
+
+def run_maxfuse(model, rna, spatial, markers, order: list[str], cache: Path | None) -> dict:
+    return run_peer("maxfuse", model, rna, spatial, markers, order, cache)
 
 
 def held_out(model, spatial, remb, pred, args) -> list[dict]:
@@ -182,14 +205,13 @@ def select_weight(datasets: dict) -> dict:
     return {"grid": table, "selected": best}
 
 
-def label_transfer(model, rna, spatial, remb, pred, maxfuse: dict, args) -> dict | None:
+def label_transfer(model, rna, spatial, remb, pred, peers: dict, args) -> dict | None:
     """How often the mapped (weighted-vote) coarse RNA label equals the imaged cell's own coarse label."""
     key = spatial.uns.get("scprospatial", {}).get("cell_type_key")
     if key is None or key not in spatial.obs:
         return None
     w, _ = mapping_weights(model, spatial, None, remb, pred, args, np.random.default_rng(args.seed))
-    if FULL_PANEL in maxfuse:
-        w["maxfuse"] = maxfuse[FULL_PANEL]
+    w.update({name: res[FULL_PANEL] for name, res in peers.items() if FULL_PANEL in res})
     return label_agreement(w, rna_coarse_labels(rna), spatial.obs[key])
 
 
@@ -239,6 +261,72 @@ def rescore(args) -> dict:
     return record
 
 
+def fit_peers(d: dict, model, rna, spatial, markers, pred, name: str, args) -> dict:
+    """Fit every peer of args.peers on the test markers and the full panel, add its column to d['rows'] and its
+    status to d[peer]; returns {peer: weights} (the full panel's for label transfer)."""
+    order = [FULL_PANEL, *d["test"]]  # peers are not tuned here: the test markers (and the full panel) suffice
+    cache = Path(args.peer_cache) / name if args.peer_cache else None
+    out = {}
+    for peer in args.peers:
+        res = {"error": "skipped"} if args.no_peers else run_peer(peer, model, rna, spatial, markers, order, cache)
+        secs = res.pop("seconds", None)
+        add_peer(d["rows"], spatial, pred, res, peer)
+        d[peer] = res.get("error", f"{secs:.1f} s of fitting")
+        print(f"{name}: {peer} {d[peer]}", file=sys.stderr, flush=True)
+        out[peer] = res
+    return out
+
+
+def join_panels(record: dict) -> None:
+    """Panels run by another invocation (--datasets) join from their own file, the same model only."""
+    for name in SPATIAL:
+        path = RESULTS / f"mapping_{name}.json"
+        other = json.loads(path.read_text()) if name not in record["datasets"] and path.is_file() else {}
+        if other.get("model_id") == record["model_id"]:
+            record["datasets"][name] = other
+    record["datasets"] = {name: record["datasets"][name] for name in SPATIAL if name in record["datasets"]}
+
+
+def add_peers(args) -> dict:
+    """Fit args.peers for the stored rows of results/mapping_<panel>.json (same model) and add their columns and
+    label-transfer agreement; the held-out loop is not rerun, so every other column stays as it was."""
+    from scprospatial._settings import set_threads
+    from scprospatial.io import load
+    from scprospatial.model import ScProSpatial
+
+    set_threads(args.threads)
+    record = json.loads((RESULTS / "mapping.json").read_text())
+    model = ScProSpatial.load(args.model, device="cpu")
+    if model.meta.get("model_id") != record["model_id"]:
+        sys.exit(f"--add-peers needs the model the results were computed with ({record['model_id']})")
+    rna = load(DATA / "citeseq" / "malt_10k_query_1100cells_rna_only.h5ad", kind="rna")
+    for name in args.datasets:
+        d = json.loads((RESULTS / f"mapping_{name}.json").read_text())
+        if d.get("model_id") != record["model_id"]:
+            sys.exit(f"results/mapping_{name}.json is from another model")
+        spatial = load(DATA / SPATIAL[name], kind="spatial")
+        predictable = set(model.vocab.measured) | set(model.vocab.gene_links)
+        markers = [p for p in spatial.obsm["protein"].columns if p in predictable and p in model.vocab.proteins]
+        if markers != [r["marker"] for r in d["rows"]]:
+            sys.exit(f"{name}: the panel's predictable markers differ from the stored rows")
+        pred = model.predict(rna, proteins=markers).obsm["protein_predicted"]
+        peers = fit_peers(d, model, rna, spatial, markers, pred, name, args)
+        if d.get("labels"):
+            key = spatial.uns["scprospatial"]["cell_type_key"]
+            w = {p: res[FULL_PANEL] for p, res in peers.items() if FULL_PANEL in res}
+            if w:
+                d["labels"]["agreement"].update(
+                    label_agreement(w, rna_coarse_labels(rna), spatial.obs[key])["agreement"])
+        record["datasets"][name] = d
+        (RESULTS / f"mapping_{name}.json").write_text(json.dumps(d, indent=2) + "\n")
+    record["datasets"] = {k: v for k, v in record["datasets"].items() if k in args.datasets}
+    join_panels(record)
+    record.setdefault("peers_added", [])
+    record["peers_added"].append(" ".join(["benchmarks/bench_mapping.py", *sys.argv[1:]]))
+    (RESULTS / "mapping.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
 def run(args) -> dict:
     import torch
 
@@ -283,23 +371,13 @@ def run(args) -> dict:
         t = time.perf_counter()
         rows = held_out(model, spatial, remb, pred, args)
         seconds = round(time.perf_counter() - t, 1)
-        order = [FULL_PANEL, *test]  # MaxFuse is not tuned here: the test markers (and the full panel) suffice
-        cache = Path(args.peer_cache) / name if args.peer_cache else None
-        maxfuse = {"error": "skipped"} if args.no_peers else run_maxfuse(model, rna, spatial, markers, order, cache)
-        mf_s = maxfuse.pop("seconds", None)
-        add_peer(rows, spatial, pred, maxfuse, "maxfuse")
-        print(f"{name}: maxfuse {maxfuse.get('error', f'{mf_s:.0f} s')}", file=sys.stderr, flush=True)
-        record["datasets"][name] = {"n_cells": int(spatial.n_obs), "n_markers": int(spatial.n_vars), "rows": rows,
-                                    "validation": val, "test": test, "seconds": seconds, "model_id": record["model_id"],
-                                    "maxfuse": maxfuse.get("error", f"{mf_s:.1f} s of fitting"),
-                                    "labels": label_transfer(model, rna, spatial, remb, pred, maxfuse, args)}
+        d = {"n_cells": int(spatial.n_obs), "n_markers": int(spatial.n_vars), "rows": rows, "validation": val,
+             "test": test, "seconds": seconds, "model_id": record["model_id"]}
+        peers = fit_peers(d, model, rna, spatial, markers, pred, name, args)
+        d["labels"] = label_transfer(model, rna, spatial, remb, pred, peers, args)
+        record["datasets"][name] = d
         (RESULTS / f"mapping_{name}.json").write_text(json.dumps(record["datasets"][name], indent=2) + "\n")
-    for name in SPATIAL:  # panels run by another invocation (--datasets) join from their own file
-        path = RESULTS / f"mapping_{name}.json"
-        other = json.loads(path.read_text()) if name not in record["datasets"] and path.is_file() else {}
-        if other.get("model_id") == record["model_id"]:  # the same model only
-            record["datasets"][name] = other
-    record["datasets"] = {name: record["datasets"][name] for name in SPATIAL if name in record["datasets"]}
+    join_panels(record)
     record["selection"] = select_weight(record["datasets"])
     old = json.loads((RESULTS / "mapping.json").read_text()) if (RESULTS / "mapping.json").is_file() else {}
     for key in ("kernel", "kernel_gpu"):  # GPU timings come from another machine; CPU ones unless re-measured
@@ -323,8 +401,12 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--datasets", nargs="+", choices=list(SPATIAL), default=list(SPATIAL),
                    help="panels to run (others are read from results/mapping_<panel>.json of an earlier run)")
-    p.add_argument("--no-peers", action="store_true", help="do not run MaxFuse")
-    p.add_argument("--peer-cache", default=None, help="keep MaxFuse's matchings here (reruns fit only what is missing)")
+    p.add_argument("--no-peers", action="store_true", help="do not run the peers")
+    p.add_argument("--peers", nargs="+", choices=list(PEER_RUNNERS), default=list(PEER_RUNNERS),
+                   help="peers to run (default: all)")
+    p.add_argument("--peer-cache", default=None, help="keep the peers' outputs here (reruns fit only what is missing)")
+    p.add_argument("--add-peers", action="store_true", help="fit --peers for the stored rows of an earlier run "
+                   "(needs --model: the model of results/mapping.json) and add their columns; nothing else rerun")
     p.add_argument("--kernel-scale", type=int, default=0, help="re-time the top-k kernel on N x N cells (0: keep)")
     p.add_argument("--readme-only", action="store_true", help="only rewrite README.md from results/mapping.json")
     p.add_argument("--rescore", action="store_true", help="recompute only the model column with map's current "
@@ -339,7 +421,7 @@ def main(argv=None) -> None:
     if args.readme_only:
         record = json.loads((RESULTS / "mapping.json").read_text())
     else:
-        record = rescore(args) if args.rescore else run(args)
+        record = rescore(args) if args.rescore else add_peers(args) if args.add_peers else run(args)
     write_readme(record)
 
 
