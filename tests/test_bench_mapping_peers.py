@@ -1,0 +1,128 @@
+"""bench_mapping.py's peer registry with fake peer scripts (no peers' venv needed), and Tangram's top-k reduction."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+import bench_mapping as bm  # noqa: E402
+from _mapping_tables import _held_out_table  # noqa: E402
+
+
+def _load_runner():
+    spec = importlib.util.spec_from_file_location("run_tangram", BENCH / "peers" / "run_tangram.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_tangram_top_k_keeps_each_imaged_cells_most_probable_rna_cells():
+    rng = np.random.default_rng(0)
+    probs = rng.random((30, 7))  # scRNA-seq cells x imaged cells
+    rna, cell, w = _load_runner().top_k(probs, 4)
+    assert len(rna) == len(cell) == len(w) == 4 * 7
+    for j in range(7):
+        sel = cell == j
+        assert set(rna[sel]) == set(np.argsort(-probs[:, j])[:4])
+        assert np.isclose(w[sel].sum(), 1.0)
+        np.testing.assert_allclose(w[sel], probs[rna[sel], j] / probs[rna[sel], j].sum())
+
+
+FAKE = textwrap.dedent('''
+    import sys
+    from pathlib import Path
+    import numpy as np
+    src, dst, mode = sys.argv[1:4]
+    d = np.load(src)
+    n_rna, n_cells = d["rna_shared"].shape[0], d["protein"].shape[0]
+    if mode == "fail":
+        sys.exit("fake peer: no shared features")
+    Path(dst).mkdir(parents=True, exist_ok=True)
+    for i, m in enumerate(d["held_out"]):
+        cell = np.arange(n_cells)
+        if mode == "weights":   # imaged cell j: rna j (0.75) and rna j+1 (0.25)
+            np.savez(Path(dst) / f"{i}.npz", rna=np.r_[cell, cell + 1], cell=np.r_[cell, cell],
+                     weight=np.r_[np.full(n_cells, 0.75), np.full(n_cells, 0.25)], seconds=np.array(2.0))
+        else:                   # a matching: imaged cell j matched to rna j and j+2; the last cell unmatched
+            keep = cell[:-1]
+            np.savez(Path(dst) / f"{i}.npz", rna=np.r_[keep, keep + 2], cell=np.r_[keep, keep], seconds=np.array(1.0))
+''')
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    script = tmp_path / "fake_peer.py"
+    script.write_text(FAKE)
+    for mode in ("weights", "matching", "fail"):
+        monkeypatch.setitem(bm.PEER_RUNNERS, f"fake_{mode}", (str(script), f"sub_{mode}", [mode]))
+    n_rna, n_cells = 12, 8
+    rng = np.random.default_rng(1)
+    rna = SimpleNamespace(var_names=pd.Index(["GA", "GB", "GC", "GX"]), n_obs=n_rna,
+                          X=sparse.csr_matrix(rng.random((n_rna, 4))))
+    spatial = SimpleNamespace(n_obs=n_cells, obsm={"protein": pd.DataFrame(rng.random((n_cells, 3)), columns=list("ABC"))})
+    model = SimpleNamespace(vocab=SimpleNamespace(gene_links={"A": ["GA"], "B": ["GB"], "C": ["GC", "GMISSING"]}))
+    return model, rna, spatial, tmp_path
+
+
+def test_weighted_peer_output_is_used_as_given_and_cached_per_panel(toy):
+    model, rna, spatial, tmp = toy
+    order = [bm.FULL_PANEL, "B"]
+    out = bm.run_peer("fake_weights", model, rna, spatial, list("ABC"), order, tmp / "cache", python=Path(sys.executable))
+    assert out["seconds"] == 4.0 and set(out) == {"seconds", *order}
+    w = out["B"].toarray()
+    assert w.shape == (8, 12)
+    np.testing.assert_allclose(w[3, 3], 0.75)
+    np.testing.assert_allclose(w[3, 4], 0.25)
+    np.testing.assert_allclose(w.sum(1), 1.0)
+    d = np.load(tmp / "cache" / "sub_weights" / "in.npz")
+    assert list(d["markers"]) == list("ABC") and list(d["held_out"]) == order
+    # the imputation every method shares: weights x the predicted marker on the scRNA-seq cells
+    pred = pd.DataFrame({"B": np.arange(12.0)})
+    truth = 0.75 * np.arange(8.0) + 0.25 * np.arange(1.0, 9.0)
+    sp = SimpleNamespace(obsm={"protein": pd.DataFrame({"B": truth})})
+    rows = [{"marker": "A"}, {"marker": "B"}]
+    bm.add_peer(rows, sp, pred, out, "fake")
+    assert "fake" not in rows[0] and rows[1]["fake"]["pearson"] == pytest.approx(1.0)
+    assert rows[1]["fake"]["unmatched"] == 0
+
+
+def test_matching_peer_output_gets_equal_weights_and_unmatched_cells(toy):
+    model, rna, spatial, tmp = toy
+    out = bm.run_peer("fake_matching", model, rna, spatial, list("ABC"), [bm.FULL_PANEL], None,
+                      python=Path(sys.executable))
+    w = out[bm.FULL_PANEL].toarray()
+    np.testing.assert_allclose(w[2, [2, 4]], 0.5)
+    assert w[-1].sum() == 0 and np.allclose(w[:-1].sum(1), 1.0)
+
+
+def test_failing_peer_reports_its_last_error_line(toy):
+    model, rna, spatial, tmp = toy
+    out = bm.run_peer("fake_fail", model, rna, spatial, list("ABC"), [bm.FULL_PANEL], None, python=Path(sys.executable))
+    assert out == {"error": "fake peer: no shared features"}
+    assert bm.run_peer("fake_fail", model, rna, spatial, list("ABC"), [], None, python=tmp / "missing")["error"]
+
+
+def test_readme_table_has_a_tangram_column_and_median():
+    rows = [{"marker": m, "measured_in_training": True, "model": {"pearson": 0.1 * i, "spearman": 0.0},
+             "tangram": {"pearson": 0.2 * i, "spearman": 0.1}} for i, m in enumerate("AB")]
+    d = {"n_cells": 5, "n_markers": 2, "rows": rows, "validation": ["A"], "test": ["B"], "seconds": 1.0,
+         "maxfuse": "skipped", "tangram": "3.0 s of fitting"}
+    lines = _held_out_table("toy", d)
+    def cells(line):
+        return [c.strip() for c in line.strip().strip("|").split("|")]
+
+    head = cells(lines[2])
+    assert "tangram r" in head and "tangram ρ" in head
+    assert "Tangram: 3.0 s of fitting" in lines[0]
+    test_median = cells(next(line for line in lines if "median, test" in line))
+    assert test_median[head.index("tangram r")] == "0.200"
+    assert all(line.count("|") == lines[2].count("|") for line in lines[2:] if line.startswith("|"))
