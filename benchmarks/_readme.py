@@ -19,3 +19,20 @@ def replace_section(section: str, start: str, end: str, readme: Path = README) -
 def put_section(body: str, start: str, end: str, readme: Path = README) -> None:
     """replace_section for a body without its markers."""
     replace_section(start + "\n" + body + "\n" + end, start, end, readme)
+
+
+def merge_results(out: Path, rows: list[dict], key, command: str) -> tuple[list[dict], dict]:
+    """Write `out` (JSON: meta + results): `rows` plus the earlier rows whose key(row) was not measured again
+    (rows from another machine, e.g. a GPU, are kept). Returns (all rows, meta)."""
+    import json
+    import os
+    import platform
+
+    old = json.loads(out.read_text())["results"] if out.is_file() else []
+    measured = {key(r) for r in rows}
+    merged = [r for r in old if key(r) not in measured] + rows
+    meta = {"machine": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "command": command}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "results": merged}, indent=1))
+    return merged, meta

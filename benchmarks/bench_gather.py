@@ -184,19 +184,15 @@ def main(argv=None) -> int:
             print(f"  p={size} {backend:>11}: median {row['median_s']:.2f} s, peak {row['peak_rss_mb']:.0f} MB, "
                   f"extra {row['extra_mb']:.0f} MB, digest {row['digest']}", file=sys.stderr)
 
-    old = json.loads(out.read_text())["results"] if out.is_file() else []
+    from _readme import merge_results
+
     key = lambda r: (r["backend"], r.get("device", ""), r["n"], r["m"], r["p"], r["k"])  # noqa: E731
-    measured = {key(r) for r in rows}
-    kept = [r for r in old if key(r) not in measured]
-    meta = {"machine": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "command": command}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "results": kept + rows}, indent=1))
-    print(markdown(kept + rows))
+    rows, meta = merge_results(out, rows, key, command)
+    print(markdown(rows))
     if args.readme:
         from _readme import put_section
 
-        put_section(section(kept + rows, meta), START, END)
+        put_section(section(rows, meta), START, END)
     return 0
 
 

@@ -142,18 +142,15 @@ def main(argv=None) -> int:
         print(f"  {backend:>10}: median {row['median_s']:.2f} s, peak {row['peak_rss_mb']:.0f} MB", file=sys.stderr)
 
     out = Path(args.out)
-    old = json.loads(out.read_text())["results"] if out.is_file() else []
-    measured = {(r["backend"], r["device"], r["nq"], r["nr"]) for r in rows}
-    kept = [r for r in old if (r["backend"], r["device"], r["nq"], r["nr"]) not in measured]
-    meta = {"machine": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "command": "python benchmarks/bench_topk.py " + " ".join(argv if argv is not None else sys.argv[1:])}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "results": kept + rows}, indent=1))
-    print(markdown(kept + rows))
+    from _readme import merge_results
+
+    command = "python benchmarks/bench_topk.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    rows, meta = merge_results(out, rows, lambda r: (r["backend"], r["device"], r["nq"], r["nr"]), command)
+    print(markdown(rows))
     if args.readme:
         from _readme import put_section
 
-        put_section(section(kept + rows, meta), START, END)
+        put_section(section(rows, meta), START, END)
     return 0
 
 
