@@ -71,6 +71,10 @@ def test_prediction_does_not_depend_on_other_requested_proteins_or_their_order(t
     np.testing.assert_allclose(together[["CD3", "CD19"]], reversed_[["CD3", "CD19"]], rtol=0, atol=1e-5)
     assert list(reversed_.columns) == ["CD45RA", "CD4", "CD3", "CD19"]
     assert alone["CD4"].std() > 0
+    # proteins predicted through their coding gene, alone and among every predictable protein
+    every = _pred(trained, query, all_proteins=True)
+    for p in ("CD20", "CD56"):
+        np.testing.assert_allclose(_pred(trained, query, proteins=[p])[p], every[p], rtol=0, atol=1e-5)
 
 
 def test_prediction_does_not_depend_on_gene_order(trained, query):
@@ -98,6 +102,9 @@ def test_output_layout_and_gene_link_flags(trained, query):
     emb = out.obsm[K.EMBEDDING]
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
     assert info["scale"] == "clr" and info["model_id"].startswith("scprospatial-")
+    links = info["gene_links"]  # one row per (protein, coding gene)
+    assert set(links.columns) == {"protein", "gene"} and set(links["protein"]) <= set(pred.columns)
+    assert ("CD20", "MS4A1") in set(zip(links["protein"], links["gene"]))
 
 
 def test_missing_genes_are_counted_and_no_shared_gene_is_an_error(trained, query):

@@ -195,7 +195,10 @@ class ScProSpatial:
         return {"model_id": self.meta.get("model_id", "untrained"), "scale": "clr",
                 "measured_in_training": [p for p in names if p in measured],
                 "predicted_via_gene_link": [p for p in names if p not in measured],
-                "gene_links": {p: self.vocab.gene_links.get(p, []) for p in names},
+                # one row per (protein, coding gene) pair: a table writes as two datasets, where a dict of
+                # lists wrote one dataset per protein (16 s of a 62 s impute of 2,943 proteins)
+                "gene_links": pd.DataFrame([(p, g) for p in names for g in self.vocab.gene_links.get(p, [])],
+                                           columns=["protein", "gene"]),
                 "sd_scale": float(self.meta.get("scale", 1.0)), "coverage_nominal": self.config.coverage,
                 "n_cells_unknown_dataset": int((ds == 0).sum()), **mapping.as_dict()}
 

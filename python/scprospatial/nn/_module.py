@@ -88,19 +88,20 @@ class ScProSpatialModule(nn.Module):
 
     def link_rna(self, rna: torch.Tensor, cell: torch.Tensor, proteins: torch.Tensor) -> torch.Tensor:
         """Mean coding-gene RNA of each protein, (B, P): the observed value of genes the encoder reads, the
-        tied decoder's prediction (a denoised value) for output-only genes, which are never read."""
+        tied decoder's prediction (a denoised value) for output-only genes, which are never read.
+
+        The link is applied as a sparse matrix: each protein's value comes from its own genes only (so it does
+        not depend on which other proteins are requested) at a cost of B x (number of links), not B x P x genes.
+        """
         link = self.queries.link[proteins]
         genes = (link.sum(0) > 0).nonzero().ravel()
+        values = (rna.to_dense() if rna.is_sparse or rna.layout != torch.strided else rna)[:, genes]
         read = self.rna_encoder.input_mask
-        if read is None:
-            return self.queries.own_values(rna, proteins)
-        predicted = genes[~read[genes]]
-        observed = (link * read.to(link.dtype)[None, :]).T
-        value = (rna.to_sparse_csr() if rna.is_sparse else rna) @ observed
-        if len(predicted):
-            value = value + (self.gene_query_decoder(cell, self.rna_encoder.id_emb, predicted)
-                             @ link[:, predicted].T)
-        return value
+        if read is not None and not bool(read[genes].all()):
+            unread = ~read[genes]
+            values = values.clone()
+            values[:, unread] = self.gene_query_decoder(cell, self.rna_encoder.id_emb, genes[unread])
+        return torch.sparse.mm(link[:, genes].to_sparse(), values.T).T
 
     def gene_link_prediction(self, rna: torch.Tensor, cell: torch.Tensor,
                              proteins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
