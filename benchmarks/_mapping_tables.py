@@ -135,7 +135,8 @@ def write_readme(record: dict) -> None:
              "its default; CPU, seeded; density prior \"uniform\", one imaged cell per spot) on the same inputs as "
              "MaxFuse; each imaged cell keeps its 10 most probable scRNA-seq cells of Tangram's cell × spot matrix "
              "(k = 10 as the top-k methods), probabilities renormalised. Peers are fitted on the test markers and "
-             "the full panel only (not tuned here)."
+             "the full panel only (not tuned here); their fitting seconds (table headings) were taken on 1 thread "
+             "beside other jobs on a shared 2-core machine: provisional."
              + (" The peers' columns were added to the stored rows of the same model (held-out loop not rerun): "
                 + "; ".join(f"`{c}`" for c in record["peers_added"]) + "." if record.get("peers_added") else "")
              + " moscot was not run in this benchmark.",

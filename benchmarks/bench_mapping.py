@@ -319,10 +319,12 @@ def add_peers(args) -> dict:
                     label_agreement(w, rna_coarse_labels(rna), spatial.obs[key])["agreement"])
         record["datasets"][name] = d
         (RESULTS / f"mapping_{name}.json").write_text(json.dumps(d, indent=2) + "\n")
-    record["datasets"] = {k: v for k, v in record["datasets"].items() if k in args.datasets}
+    done = {k: v for k, v in record["datasets"].items() if k in args.datasets}
+    record = json.loads((RESULTS / "mapping.json").read_text())  # re-read: a parallel panel may have written it
+    record["datasets"] = done
     join_panels(record)
-    record.setdefault("peers_added", [])
-    record["peers_added"].append(" ".join(["benchmarks/bench_mapping.py", *sys.argv[1:]]))
+    command = " ".join(["benchmarks/bench_mapping.py", *sys.argv[1:]])
+    record["peers_added"] = [c for c in record.get("peers_added", []) if c != command] + [command]
     (RESULTS / "mapping.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
 
