@@ -12,7 +12,9 @@ the model's temperature; matching methods: the mean over an imaged cell's matche
   random   control: random imaged-cell embeddings (expect r ~ 0);
   maxfuse  MaxFuse 0.0.2 (benchmarks/.venv-peers, run_maxfuse.py) on coding-gene RNA vs the measured markers;
   tangram  Tangram 1.0.4 (run_tangram.py) on the same inputs, mode "cells": each imaged cell's top-k scRNA-seq cells
-           of its cell x spot probabilities, renormalised.
+           of its cell x spot probabilities, renormalised;
+  moscot   moscot 0.5.2 MappingProblem (run_moscot.py): fused Gromov-Wasserstein, scRNA-seq PCA vs imaged coordinates
+           plus the shared features; each imaged cell's top-k scRNA-seq cells of the plan, renormalised.
 Peers are fitted for the test markers and the full panel only. `--add-peers` fits peers for the stored rows of an
 earlier run with the same model (results/mapping_<panel>.json) and adds their columns, every other column kept.
 The fuse weight is selected on VALIDATION markers (a seeded half of each panel) and reported on the other half.
@@ -52,7 +54,8 @@ FULL_PANEL = "__full_panel__"            # the peer runners' name for "no marker
 # A runner reads the .npz of maxfuse_inputs and writes OUTDIR/<i>.npz per held-out marker: 'rna', 'cell' and either
 # 'weight' (weighted pairs, used as given) or none (a matching: each imaged cell's matches with equal weight).
 PEER_RUNNERS = {"maxfuse": ("run_maxfuse.py", "", []),
-                "tangram": ("run_tangram.py", "tangram", ["--epochs", "1000", "--k", "10", "--threads", "1"])}
+                "tangram": ("run_tangram.py", "tangram", ["--epochs", "1000", "--k", "10", "--threads", "1"]),
+                "moscot": ("run_moscot.py", "moscot", ["--k", "10", "--threads", "1"])}
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -122,8 +125,9 @@ def maxfuse_inputs(model, rna, spatial, markers: list[str], order: list[str], pa
                                          .mean(1)).ravel() for m in linked])
     var = np.asarray(x.power(2).mean(0)).ravel() - np.asarray(x.mean(0)).ravel() ** 2
     active = x[:, np.argsort(-var)[:2000]].toarray()
+    coords = {"spatial": np.asarray(spatial.obsm["spatial"], np.float64)} if "spatial" in spatial.obsm else {}
     np.savez(path, rna_active=active, rna_shared=shared, protein=spatial.obsm["protein"][linked].to_numpy(),
-             markers=np.array(linked), held_out=np.array(order))
+             markers=np.array(linked), held_out=np.array(order), **coords)
     return linked
 
 

@@ -18,17 +18,18 @@ import bench_mapping as bm  # noqa: E402
 from _mapping_tables import _held_out_table  # noqa: E402
 
 
-def _load_runner():
-    spec = importlib.util.spec_from_file_location("run_tangram", BENCH / "peers" / "run_tangram.py")
+def _load_runner(name="run_tangram"):
+    spec = importlib.util.spec_from_file_location(name, BENCH / "peers" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-def test_tangram_top_k_keeps_each_imaged_cells_most_probable_rna_cells():
+@pytest.mark.parametrize("runner", ["run_tangram", "run_moscot"])
+def test_top_k_keeps_each_imaged_cells_most_probable_rna_cells(runner):
     rng = np.random.default_rng(0)
     probs = rng.random((30, 7))  # scRNA-seq cells x imaged cells
-    rna, cell, w = _load_runner().top_k(probs, 4)
+    rna, cell, w = _load_runner(runner).top_k(probs, 4)
     assert len(rna) == len(cell) == len(w) == 4 * 7
     for j in range(7):
         sel = cell == j
@@ -126,3 +127,14 @@ def test_readme_table_has_a_tangram_column_and_median():
     test_median = cells(next(line for line in lines if "median, test" in line))
     assert test_median[head.index("tangram r")] == "0.200"
     assert all(line.count("|") == lines[2].count("|") for line in lines[2:] if line.startswith("|"))
+
+
+def test_peer_input_carries_coordinates_when_the_panel_has_them(toy, tmp_path):
+    model, rna, spatial, _ = toy
+    bm.maxfuse_inputs(model, rna, spatial, list("ABC"), [bm.FULL_PANEL], tmp_path / "a.npz")
+    assert "spatial" not in np.load(tmp_path / "a.npz")
+    spatial.obsm["spatial"] = np.arange(16.0).reshape(8, 2)
+    bm.maxfuse_inputs(model, rna, spatial, list("ABC"), [bm.FULL_PANEL], tmp_path / "b.npz")
+    d = np.load(tmp_path / "b.npz")
+    np.testing.assert_array_equal(d["spatial"], spatial.obsm["spatial"])
+    np.testing.assert_array_equal(d["protein"], spatial.obsm["protein"].to_numpy())
