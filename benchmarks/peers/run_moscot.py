@@ -13,29 +13,11 @@ benchmark), their mass renormalised to sum to 1. OUTDIR/<i>.npz (i: the marker's
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
-
-FULL_PANEL = "__full_panel__"
-
-
-def zscore(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean(0)) / np.maximum(x.std(0), 1e-6)
-
-
-def top_k(plan: np.ndarray, k: int):
-    """plan: scRNA-seq cells x imaged cells. Each imaged cell's k largest entries, renormalised."""
-    k = min(k, plan.shape[0])
-    idx = np.argpartition(-plan, k - 1, axis=0)[:k]
-    w = np.take_along_axis(plan, idx, axis=0)
-    w = w / np.maximum(w.sum(0, keepdims=True), 1e-300)
-    cell = np.broadcast_to(np.arange(plan.shape[1]), idx.shape)
-    return idx.T.ravel(), cell.T.ravel(), w.T.ravel()
+from _held_out import each_held_out, parser, zscore
 
 
 def fit(rna_pca, rna, protein, coords, names):
@@ -58,13 +40,7 @@ def fit(rna_pca, rna, protein, coords, names):
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("src")
-    p.add_argument("dst")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
+    args = parser(__doc__).parse_args(argv)
     if args.threads == 1:  # before jax is imported
         os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
     d = np.load(args.src, allow_pickle=False)
@@ -75,22 +51,13 @@ def main(argv=None) -> None:
     active = zscore(d["rna_active"])
     u, s, _ = np.linalg.svd(active - active.mean(0), full_matrices=False)
     rna_pca = u[:, :30] * s[:30]
-    Path(args.dst).mkdir(parents=True, exist_ok=True)
-    for i, m in enumerate(str(x) for x in d["held_out"]):
-        out = Path(args.dst) / f"{i}.npz"
-        if out.is_file():
-            continue
-        t0 = time.perf_counter()
-        keep = [j for j, x in enumerate(markers) if x != m]
+
+    def one(keep: list[int]):
         plan, converged = fit(rna_pca, d["rna_shared"][:, keep], d["protein"][:, keep], d["spatial"],
                               [markers[j] for j in keep])
-        rna_idx, cell_idx, w = top_k(plan, args.k)
-        seconds = time.perf_counter() - t0
-        tmp = out.with_suffix(".tmp.npz")
-        np.savez(tmp, rna=rna_idx.astype(np.int64), cell=cell_idx.astype(np.int64), weight=w, marker=np.array(m),
-                 seconds=np.array(seconds), converged=np.array(converged))
-        tmp.replace(out)
-        print(f"  moscot {m}: converged {converged}, {seconds:.0f} s", file=sys.stderr, flush=True)
+        return plan, {"converged": converged}
+
+    each_held_out(d, args.dst, args.k, "moscot", one)
 
 
 if __name__ == "__main__":

@@ -16,25 +16,10 @@ Markers whose file exists are skipped, so an interrupted run resumes.
 """
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
-
-FULL_PANEL = "__full_panel__"
-
-
-def top_k(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """probs: scRNA-seq cells x imaged cells. Each imaged cell's k most probable scRNA-seq cells, renormalised."""
-    k = min(k, probs.shape[0])
-    idx = np.argpartition(-probs, k - 1, axis=0)[:k]                 # k x imaged cells
-    w = np.take_along_axis(probs, idx, axis=0)
-    w = w / np.maximum(w.sum(0, keepdims=True), 1e-30)
-    cell = np.broadcast_to(np.arange(probs.shape[1]), idx.shape)
-    return idx.T.ravel(), cell.T.ravel(), w.T.ravel()
+from _held_out import each_held_out, parser
 
 
 def fit(rna: np.ndarray, protein: np.ndarray, names: list[str], epochs: int, seed: int) -> tuple[np.ndarray, float]:
@@ -59,13 +44,8 @@ def fit(rna: np.ndarray, protein: np.ndarray, names: list[str], epochs: int, see
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("src")
-    p.add_argument("dst")
+    p = parser(__doc__)
     p.add_argument("--epochs", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     import torch
 
@@ -73,22 +53,13 @@ def main(argv=None) -> None:
     logging.getLogger().setLevel(logging.WARNING)
     d = np.load(args.src, allow_pickle=False)
     markers = [str(m) for m in d["markers"]]
-    Path(args.dst).mkdir(parents=True, exist_ok=True)
-    for i, m in enumerate(str(x) for x in d["held_out"]):
-        out = Path(args.dst) / f"{i}.npz"
-        if out.is_file():
-            continue
-        t0 = time.perf_counter()
-        keep = [j for j, x in enumerate(markers) if x != m]
+
+    def one(keep: list[int]):
         probs, last = fit(d["rna_shared"][:, keep], d["protein"][:, keep], [markers[j] for j in keep], args.epochs,
                           args.seed)
-        rna_idx, cell_idx, w = top_k(probs, args.k)
-        seconds = time.perf_counter() - t0
-        tmp = out.with_suffix(".tmp.npz")
-        np.savez(tmp, rna=rna_idx.astype(np.int64), cell=cell_idx.astype(np.int64), weight=w, marker=np.array(m),
-                 seconds=np.array(seconds), epochs=np.array(args.epochs), final_score=np.array(last))
-        tmp.replace(out)
-        print(f"  tangram {m}: score {last:.3f}, {seconds:.0f} s", file=sys.stderr, flush=True)
+        return probs, {"epochs": args.epochs, "final_score": last}
+
+    each_held_out(d, args.dst, args.k, "tangram", one)
 
 
 if __name__ == "__main__":
