@@ -229,22 +229,29 @@ def default_weights(model, spatial, hidden, remb, pred, args):
     return topk_weights(space.query, space.ref, args.k, args.tau, args.threads)
 
 
-def rescore(args) -> dict:
-    """After the defaults of `map` were set from the selection: recompute the `model` column (and its label
-    transfer) of the stored results with the current defaults and the same model; every other column is kept."""
+def stored_model(args, flag: str):
+    """results/mapping.json, the model it was computed with (--model; any other is refused) and the MALT query."""
     from scprospatial._settings import set_threads
     from scprospatial.io import load
     from scprospatial.model import ScProSpatial
-    from scprospatial.spatial._adapt import ADAPT_EPOCHS
-    from scprospatial.spatial._fuse import FUSE_WEIGHT
-    from scprospatial.spatial._mapping import _temperature
 
     set_threads(args.threads)
     record = json.loads((RESULTS / "mapping.json").read_text())
     model = ScProSpatial.load(args.model, device="cpu")
     if model.meta.get("model_id") != record["model_id"]:
-        sys.exit(f"--rescore needs the model the results were computed with ({record['model_id']})")
-    rna = load(DATA / "citeseq" / "malt_10k_query_1100cells_rna_only.h5ad", kind="rna")
+        sys.exit(f"{flag} needs the model the results were computed with ({record['model_id']})")
+    return record, model, load(DATA / "citeseq" / "malt_10k_query_1100cells_rna_only.h5ad", kind="rna")
+
+
+def rescore(args) -> dict:
+    """After the defaults of `map` were set from the selection: recompute the `model` column (and its label
+    transfer) of the stored results with the current defaults and the same model; every other column is kept."""
+    from scprospatial.io import load
+    from scprospatial.spatial._adapt import ADAPT_EPOCHS
+    from scprospatial.spatial._fuse import FUSE_WEIGHT
+    from scprospatial.spatial._mapping import _temperature
+
+    record, model, rna = stored_model(args, "--rescore")
     remb, args.tau = np.ascontiguousarray(model.embed_rna(rna)), _temperature(model, None)
     for name, d in record["datasets"].items():
         spatial = load(DATA / SPATIAL[name], kind="spatial")
@@ -294,16 +301,9 @@ def join_panels(record: dict) -> None:
 def add_peers(args) -> dict:
     """Fit args.peers for the stored rows of results/mapping_<panel>.json (same model) and add their columns and
     label-transfer agreement; the held-out loop is not rerun, so every other column stays as it was."""
-    from scprospatial._settings import set_threads
     from scprospatial.io import load
-    from scprospatial.model import ScProSpatial
 
-    set_threads(args.threads)
-    record = json.loads((RESULTS / "mapping.json").read_text())
-    model = ScProSpatial.load(args.model, device="cpu")
-    if model.meta.get("model_id") != record["model_id"]:
-        sys.exit(f"--add-peers needs the model the results were computed with ({record['model_id']})")
-    rna = load(DATA / "citeseq" / "malt_10k_query_1100cells_rna_only.h5ad", kind="rna")
+    record, model, rna = stored_model(args, "--add-peers")
     for name in args.datasets:
         d = json.loads((RESULTS / f"mapping_{name}.json").read_text())
         if d.get("model_id") != record["model_id"]:
