@@ -36,3 +36,11 @@ def merge_results(out: Path, rows: list[dict], key, command: str) -> tuple[list[
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "results": merged}, indent=1))
     return merged, meta
+
+
+def rebuild_section(out: Path, section, start: str, end: str) -> None:
+    """--readme-only: the section from a results file written by merge_results (section(results, meta) -> body)."""
+    import json
+
+    saved = json.loads(Path(out).read_text())
+    put_section(section(saved["results"], saved["meta"]), start, end)

@@ -150,10 +150,9 @@ def main(argv=None) -> int:
     command = "python benchmarks/bench_gather.py " + " ".join(argv if argv is not None else sys.argv[1:])
     out = Path(args.out)
     if args.readme_only:
-        saved = json.loads(out.read_text())
-        from _readme import put_section
+        from _readme import rebuild_section
 
-        put_section(section(saved["results"], saved["meta"]), START, END)
+        rebuild_section(out, section, START, END)
         return 0
     max_gb = args.max_gb if args.max_gb is not None else mem_available_gb() / 2
     rows = []

@@ -115,10 +115,9 @@ def main(argv=None) -> int:
         return 0
 
     if args.readme_only:
-        saved = json.loads(Path(args.out).read_text())
-        from _readme import put_section
+        from _readme import rebuild_section
 
-        put_section(section(saved["results"], saved["meta"]), START, END)
+        rebuild_section(args.out, section, START, END)
         return 0
     rows = []
     load_before = os.getloadavg()[0]
