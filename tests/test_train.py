@@ -181,3 +181,68 @@ def test_real_cohorts_train_and_cross_predict(shared_data):
     assert "CD20" in info["predicted_via_gene_link"]            # MS4A1 is an HVG of a lymphoid tumour
     assert info["n_vocabulary_genes_missing"] > 0 and info["n_cells_unknown_dataset"] == pbmc.n_obs
     assert np.isfinite(out.obsm[K.PROTEIN_PREDICTED].to_numpy()).all()
+
+
+def test_token_dropout_never_drops_the_measured_proteins_coding_genes(monkeypatch):
+    cohorts = _cohorts()
+    model = ScProSpatial.setup(cohorts, TINY, seed=0)
+    pool = build_pool(cohorts, model.vocab, model.datasets)
+    measured = torch.as_tensor(model.vocab.protein_index.get_indexer(model.vocab.measured))
+    coding = model.module.coding_genes(measured)
+    assert set(np.asarray(model.vocab.genes)[coding.numpy()]) == {"CD3E", "CD4", "CD19", "PTPRC"}
+    seen = []
+    real = type(model.module).translate
+    monkeypatch.setattr(type(model.module), "translate",
+                        lambda self, rna, *a, **k: (seen.append(rna.coalesce()), real(self, rna, *a, **k))[1])
+    batch = Batch.of(pool, np.arange(60), "cpu")
+    full = batch.rna.coalesce()
+    for keep in (True, False):
+        cfg = dataclasses.replace(TINY, token_dropout=1.0, keep_coding_tokens=keep)
+        translate_loss(model.module, batch, cfg, torch.Generator().manual_seed(0), measured)
+        cols = seen[-1].indices()[1]
+        if keep:  # every other token dropped, every coding-gene token kept
+            assert bool(coding[cols].all()) and len(cols) == int(coding[full.indices()[1]].sum()) > 0
+        else:
+            assert len(cols) == 0
+
+
+def test_support_bound_is_the_training_maximum_and_extends_through_the_gene_link():
+    train = make_cohort(n=150, seed=1, proteins=("CD3", "CD4", "CD19"), batch="a")
+    model = ScProSpatial.setup([train], TINY, seed=0)
+    metrics = model.train([train], seed=0, device="cpu")
+    m, vocab = model.module, model.vocab
+    j = vocab.protein_index.get_loc("CD3")
+    gene = vocab.gene_index.get_loc("CD3E")
+    # the bound is the largest CD3E value among the training cells (validation cells excluded)
+    bound = float(m.own_support[j])
+    assert metrics["coding_gene_support"]["bound"]["CD3"] == pytest.approx(bound, abs=1e-4)
+    assert bound <= float(train[:, "CD3E"].X.max()) + 1e-6 and bound > 0
+    assert not torch.isfinite(m.own_support[vocab.protein_index.get_loc("CD20")])  # never measured: no bound
+    m.eval()
+    cell = torch.randn(3, TINY.d_model)
+    rna = torch.zeros(3, len(vocab.genes))
+    rna[:, gene] = torch.tensor([bound - 0.5, bound, bound + 2.0])
+    proteins = torch.tensor([j])
+    with torch.no_grad():
+        mean, logvar = m.translate(rna.to_sparse(), torch.zeros(3, dtype=torch.long), proteins, cell=cell)
+        m.own_support.fill_(float("inf"))
+        head, head_lv = m.translate(rna.to_sparse(), torch.zeros(3, dtype=torch.long), proteins, cell=cell)
+    slope = float(m.link_fit[1])
+    torch.testing.assert_close(mean[:2], head[:2])            # within the support: the head alone
+    torch.testing.assert_close(logvar[:2], head_lv[:2])
+    assert float(mean[2, 0] - head[2, 0]) == pytest.approx(2.0 * slope, rel=1e-5)
+    assert float(logvar[2, 0]) > float(head_lv[2, 0])          # the gene link's residual variance added
+
+
+def test_checkpoint_keeps_the_support_and_older_checkpoints_load_without_one(tmp_path):
+    train = make_cohort(n=150, seed=1, proteins=("CD3", "CD4"), batch="a")
+    model = ScProSpatial.setup([train], TINY, seed=0)
+    model.train([train], seed=0, device="cpu")
+    path = model.save(tmp_path / "m.pt")
+    again = ScProSpatial.load(path, device="cpu")
+    torch.testing.assert_close(again.module.own_support, model.module.own_support)
+    ck = torch.load(path, weights_only=True)
+    del ck["state_dict"]["own_support"]
+    torch.save(ck, tmp_path / "old.pt")
+    old = ScProSpatial.load(tmp_path / "old.pt", device="cpu")
+    assert not torch.isfinite(old.module.own_support).any()

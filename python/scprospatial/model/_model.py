@@ -100,12 +100,13 @@ class ScProSpatial:
         self.train_state = state = trainer.run(state, gen, on_epoch=on_epoch, stop=stop)
         if not state.done:
             return {}
-        metrics = self._finish(pool, val_idx, measured, state)
+        metrics = self._finish(pool, train_idx, val_idx, measured, state)
         self.meta["metrics"] = metrics
         return metrics
 
-    def _finish(self, pool, val_idx, measured, state: TrainState) -> dict:
-        """Calibrate the SD scale on the validation cells; collect metrics of every stage."""
+    def _finish(self, pool, train_idx, val_idx, measured, state: TrainState) -> dict:
+        """Fit the gene link and the coding genes' support, calibrate the SD scale on the validation cells;
+        collect metrics of every stage."""
         metrics: dict = {"seconds": round(state.seconds, 2), "n_cells": int(len(pool)),
                          "n_validation_cells": int(len(val_idx)), "stages": list(state.stages)}
         for stage in state.stages:
@@ -118,10 +119,12 @@ class ScProSpatial:
         if "translate" in state.stages and len(val) >= 2:
             self.module.eval()
             b = Batch.of(pool, val, self.device)
+            truth, mask = pool.protein[val][:, measured.numpy()], pool.pmask[val][:, measured.numpy()]
+            metrics["gene_link_fit"] = self._fit_gene_link(b, measured, truth, mask)
+            metrics["coding_gene_support"] = self._fit_support(pool, train_idx, measured)
             with torch.no_grad():
                 mean, logvar = self.module.translate(b.rna, b.dataset, measured.to(self.device))
             mean, sd = mean.cpu().numpy(), torch.exp(0.5 * logvar).cpu().numpy()
-            truth, mask = pool.protein[val][:, measured.numpy()], pool.pmask[val][:, measured.numpy()]
             scale = calibrate_scale(mean, sd, truth, mask, self.config.coverage)
             self.meta["scale"] = scale
             r = pearson_per_column(mean, truth, mask)
@@ -130,7 +133,6 @@ class ScProSpatial:
                                                                            z_value(self.config.coverage), mask)}
             metrics["validation_pearson"] = {p: (None if np.isnan(v) else float(v))
                                              for p, v in zip(self.vocab.measured, r)}
-            metrics["gene_link_fit"] = self._fit_gene_link(b, measured, truth, mask)
         self.meta["model_id"] = self._fingerprint()
         return metrics
 
@@ -151,6 +153,24 @@ class ScProSpatial:
         self.module.link_fit.copy_(torch.tensor([intercept, slope, np.log(max(resid.var(), 1e-6))]))
         return {"fitted": True, "intercept": intercept, "slope": slope, "residual_sd": float(resid.std()),
                 "pearson": float(np.corrcoef(xs, ys)[0, 1]), "n_values": int(ok.sum())}
+
+    def _fit_support(self, pool, train_idx, measured: torch.Tensor) -> dict:
+        """Each measured protein's coding-gene support: the `support_quantile` of its coding-gene RNA over the
+        training cells that measured it (beyond it, predictions extend through the gene link)."""
+        q = self.config.support_quantile
+        if q > 1.0:
+            return {"quantile": None}
+        link = self.module.queries.link[measured].cpu().numpy().T            # genes x measured
+        rows = train_idx[pool.has_rna[train_idx]]
+        own = np.asarray(pool.rna[rows] @ link)                              # cells x measured
+        seen = pool.pmask[rows][:, measured.numpy()]
+        bound = np.full(len(measured), np.inf, dtype=np.float32)
+        for j in range(len(measured)):
+            if link[:, j].any() and seen[:, j].any():
+                bound[j] = np.quantile(own[seen[:, j], j], q)
+        self.module.own_support[measured] = torch.from_numpy(bound).to(self.module.own_support.device)
+        return {"quantile": q, "bound": {p: (None if not np.isfinite(v) else round(float(v), 4))
+                                         for p, v in zip(self.vocab.measured, bound)}}
 
     def _fingerprint(self) -> str:
         h = hashlib.sha256()
@@ -243,8 +263,10 @@ class ScProSpatial:
         ck = load_checkpoint(path)
         config, vocab = ModelConfig.from_dict(ck["config"]), Vocabulary.from_dict(ck["vocabulary"])
         module = _module(vocab, config, len(ck["datasets"]))
+        state = dict(ck["state_dict"])
+        state.setdefault("own_support", module.own_support)  # checkpoints before the support bound: no bound
         try:
-            module.load_state_dict(ck["state_dict"])
+            module.load_state_dict(state)
         except RuntimeError as exc:
             raise InputError("checkpoint weights do not match its gene/protein vocabulary "
                              f"({str(exc).splitlines()[-1].strip()})", ck["path"]) from exc

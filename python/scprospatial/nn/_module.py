@@ -38,6 +38,9 @@ class ScProSpatialModule(nn.Module):
                              else torch.as_tensor(measured, dtype=torch.bool), persistent=False)
         # protein ~ a + b * coding-gene RNA (link_rna), residual log-variance: fitted on validation cells
         self.register_buffer("link_fit", torch.tensor([0.0, 1.0, 0.0]))
+        # upper end of each measured protein's coding-gene RNA in the training cells (set after training;
+        # inf: no bound). Beyond it the head extrapolates, so the excess is added through the gene link.
+        self.register_buffer("own_support", torch.full((n_proteins,), float("inf")))
         self.tie_protein_ids()
 
     @torch.no_grad()
@@ -50,6 +53,10 @@ class ScProSpatialModule(nn.Module):
     @property
     def has_gene(self) -> torch.Tensor:
         return self.queries.link.sum(1) > 0
+
+    def coding_genes(self, proteins: torch.Tensor) -> torch.Tensor:
+        """(n_genes,) bool: the coding genes of `proteins`."""
+        return self.queries.link[proteins].sum(0) > 0
 
     def translate(self, rna: torch.Tensor, dataset: torch.Tensor, proteins: torch.Tensor,
                   cell: torch.Tensor | None = None, max_pairs: int = 1 << 16,
@@ -78,6 +85,7 @@ class ScProSpatialModule(nn.Module):
             parts = [self.head(cell[i:i + step], query, own[i:i + step], has_gene)
                      for i in range(0, cell.shape[0], step)]
             mean, logvar = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        mean, logvar = self.beyond_support(mean, logvar, own, direct)
         if not via_gene.any():
             return mean, logvar
         out_mean = cell.new_empty(cell.shape[0], len(proteins))
@@ -85,6 +93,20 @@ class ScProSpatialModule(nn.Module):
         out_mean[:, ~via_gene], out_logvar[:, ~via_gene] = mean, logvar
         out_mean[:, via_gene], out_logvar[:, via_gene] = self.gene_link_prediction(rna, cell, proteins[via_gene])
         return out_mean, out_logvar
+
+    def beyond_support(self, mean: torch.Tensor, logvar: torch.Tensor, own: torch.Tensor,
+                       proteins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where a cell's coding-gene RNA lies above the protein's training support (own_support), the head
+        has never seen such values (e.g. CD14 RNA in a cohort without monocytes): the excess is added with the
+        gene link's slope, and the gene link's residual variance is added to the head's."""
+        excess = (own - self.own_support[proteins]).clamp_min(0.0)
+        beyond = excess > 0
+        if not bool(beyond.any()):
+            return mean, logvar
+        _, slope, link_logvar = self.link_fit
+        mean = mean + slope * excess
+        logvar = torch.where(beyond, torch.logaddexp(logvar, link_logvar.expand_as(logvar)), logvar)
+        return mean, logvar
 
     def link_rna(self, rna: torch.Tensor, cell: torch.Tensor, proteins: torch.Tensor) -> torch.Tensor:
         """Mean coding-gene RNA of each protein, (B, P): the observed value of genes the encoder reads, the

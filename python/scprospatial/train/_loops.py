@@ -96,8 +96,10 @@ def translate_loss(m: ScProSpatialModule, b: Batch, cfg, gen: torch.Generator,
     b = paired(b)
     rna = b.rna.coalesce()
     if cfg.token_dropout > 0:
-        rna = drop_tokens(rna, (torch.rand(rna.values().shape, generator=gen) < cfg.token_dropout)
-                          .to(rna.device))
+        drop = (torch.rand(rna.values().shape, generator=gen) < cfg.token_dropout).to(rna.device)
+        if cfg.keep_coding_tokens:  # the proteins' own coding genes stay: the head learns to read them
+            drop &= ~m.coding_genes(proteins)[rna.indices()[1]]
+        rna = drop_tokens(rna, drop)
     mean, logvar = m.translate(rna, drop_dataset(b.dataset, cfg.dataset_dropout, gen), proteins)
     target, mask = b.protein[:, proteins], b.pmask[:, proteins]
     return gaussian_nll(mean, logvar, target, mask) + cfg.mse_weight * masked_mse(mean, target, mask)

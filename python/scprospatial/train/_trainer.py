@@ -60,10 +60,11 @@ class WeightAverage:
 
     @torch.no_grad()
     def update(self, module: torch.nn.Module) -> None:
+        trained = {k for k, _ in module.named_parameters()}
         for k, v in module.state_dict().items():
-            if v.is_floating_point():
+            if k in trained:
                 self.weights[k].lerp_(v, 1.0 - self.decay)
-            else:
+            else:  # buffers are copied, not averaged (an inf bound would average to nan)
                 self.weights[k].copy_(v)
 
     def swap(self, module: torch.nn.Module) -> dict:
