@@ -102,7 +102,9 @@ def _versions(r: dict) -> str:
 
 def _peer_runs(r: dict) -> list[str]:
     runs = r.get("peers", {}).get("runs") or {}
-    out = []
+    reused = r.get("peers", {}).get("reused_from")
+    out = [f"The peers' rows are those of the run finished {reused['finished']} (`{reused['command']}`): same "
+           "splits and seeds, and the peers never see the model (`--reuse-peers`)."] if reused else []
     for name, metas in runs.items():
         ok = [m for m in metas if m]
         if ok:

@@ -9,6 +9,7 @@ evaluation through benchmarks/peers/adapter.py: same splits, seeds and metric co
 
     python benchmarks/bench_translation.py --peers              # model + baselines + totalVI + sciPENN
     python benchmarks/bench_translation.py --methods mean,ridge_hvg,ridge_pca50,knn_pca50,krr_svd,coding_gene
+    python benchmarks/bench_translation.py --reuse-peers        # after a model change: the peers' stored rows
 """
 from __future__ import annotations
 
@@ -131,28 +132,50 @@ def run(args) -> None:
             wall = time.perf_counter() - t0
             per_split, per_protein = pd.concat(per_split, ignore_index=True), pd.concat(per_protein, ignore_index=True)
             summary = summarise(per_split)
+            reused = reused_peers(split, seeds) if args.reuse_peers and split not in NO_PEERS else None
+            if reused:
+                summary = pd.concat([summary, pd.DataFrame(reused["summary"])], ignore_index=True)
             run_info = {**runs[0], "seed": seeds[0] if len(seeds) == 1 else seeds,
                         "n_splits": sum(r.get("n_splits", 0) for r in runs),
                         "model_seed": "the repeat's seed" if split in PER_SEED else args.seed}
             keep = [c for c in ("method", "setting", "seed", "pearson", "spearman", "ccc", "rmse", "coverage90",
                                 "n_proteins", "error") if c in per_split]
+            per_seed = per_split[keep].round(4).to_dict(orient="records") + (reused["per_seed"] if reused else [])
+            pearson = per_protein.groupby(["method", "protein"])["pearson"].mean().unstack(0).round(4).to_dict()
+            seconds = per_split.groupby("method", sort=False)[["fit_s", "predict_s"]].sum().round(1)
             record = {"split": split, "cohorts": PLAN[split], "wall_s": round(wall, 1),
                       "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                       "command": command, "bench_command": bench_command(args, split),
                       "run": run_info, "machine": machine(), "summary": summary.to_dict(orient="records"),
-                      "per_seed": per_split[keep].round(4).to_dict(orient="records") if split in PER_SEED else None,
-                      "method_seconds": per_split.groupby("method", sort=False)[["fit_s", "predict_s"]].sum()
-                      .round(1).to_dict(orient="index"),
-                      "peers": {"versions": peer_versions(), "runs": {n: [m for p in peers if p.name == n
-                                                                         for m in p.runs] for n in PEERS}
-                                if peers else {},
-                                "not_run": NO_PEERS.get(split) if args.peers else "not requested (--peers)"},
-                      "per_protein_pearson": per_protein.groupby(["method", "protein"])["pearson"].mean()
-                      .unstack(0).round(4).to_dict(),
+                      "per_seed": per_seed if split in PER_SEED else None,
+                      "method_seconds": {**seconds.to_dict(orient="index"), **(reused["seconds"] if reused else {})},
+                      "peers": reused["peers"] if reused else
+                      {"versions": peer_versions(), "runs": {n: [m for p in peers if p.name == n for m in p.runs]
+                                                             for n in PEERS} if peers else {},
+                       "not_run": NO_PEERS.get(split) if args.peers else "not requested (--peers)"},
+                      "per_protein_pearson": {**pearson, **(reused["pearson"] if reused else {})},
                       "summary_md": f"### {split}\n\n" + summary_markdown(summary)}
             (RESULTS / f"translation_{split}.json").write_text(json.dumps(record, indent=1, default=str))
             print(f"{split}: {wall:.0f} s", file=sys.stderr)
     write_readme()
+
+
+def reused_peers(split: str, seeds: list[int]) -> dict:
+    """The peers' rows of the stored results of `split`, for --reuse-peers: the peers never see the model, so a
+    run of the same split and seeds gives the same rows; refused unless every seed has a row of every peer."""
+    path = RESULTS / f"translation_{split}.json"
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    rows = [r for r in old.get("per_seed") or [] if r["method"] in PEERS and r["seed"] in seeds]
+    missing = [(p, s) for p in PEERS for s in seeds if not any(r["method"] == p and r["seed"] == s for r in rows)]
+    stored = old.get("run", {}).get("seed")
+    if missing or split not in PER_SEED or sorted(stored if isinstance(stored, list) else [stored]) != seeds:
+        sys.exit(f"bench_translation: --reuse-peers: {path} has no peer rows for exactly seeds {seeds} "
+                 f"(missing {missing[:3]}...); run with --peers instead")
+    finished = old.get("finished") or time.strftime("%Y-%m-%d %H:%M UTC (file time)", time.gmtime(path.stat().st_mtime))
+    peers = {**old["peers"], "reused_from": {"finished": finished, "command": old.get("bench_command")}}
+    return {"summary": [r for r in old["summary"] if r["method"] in PEERS], "per_seed": rows, "peers": peers,
+            "pearson": {p: v for p, v in old["per_protein_pearson"].items() if p in PEERS},
+            "seconds": {p: v for p, v in old.get("method_seconds", {}).items() if p in PEERS}}
 
 
 def peer_versions() -> dict:
@@ -171,6 +194,8 @@ def bench_command(args, split: str) -> str:
             cmd += [flag, str(value)]
     if args.peers:
         cmd += ["--peers", "--totalvi-epochs", str(args.totalvi_epochs)]
+    if args.reuse_peers:
+        cmd += ["--reuse-peers"]
     return shlex.join(cmd)
 
 
@@ -201,8 +226,13 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--peers", action="store_true", help="also run totalVI and sciPENN (benchmarks/.venv-peers)")
     p.add_argument("--totalvi-epochs", type=int, default=TOTALVI_EPOCHS, help="totalVI's max_epochs")
+    p.add_argument("--reuse-peers", action="store_true",
+                   help="keep the peers' rows of the stored results of each split (same splits and seeds) instead "
+                        "of rerunning them; the section says which run they come from")
     p.add_argument("--readme-only", action="store_true", help="only regenerate README.md from results/*.json")
     args = p.parse_args(argv)
+    if args.peers and args.reuse_peers:
+        p.error("--peers reruns the peers, --reuse-peers keeps their stored rows: give one")
     unknown = [s for s in args.splits if s not in PLAN]
     if unknown:
         p.error(f"unknown split(s) {unknown}; choose from {list(PLAN)}")

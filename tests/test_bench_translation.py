@@ -208,3 +208,30 @@ def test_cross_cohort_bar_needs_a_clear_margin_on_every_seed():
     per_seed = [{k: r[k] for k in ("method", "setting", "seed", "pearson")} for r in close]
     line = verdicts(_bar_record("cross-cohort", close, per_seed=per_seed))[0]
     assert "NOT MET" in line and "higher on 2 of 3 seeds" in line and "coding_gene 0.460" in line
+
+
+def test_reuse_peers_carries_the_stored_peer_rows_of_the_same_seeds_only(tmp_path, monkeypatch):
+    import json
+
+    import bench_translation as B
+
+    stored = {"run": {"seed": [0, 1]}, "finished": "2026-11-20 10:00 UTC", "bench_command": "bench --peers",
+              "summary": [{"method": m, "setting": "seed=0", "pearson_mean": v} for m, v in
+                          (("scprospatial", 0.8), ("totalvi", 0.7), ("scipenn", 0.75))],
+              "per_seed": [{"method": m, "setting": "x", "seed": s, "pearson": 0.7} for m in
+                           ("scprospatial", "totalvi", "scipenn") for s in (0, 1)],
+              "per_protein_pearson": {"scprospatial": {"CD3": 0.9}, "totalvi": {"CD3": 0.8}, "scipenn": {"CD3": 0.7}},
+              "method_seconds": {"totalvi": {"fit_s": 0.0, "predict_s": 9.0}},
+              "peers": {"versions": {"scvi-tools": "1.4.2"}, "runs": {"totalvi": [{}]}}}
+    monkeypatch.setattr(B, "RESULTS", tmp_path)
+    (tmp_path / "translation_random.json").write_text(json.dumps(stored))
+    got = B.reused_peers("random", [0, 1])
+    assert {r["method"] for r in got["summary"]} == {"totalvi", "scipenn"}
+    assert len(got["per_seed"]) == 4 and {r["method"] for r in got["per_seed"]} == {"totalvi", "scipenn"}
+    assert set(got["pearson"]) == {"totalvi", "scipenn"} and got["seconds"] == stored["method_seconds"]
+    assert got["peers"]["reused_from"] == {"finished": "2026-11-20 10:00 UTC", "command": "bench --peers"}
+    with pytest.raises(SystemExit, match="no peer rows for exactly seeds"):
+        B.reused_peers("random", [0, 1, 2])
+    from _translation_readme import _peer_runs
+
+    assert "run finished 2026-11-20 10:00 UTC" in _peer_runs({"peers": got["peers"]})[0]
