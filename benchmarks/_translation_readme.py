@@ -9,6 +9,9 @@ METHODS = """\
 Methods, all fitted on the same training cells of each split (validation cells carved from the training part only;
 test cells never seen):
 - `scprospatial`: the model (three stages; its defaults unless the command sets `--epochs`), trained per split.
+- `scprospatial_no_pretrain`, `scprospatial_no_align` (the `ablation-*` records only): the model trained without
+  stage 1 (masked-value pretraining) or without stage 2 (contrastive alignment), its defaults otherwise, on the
+  same splits and seeds as `scprospatial` beside it.
 - `mean`, `ridge_hvg`, `ridge_pca50`, `knn_pca50`, `coding_gene`: the in-house baselines (scikit-learn).
 - `krr_svd`: RBF kernel ridge regression on a 300-component truncated SVD of the log-normalised RNA (all genes),
   the approach of the NeurIPS 2021 GEX→ADT winner; alpha and the kernel width chosen on the validation cells, then
@@ -254,7 +257,7 @@ def section(records: list[dict], start: str, end: str) -> str:
         lines += ["Issue bars at a glance (per-protein Pearson, mean ± sd; details under each split):", "", *glance, ""]
     for r in records:
         c = r["cohorts"]
-        cohorts = f"{c[0]} → {', '.join(c[1:])}" if r["split"] == "cross-cohort" else c[0]
+        cohorts = f"{c[0]} → {', '.join(c[1:])}" if r["split"].endswith("cross-cohort") else c[0]
         secs = ", ".join(f"{k} {v['fit_s'] + v['predict_s']:.0f} s" for k, v in r.get("method_seconds", {}).items())
         peers = " (plus the peers)" if r.get("peers", {}).get("runs") else ""
         commands = ([f"Command: `{r['bench_command']}`  ", f"Same as: `{r['command']}`{peers}  "]

@@ -10,6 +10,7 @@ evaluation through benchmarks/peers/adapter.py: same splits, seeds and metric co
     python benchmarks/bench_translation.py --peers              # model + baselines + totalVI + sciPENN
     python benchmarks/bench_translation.py --methods mean,ridge_hvg,ridge_pca50,knn_pca50,krr_svd,coding_gene
     python benchmarks/bench_translation.py --reuse-peers        # after a model change: the peers' stored rows
+    python benchmarks/bench_translation.py --splits ablation-random,ablation-cross-cohort   # without stage 1 / 2
 """
 from __future__ import annotations
 
@@ -42,6 +43,11 @@ PEERS = ("totalvi", "scipenn")
 TOTALVI_EPOCHS = 200
 NO_PEERS = {"leave-protein-out": "a peer cannot predict a protein absent from its training panel"}
 PER_SEED = ("random", "few-shot", "cross-cohort")  # splits whose repeats are seeds: one evaluate call per seed
+# the issue's ablations: the model without stage 1 (pretraining) and without stage 2 (alignment), on a split's cells
+ABLATIONS = {"ablation-random": "random", "ablation-cross-cohort": "cross-cohort"}
+ABLATION_METHODS = ["scprospatial", "scprospatial_no_pretrain", "scprospatial_no_align"]
+PLAN.update({name: PLAN[split] for name, split in ABLATIONS.items()})
+NO_PEERS.update({name: "ablation of the model's own stages" for name in ABLATIONS})
 
 
 def cohort_paths() -> dict[str, Path]:
@@ -101,16 +107,17 @@ def run(args) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-translation-") as tmp:
         paths = cohort_paths()
-        for split in args.splits:
-            inputs = [paths[c] for c in PLAN[split]]
+        for name in args.splits:
+            split, methods = ABLATIONS.get(name, name), ABLATION_METHODS if name in ABLATIONS else args.methods
+            inputs = [paths[c] for c in PLAN[name]]
             seeds = seed_runs(args, split)
             n_seeds = 1 if split in PER_SEED else args.seeds
             cmd = ["scprospatial", "evaluate", *[f"../shared/data/citeseq/{COHORTS[c]}" for c in PLAN[split]],
                    "--outdir", f"eval_{split}" + ("_SEED" if split in PER_SEED else ""), "--split", split,
                    "--n-seeds", str(n_seeds), "--seed", "SEED" if split in PER_SEED else str(args.seed),
                    "--threads", str(args.threads or os.cpu_count())]
-            if args.methods:
-                cmd += ["--methods", ",".join(args.methods)]
+            if methods:
+                cmd += ["--methods", ",".join(methods)]
             if args.epochs:
                 cmd += ["--epochs", str(args.epochs)]
             command = shlex.join(cmd)
@@ -120,19 +127,19 @@ def run(args) -> None:
             t0 = time.perf_counter()
             for s in seeds:
                 outdir = Path(tmp) / f"{split}_{s}"
-                seed_peers = peer_methods(args, split, s)
-                evaluate_files(inputs, outdir, split=split, seeds=n_seeds, methods=args.methods, seed=s,
+                seed_peers = peer_methods(args, name, s)
+                evaluate_files(inputs, outdir, split=split, seeds=n_seeds, methods=methods, seed=s,
                                device=args.device, threads=args.threads, epochs=args.epochs,
                                extra_methods=seed_peers)
                 peers += seed_peers
                 per_split.append(pd.read_csv(outdir / "metrics_per_split.csv"))
                 per_protein.append(pd.read_csv(outdir / "metrics_per_protein.csv"))
                 runs.append(json.loads((outdir / "run.json").read_text()))
-                print(f"{split} seed {s}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+                print(f"{name} seed {s}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
             wall = time.perf_counter() - t0
             per_split, per_protein = pd.concat(per_split, ignore_index=True), pd.concat(per_protein, ignore_index=True)
             summary = summarise(per_split)
-            reused = reused_peers(split, seeds) if args.reuse_peers and split not in NO_PEERS else None
+            reused = reused_peers(split, seeds) if args.reuse_peers and name not in NO_PEERS else None
             if reused:
                 summary = pd.concat([summary, pd.DataFrame(reused["summary"])], ignore_index=True)
             run_info = {**runs[0], "seed": seeds[0] if len(seeds) == 1 else seeds,
@@ -143,20 +150,20 @@ def run(args) -> None:
             per_seed = per_split[keep].round(4).to_dict(orient="records") + (reused["per_seed"] if reused else [])
             pearson = per_protein.groupby(["method", "protein"])["pearson"].mean().unstack(0).round(4).to_dict()
             seconds = per_split.groupby("method", sort=False)[["fit_s", "predict_s"]].sum().round(1)
-            record = {"split": split, "cohorts": PLAN[split], "wall_s": round(wall, 1),
+            record = {"split": name, "cohorts": PLAN[name], "wall_s": round(wall, 1),
                       "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                      "command": command, "bench_command": bench_command(args, split),
+                      "command": command, "bench_command": bench_command(args, name),
                       "run": run_info, "machine": machine(), "summary": summary.to_dict(orient="records"),
                       "per_seed": per_seed if split in PER_SEED else None,
                       "method_seconds": {**seconds.to_dict(orient="index"), **(reused["seconds"] if reused else {})},
                       "peers": reused["peers"] if reused else
                       {"versions": peer_versions(), "runs": {n: [m for p in peers if p.name == n for m in p.runs]
                                                              for n in PEERS} if peers else {},
-                       "not_run": NO_PEERS.get(split) if args.peers else "not requested (--peers)"},
+                       "not_run": NO_PEERS.get(name) if args.peers else "not requested (--peers)"},
                       "per_protein_pearson": {**pearson, **(reused["pearson"] if reused else {})},
-                      "summary_md": f"### {split}\n\n" + summary_markdown(summary)}
-            (RESULTS / f"translation_{split}.json").write_text(json.dumps(record, indent=1, default=str))
-            print(f"{split}: {wall:.0f} s", file=sys.stderr)
+                      "summary_md": f"### {name}\n\n" + summary_markdown(summary)}
+            (RESULTS / f"translation_{name}.json").write_text(json.dumps(record, indent=1, default=str))
+            print(f"{name}: {wall:.0f} s", file=sys.stderr)
     write_readme()
 
 
@@ -188,7 +195,8 @@ def bench_command(args, split: str) -> str:
     """The command line that reruns this split alone with the same settings."""
     cmd = [".venv/bin/python", "benchmarks/bench_translation.py", "--splits", split, "--seeds", str(args.seeds),
            "--seed", str(args.seed)]
-    for flag, value in (("--methods", ",".join(args.methods or [])), ("--epochs", args.epochs),
+    methods = [] if split in ABLATIONS else args.methods or []  # an ablation runs its own three methods
+    for flag, value in (("--methods", ",".join(methods)), ("--epochs", args.epochs),
                         ("--threads", args.threads)):
         if value:
             cmd += [flag, str(value)]
