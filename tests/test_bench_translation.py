@@ -235,3 +235,18 @@ def test_reuse_peers_carries_the_stored_peer_rows_of_the_same_seeds_only(tmp_pat
     from _translation_readme import _peer_runs
 
     assert "run finished 2026-11-20 10:00 UTC" in _peer_runs({"peers": got["peers"]})[0]
+
+
+def test_ablation_records_run_the_model_without_each_stage_on_a_named_split():
+    import argparse
+
+    import bench_translation as B
+    from scprospatial.evaluate import METHODS
+
+    assert B.ABLATIONS == {"ablation-random": "random", "ablation-cross-cohort": "cross-cohort"}
+    assert set(B.ABLATION_METHODS) <= set(METHODS) and "scprospatial_no_pretrain" in B.ABLATION_METHODS
+    assert B.PLAN["ablation-cross-cohort"] == B.PLAN["cross-cohort"] and "ablation-random" in B.NO_PEERS
+    args = argparse.Namespace(seeds=5, seed=0, methods=["mean"], epochs=None, threads=1, peers=False,
+                              reuse_peers=False, totalvi_epochs=100)
+    assert "--methods" not in B.bench_command(args, "ablation-random")
+    assert "--methods mean" in B.bench_command(args, "random")
