@@ -246,3 +246,14 @@ def test_checkpoint_keeps_the_support_and_older_checkpoints_load_without_one(tmp
     torch.save(ck, tmp_path / "old.pt")
     old = ScProSpatial.load(tmp_path / "old.pt", device="cpu")
     assert not torch.isfinite(old.module.own_support).any()
+
+
+def test_small_training_sets_get_smaller_batches_so_every_epoch_takes_several_steps():
+    from scprospatial.train._trainer import MIN_BATCH, batch_size
+
+    cfg = dataclasses.replace(TINY, batch_size=256, min_steps_per_epoch=4)
+    assert batch_size(cfg, 10_000) == 256                 # large sets: the configured batch
+    assert batch_size(cfg, 850) == 213 and -(-850 // 213) == 4
+    assert batch_size(cfg, 128) == 32
+    assert batch_size(cfg, 20) == MIN_BATCH               # never below 16 cells
+    assert batch_size(dataclasses.replace(cfg, min_steps_per_epoch=1), 128) == 128

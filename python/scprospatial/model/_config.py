@@ -23,6 +23,7 @@ class ModelConfig:
     n_value_bins: int = 4
     # optimisation
     batch_size: int = 256
+    min_steps_per_epoch: int = 4      # smaller batches (down to 16 cells) for small training sets
     lr: float = 2e-3
     weight_decay: float = 1e-4
     epochs_pretrain: int = 30

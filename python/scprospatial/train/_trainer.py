@@ -74,6 +74,16 @@ class WeightAverage:
         return raw
 
 
+MIN_BATCH = 16
+
+
+def batch_size(cfg, n_cells: int) -> int:
+    """The configured batch size, smaller for small training sets so that an epoch takes at least
+    cfg.min_steps_per_epoch optimiser steps (136 cells in batches of 256 gave one step an epoch: undertrained)."""
+    steps = max(1, int(getattr(cfg, "min_steps_per_epoch", 1)))
+    return int(min(cfg.batch_size, max(MIN_BATCH, -(-n_cells // steps))))
+
+
 class Trainer:
     def __init__(self, module: ScProSpatialModule, pool: Pool, train_idx: np.ndarray, val_idx: np.ndarray,
                  proteins: torch.Tensor, config, device: str = "cpu"):
@@ -150,7 +160,7 @@ class Trainer:
     def _epoch(self, stage: str, cells: np.ndarray, opt, gen: torch.Generator) -> float:
         self.m.train()
         order = cells[torch.randperm(len(cells), generator=gen).numpy()]
-        bs, total, n = self.cfg.batch_size, 0.0, 0
+        bs, total, n = batch_size(self.cfg, len(cells)), 0.0, 0
         extra = (self.proteins,) if stage == "translate" else ()
         for start in range(0, len(order), bs):
             idx = np.sort(order[start:start + bs])
