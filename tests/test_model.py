@@ -244,3 +244,19 @@ def test_head_only_routes_gene_link_proteins_through_the_head_and_default_is_unc
             mod.head.mlp[-1].bias.sub_(5.0)
     np.testing.assert_array_equal(default_shifted[:, [1, 3]], default[:, [1, 3]])   # gene link: head untouched
     assert np.abs(head_shifted[:, [1, 3]] - head[:, [1, 3]]).min() > 1.0             # head_only: through the head
+
+
+def test_protein_side_is_mapped_in_chunks_with_the_same_values(trained):
+    from scprospatial.model._data import map_protein
+
+    cells = make_cohort(n=50, seed=9, batch="img")
+    cells.obsm[K.PROTEIN].iloc[3, 1] = np.nan                 # an unmeasured value stays masked in a chunk
+    values, mask = map_protein(cells, trained.vocab)
+    part_v, part_m = map_protein(cells, trained.vocab, slice(2, 7))
+    np.testing.assert_array_equal(part_v, values[2:7])
+    np.testing.assert_array_equal(part_m, mask[2:7])
+    assert not part_m[1, trained.vocab.protein_index.get_loc(cells.obsm[K.PROTEIN].columns[1])]
+    rows = np.array([0, 4, 31])
+    np.testing.assert_array_equal(map_protein(cells, trained.vocab, rows)[0], values[rows])
+    np.testing.assert_allclose(trained.embed_protein(cells, batch_size=7), trained.embed_protein(cells),
+                               rtol=0, atol=1e-6)

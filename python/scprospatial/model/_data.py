@@ -46,15 +46,21 @@ def map_rna(x, mapping: GeneMapping, n_genes: int) -> sp.csr_matrix:
     return out
 
 
-def map_protein(adata: ad.AnnData, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
-    """(values, measured mask), both n x n_proteins; unmeasured entries are 0 and masked out."""
-    values = np.zeros((adata.n_obs, len(vocab.proteins)), dtype=np.float32)
+def map_protein(adata: ad.AnnData, vocab: Vocabulary, rows=None) -> tuple[np.ndarray, np.ndarray]:
+    """(values, measured mask), both n x n_proteins; unmeasured entries are 0 and masked out.
+
+    rows: a slice or sorted positions to map only those cells (the result is cells x the whole protein
+    vocabulary, ~12 kB a cell for the shipped one: callers with many cells map them in chunks)."""
+    table = adata.obsm[K.PROTEIN] if K.PROTEIN in adata.obsm else None
+    n = adata.n_obs if rows is None else len(np.arange(adata.n_obs)[rows])
+    values = np.zeros((n, len(vocab.proteins)), dtype=np.float32)
     mask = np.zeros_like(values, dtype=bool)
     cols = panel(adata)
     if cols:
         idx = vocab.protein_index.get_indexer(cols)
         ok = idx >= 0
-        block = np.asarray(adata.obsm[K.PROTEIN].to_numpy(dtype=np.float32))[:, ok]
+        block = np.asarray(table.to_numpy(dtype=np.float32) if rows is None
+                           else table.iloc[rows].to_numpy(dtype=np.float32))[:, ok]
         finite = np.isfinite(block)
         values[:, idx[ok]] = np.where(finite, block, 0.0)
         mask[:, idx[ok]] = finite

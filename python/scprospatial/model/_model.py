@@ -241,12 +241,16 @@ class ScProSpatial:
 
     def embed_protein(self, adata: ad.AnnData, *, batch_size: int = 4096) -> np.ndarray:
         """Joint-space embedding from measured protein (obsm['protein'], e.g. an imaged cell's panel)."""
-        values, mask = map_protein(adata, self.vocab)
-        if not mask.any():
+        if not self.vocab.protein_index.isin(panel(adata)).any():
             raise InputError(f"none of the measured proteins ({', '.join(panel(adata)[:5])}...) is in the "
                              "model's protein vocabulary")
         ds = dataset_index(dataset_names(adata), self.datasets)
-        return self._predictor().embed_protein(values, mask, ds, batch_size)
+        predictor, out = self._predictor(), []
+        for start in range(0, adata.n_obs, batch_size):  # chunks: the vocabulary-wide values never all at once
+            rows = slice(start, min(start + batch_size, adata.n_obs))
+            values, mask = map_protein(adata, self.vocab, rows)
+            out.append(predictor.embed_protein(values, mask, ds[rows], batch_size))
+        return np.concatenate(out) if out else predictor.embed_protein(*map_protein(adata, self.vocab), ds)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, *, training_state: TrainState | None = None) -> Path:

@@ -51,7 +51,11 @@ def adapt_protein_encoder(model, spatial, *, epochs: int = ADAPT_EPOCHS, lr: flo
     """A copy of `model` whose protein encoder has learned `spatial`'s panel (see the module docstring).
 
     Returns (adapted model, info dict: epochs run, best validation loss, markers new to the model)."""
-    values, mask = map_protein(spatial, model.vocab)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(spatial.n_obs)[:max_cells]
+    cells = np.sort(order)   # only the cells the adaptation trains on are mapped (vocabulary-wide rows)
+    values, mask = map_protein(spatial, model.vocab, cells)
+    order = np.searchsorted(cells, order)   # positions into `cells`, in the same drawn order
     if not mask.any():
         raise InputError("none of the imaged markers is in the model's protein vocabulary")
     measured = set(model.vocab.measured)
@@ -61,7 +65,7 @@ def adapt_protein_encoder(model, spatial, *, epochs: int = ADAPT_EPOCHS, lr: flo
     enc, dec = m.protein_encoder, m.protein_decoder
     for p in m.parameters():
         p.requires_grad_(False)
-    ds = dataset_index(dataset_names(spatial), adapted.datasets)
+    ds = dataset_index(dataset_names(spatial), adapted.datasets)[cells]
     ds_rows = torch.zeros(enc.dataset_emb.num_embeddings, dtype=torch.bool)
     ds_rows[np.unique(ds)] = True
     new_rows = torch.from_numpy(new)
@@ -74,9 +78,7 @@ def adapt_protein_encoder(model, spatial, *, epochs: int = ADAPT_EPOCHS, lr: flo
     params = [p for p, _ in trainable]
     opt = torch.optim.Adam(params, lr=lr)  # no weight decay: rows without gradient never move
     cfg = dataclasses.replace(adapted.config, dataset_dropout=0.0)
-    rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    order = rng.permutation(spatial.n_obs)[:max_cells]
     n_val = max(1, int(round(ADAPT_VAL_FRACTION * len(order)))) if len(order) >= 20 else 0
     val, train = np.sort(order[:n_val]), order[n_val:]
     bs = batch_size or adapted.config.batch_size
