@@ -179,7 +179,8 @@ def reused_peers(split: str, seeds: list[int]) -> dict:
         sys.exit(f"bench_translation: --reuse-peers: {path} has no peer rows for exactly seeds {seeds} "
                  f"(missing {missing[:3]}...); run with --peers instead")
     finished = old.get("finished") or time.strftime("%Y-%m-%d %H:%M UTC (file time)", time.gmtime(path.stat().st_mtime))
-    peers = {**old["peers"], "reused_from": {"finished": finished, "command": old.get("bench_command")}}
+    source = old["peers"].get("reused_from") or {"finished": finished, "command": old.get("bench_command")}
+    peers = {**old["peers"], "reused_from": source}  # always the run that fitted the peers
     return {"summary": [r for r in old["summary"] if r["method"] in PEERS], "per_seed": rows, "peers": peers,
             "pearson": {p: v for p, v in old["per_protein_pearson"].items() if p in PEERS},
             "seconds": {p: v for p, v in old.get("method_seconds", {}).items() if p in PEERS}}

@@ -232,6 +232,10 @@ def test_reuse_peers_carries_the_stored_peer_rows_of_the_same_seeds_only(tmp_pat
     assert got["peers"]["reused_from"] == {"finished": "2026-11-20 10:00 UTC", "command": "bench --peers"}
     with pytest.raises(SystemExit, match="no peer rows for exactly seeds"):
         B.reused_peers("random", [0, 1, 2])
+    again = {**stored, "finished": "2026-12-01 09:00 UTC", "bench_command": "bench --reuse-peers",
+             "peers": got["peers"]}   # a run that itself reused them: the source stays the run that fitted them
+    (tmp_path / "translation_random.json").write_text(json.dumps(again))
+    assert B.reused_peers("random", [0, 1])["peers"]["reused_from"]["command"] == "bench --peers"
     from _translation_readme import _peer_runs
 
     assert "run finished 2026-11-20 10:00 UTC" in _peer_runs({"peers": got["peers"]})[0]
