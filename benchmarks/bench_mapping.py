@@ -282,7 +282,7 @@ def fit_peers(d: dict, model, rna, spatial, markers, pred, name: str, args) -> d
         res = {"error": "skipped"} if args.no_peers else run_peer(peer, model, rna, spatial, markers, order, cache)
         secs = res.pop("seconds", None)
         add_peer(d["rows"], spatial, pred, res, peer)
-        d[peer] = res.get("error", f"{secs:.1f} s of fitting")
+        d[peer] = res["error"] if "error" in res else f"{secs:.1f} s of fitting"
         print(f"{name}: {peer} {d[peer]}", file=sys.stderr, flush=True)
         out[peer] = res
     return out
