@@ -155,3 +155,15 @@ def test_peer_input_carries_coordinates_when_the_panel_has_them(toy, tmp_path):
     d = np.load(tmp_path / "b.npz")
     np.testing.assert_array_equal(d["spatial"], spatial.obsm["spatial"])
     np.testing.assert_array_equal(d["protein"], spatial.obsm["protein"].to_numpy())
+
+
+def test_no_peers_marks_every_peer_skipped_without_fitting(monkeypatch):
+    import argparse
+
+    monkeypatch.setattr(bm, "run_peer", lambda *a, **k: pytest.fail("--no-peers must not fit a peer"))
+    d = {"rows": [{"marker": "CD3"}], "test": ["CD3"]}
+    args = argparse.Namespace(peers=["maxfuse", "tangram"], no_peers=True, peer_cache=None)
+    out = bm.fit_peers(d, None, None, None, [], None, "toy", args)
+    assert d["maxfuse"] == d["tangram"] == "skipped" and out == {"maxfuse": {"error": "skipped"},
+                                                                 "tangram": {"error": "skipped"}}
+    assert d["rows"] == [{"marker": "CD3"}]   # no column added
