@@ -113,8 +113,7 @@ def _peer_runs(r: dict) -> list[str]:
         if ok:
             secs = sum(m.get("wall_s", 0) for m in ok)
             epochs = sorted({m.get("epochs") for m in ok if m.get("epochs") is not None})
-            words = (reused or {}).get("command") or r.get("bench_command", "")
-            words = words.split()
+            words = ((reused or {}).get("command") or r.get("bench_command", "")).split()
             cap = int(words[words.index("--totalvi-epochs") + 1]) if name == "totalvi" and \
                 "--totalvi-epochs" in words else None
             out.append(f"{name}: {len(ok)} runs, {secs:.0f} s in all" +

@@ -245,12 +245,8 @@ class ScProSpatial:
             raise InputError(f"none of the measured proteins ({', '.join(panel(adata)[:5])}...) is in the "
                              "model's protein vocabulary")
         ds = dataset_index(dataset_names(adata), self.datasets)
-        predictor, out = self._predictor(), []
-        for start in range(0, adata.n_obs, batch_size):  # chunks: the vocabulary-wide values never all at once
-            rows = slice(start, min(start + batch_size, adata.n_obs))
-            values, mask = map_protein(adata, self.vocab, rows)
-            out.append(predictor.embed_protein(values, mask, ds[rows], batch_size))
-        return np.concatenate(out) if out else predictor.embed_protein(*map_protein(adata, self.vocab), ds)
+        return self._predictor().embed_protein(lambda a, b: map_protein(adata, self.vocab, slice(a, b)),
+                                               adata.n_obs, ds, batch_size)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, *, training_state: TrainState | None = None) -> Path:

@@ -80,13 +80,15 @@ class Predictor:
             yield rows, emb.cpu().numpy(), mean.cpu().numpy(), sd.cpu().numpy()
 
     @torch.no_grad()
-    def embed_protein(self, values: np.ndarray, mask: np.ndarray, dataset: np.ndarray,
-                      batch_size: int = 4096) -> np.ndarray:
+    def embed_protein(self, rows, n_obs: int, dataset: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Joint embedding of protein-measured cells, chunk by chunk; rows(start, stop) returns that block's
+        (values, measured mask) on the protein vocabulary (vocabulary-wide rows: never built for all cells)."""
         m = self.module.eval()
         out = []
-        for start in range(0, len(values), batch_size):
-            sl = slice(start, start + batch_size)
-            v, k = torch.as_tensor(values[sl], device=self.device), torch.as_tensor(mask[sl], device=self.device)
+        for start in range(0, n_obs, batch_size):
+            sl = slice(start, min(start + batch_size, n_obs))
+            values, mask = rows(sl.start, sl.stop)
+            v, k = torch.as_tensor(values, device=self.device), torch.as_tensor(mask, device=self.device)
             cell = m.protein_encoder(dense_tokens(v, k), torch.as_tensor(dataset[sl], device=self.device))
             out.append(m.joint_protein(cell).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, m.protein_proj.out_features), dtype=np.float32)

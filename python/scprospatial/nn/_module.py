@@ -116,7 +116,7 @@ class ScProSpatialModule(nn.Module):
         not depend on which other proteins are requested) at a cost of B x (number of links), not B x P x genes.
         """
         link = self.queries.link[proteins]
-        genes = (link.sum(0) > 0).nonzero().ravel()
+        genes = self.coding_genes(proteins).nonzero().ravel()
         values = (rna.to_dense() if rna.is_sparse or rna.layout != torch.strided else rna)[:, genes]
         read = self.rna_encoder.input_mask
         if read is not None and not bool(read[genes].all()):

@@ -56,13 +56,13 @@ class WeightAverage:
 
     def __init__(self, module: torch.nn.Module, decay: float, state: dict | None = None):
         self.decay = decay
+        self.trained = {k for k, _ in module.named_parameters()}  # averaged; buffers are copied
         self.weights = state if state is not None else {k: v.detach().clone() for k, v in module.state_dict().items()}
 
     @torch.no_grad()
     def update(self, module: torch.nn.Module) -> None:
-        trained = {k for k, _ in module.named_parameters()}
         for k, v in module.state_dict().items():
-            if k in trained:
+            if k in self.trained:
                 self.weights[k].lerp_(v, 1.0 - self.decay)
             else:  # buffers are copied, not averaged (an inf bound would average to nan)
                 self.weights[k].copy_(v)
@@ -80,7 +80,7 @@ MIN_BATCH = 16
 def batch_size(cfg, n_cells: int) -> int:
     """The configured batch size, smaller for small training sets so that an epoch takes at least
     cfg.min_steps_per_epoch optimiser steps (136 cells in batches of 256 gave one step an epoch: undertrained)."""
-    steps = max(1, int(getattr(cfg, "min_steps_per_epoch", 1)))
+    steps = max(1, cfg.min_steps_per_epoch)
     return int(min(cfg.batch_size, max(MIN_BATCH, -(-n_cells // steps))))
 
 
