@@ -149,7 +149,8 @@ def write_readme(record: dict) -> None:
              "",
              "**Selection protocol (no test marker seen).** Each panel's markers are split in half by a seeded "
              "permutation (column `split`); the fuse weight a (score = a·joint + (1−a)·panel) is chosen on the "
-             "validation markers only (mean over the two panels of the median Pearson), and the test-marker "
+             "validation markers only (mean over the two panels and over the models of every training seed of the "
+             "median Pearson; the table's figures are means over those models), and the test-marker "
              "medians are the result. The adaptation's epochs (10) were not tuned on these markers.", "",
              "| encoder, fuse weight a | " + " | ".join(f"{n} validation | {n} test" for n in record["datasets"])
              + " |", "|---|" + "---|---|" * len(record["datasets"])]
@@ -167,11 +168,48 @@ def write_readme(record: dict) -> None:
                  else ""), "",
               "Caveat: the scRNA-seq is not from these tissues (none is available), so this measures what the "
               "mapping carries across a tissue mismatch, not the method's ceiling.", ""]
+    lines += _seeds_section(record)
     for name, d in record["datasets"].items():
         lines += _held_out_table(name, d)
     lines += _labels_section(record)
     lines += _kernel_section(record)
     replace_section("\n".join(lines + [END]), START, END)
+
+
+def _seeds_section(record: dict) -> list[str]:
+    """Test-marker medians of every method for each training seed's model, their mean and SD, and per-marker
+    counts of the model against the shared control and MaxFuse over all seeds."""
+    if not any(d.get("replicates") for d in record["datasets"].values()):
+        return []
+    seeds = [record.get("seed", 0), *record.get("replicate_seeds", [])]
+    lines = ["### Training seeds: test-marker medians per model", "",
+             f"The held-out loop was run with {len(seeds)} models trained on the same cells from seeds "
+             f"{', '.join(map(str, seeds))} (the first is the model of the per-marker tables below); the peers' "
+             "weights do not depend on the model and were fitted once, their imputed values are each model's "
+             "predictions. A difference between methods smaller than the spread over seeds is not a difference.", ""]
+    for name, d in record["datasets"].items():
+        all_rows = [d["rows"], *(rep["rows"] for rep in d.get("replicates", []))]
+        methods = [m for m in METHODS if any(m in r for r in d["rows"])]
+        lines += [f"{name}:", "", "| seed | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+        med = {m: [_median(rows, m, d["test"]) for rows in all_rows] for m in methods}
+        for i, seed in enumerate(seeds[:len(all_rows)]):
+            lines.append(f"| {seed} | " + " | ".join(_fmt(med[m][i]) for m in methods) + " |")
+        lines.append("| **mean ± SD** | " + " | ".join(_mean_sd(med[m]) for m in methods) + " |")
+        for other in ("shared", "maxfuse"):
+            pairs = [(r["model"]["pearson"], r[other]["pearson"]) for rows in all_rows for r in rows
+                     if r["marker"] in d["test"] and other in r and "model" in r]
+            if pairs:
+                above = sum(a > b for a, b in pairs)
+                lines += ["", f"model above {other} on {above} of {len(pairs)} (test marker, seed) pairs."]
+        lines.append("")
+    return lines
+
+
+def _mean_sd(values) -> str:
+    v = [x for x in values if x is not None and np.isfinite(x)]
+    if not v:
+        return "–"
+    return f"{np.mean(v):.3f} ± {np.std(v, ddof=1):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
 
 
 def _labels_section(record: dict) -> list[str]:

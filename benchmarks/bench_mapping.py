@@ -198,15 +198,21 @@ def split_markers(markers: list[str], seed: int) -> tuple[list[str], list[str]]:
     return sorted(markers[i] for i in order[:half]), sorted(markers[i] for i in order[half:])
 
 
+def runs(d: dict) -> list[list[dict]]:
+    """A panel's held-out rows of every model: the main model's, then each replicate's (another training seed)."""
+    return [d["rows"], *(rep["rows"] for rep in d.get("replicates", []))]
+
+
 def select_weight(datasets: dict) -> dict:
-    """The setting (adaptation, fuse weight) with the best mean over panels of the median validation Pearson."""
+    """The setting (adaptation, fuse weight) with the best mean over panels and models (training seeds) of the
+    median validation Pearson; the table holds each panel's mean over models."""
     def med(rows, names, key):
         return float(np.median([r["grid"][key] for r in rows if r["marker"] in names]))
     keys = list(next(iter(datasets.values()))["rows"][0]["grid"])
-    table = {key: {name: {"validation": med(d["rows"], d["validation"], key), "test": med(d["rows"], d["test"], key)}
-                   for name, d in datasets.items()} for key in keys}
+    table = {key: {name: {part: float(np.mean([med(rows, d[part], key) for rows in runs(d)]))
+                          for part in ("validation", "test")} for name, d in datasets.items()} for key in keys}
     best = max(keys, key=lambda key: np.mean([v["validation"] for v in table[key].values()]))
-    return {"grid": table, "selected": best}
+    return {"grid": table, "selected": best, "n_models": len(runs(next(iter(datasets.values()))))}
 
 
 def label_transfer(model, rna, spatial, remb, pred, peers: dict, args) -> dict | None:
@@ -252,6 +258,9 @@ def rescore(args) -> dict:
     from scprospatial.spatial._mapping import _temperature
 
     record, model, rna = stored_model(args, "--rescore")
+    if any(d.get("replicates") for d in record["datasets"].values()):
+        sys.exit("--rescore: the stored results hold models of other training seeds (their models are not kept); "
+                 "rerun the benchmark with the new defaults instead")
     remb, args.tau = np.ascontiguousarray(model.embed_rna(rna)), _temperature(model, None)
     for name, d in record["datasets"].items():
         spatial = load(DATA / SPATIAL[name], kind="spatial")
@@ -315,6 +324,15 @@ def add_peers(args) -> dict:
             sys.exit(f"{name}: the panel's predictable markers differ from the stored rows")
         pred = model.predict(rna, proteins=markers).obsm["protein_predicted"]
         peers = fit_peers(d, model, rna, spatial, markers, pred, name, args)
+        for rep in d.get("replicates", []):   # the other seeds' models are retrained (seeded) for their predictions
+            again = train_model(args.epochs, rep["seed"])
+            if again.meta.get("model_id") != rep["model_id"]:
+                sys.exit(f"{name}: retraining seed {rep['seed']} gave another model ({again.meta.get('model_id')}, "
+                         f"stored {rep['model_id']}); rerun the benchmark with every peer instead")
+            rpred = again.predict(rna, proteins=markers).obsm["protein_predicted"]
+            for peer, res in peers.items():
+                if "error" not in res:
+                    add_peer(rep["rows"], spatial, rpred, res, peer)
         if d.get("labels"):
             key = spatial.uns["scprospatial"]["cell_type_key"]
             w = {p: res[FULL_PANEL] for p, res in peers.items() if FULL_PANEL in res}
@@ -333,12 +351,44 @@ def add_peers(args) -> dict:
     return record
 
 
+def train_model(epochs: int | None, seed: int):
+    """A model trained on the MALT CITE-seq cohort with the package's configuration (epochs: every stage's)."""
+    from scprospatial.io import load
+    from scprospatial.model import ModelConfig, ScProSpatial
+
+    malt = load(DATA / "citeseq" / "malt_10k_train_1000cells.h5ad")
+    model = ScProSpatial.setup([malt], ModelConfig().with_epochs(epochs), seed=seed)
+    model.train([malt], seed=seed, device="cpu")
+    return model
+
+
+def replicate_seeds(args) -> list[int]:
+    return [args.seed + i for i in range(1, args.replicates + 1)]
+
+
+def replicate(seed_model: tuple, rna, spatial, markers, peers: dict, args) -> dict:
+    """The held-out loop again with a model trained from another seed (same data, same configuration): how much
+    of a difference between methods survives retraining. The peers' weights do not depend on the model and are
+    reused; only the imputed values (each model's predictions) change."""
+    from scprospatial.spatial._mapping import _temperature
+
+    seed, model = seed_model
+    rargs = argparse.Namespace(**{**vars(args), "seed": seed, "tau": _temperature(model, None)})
+    remb = np.ascontiguousarray(model.embed_rna(rna))
+    pred = model.predict(rna, proteins=markers).obsm["protein_predicted"]
+    rows = held_out(model, spatial, remb, pred, rargs)
+    for name, res in peers.items():
+        if "error" not in res:
+            add_peer(rows, spatial, pred, res, name)
+    return {"seed": seed, "model_id": model.meta.get("model_id"), "tau": rargs.tau, "rows": rows}
+
+
 def run(args) -> dict:
     import torch
 
     from scprospatial._settings import set_threads
     from scprospatial.io import load
-    from scprospatial.model import ModelConfig, ScProSpatial
+    from scprospatial.model import ScProSpatial
     from scprospatial.spatial._adapt import ADAPT_EPOCHS
     from scprospatial.spatial._fuse import FUSE_WEIGHT
     from scprospatial.spatial._mapping import _temperature
@@ -348,9 +398,7 @@ def run(args) -> dict:
     if args.model:
         model = ScProSpatial.load(args.model, device="cpu")
     else:
-        malt = load(DATA / "citeseq" / "malt_10k_train_1000cells.h5ad")
-        model = ScProSpatial.setup([malt], ModelConfig().with_epochs(args.epochs), seed=args.seed)
-        model.train([malt], seed=args.seed, device="cpu")
+        model = train_model(args.epochs, args.seed)
         if args.save_model:
             model.save(args.save_model)
     train_s = time.perf_counter() - t0
@@ -365,8 +413,11 @@ def run(args) -> dict:
               "trained_here": not args.model,
               "adapt_epochs": args.adapt_epochs, "defaults": {"fuse_weight": FUSE_WEIGHT, "adapt_epochs": ADAPT_EPOCHS},
               "peer_versions": {k: versions.get(k) for k in ("maxfuse", "tangram-sc", "moscot")},
-              "model_id": model.meta.get("model_id"), "train_s": round(train_s, 1), "datasets": {}}
+              "model_id": model.meta.get("model_id"), "train_s": round(train_s, 1), "seed": args.seed,
+              "datasets": {}}
     remb = np.ascontiguousarray(model.embed_rna(rna))
+    replicas = [(seed, train_model(args.epochs, seed)) for seed in replicate_seeds(args)]
+    record["replicate_seeds"] = replicate_seeds(args)
     RESULTS.mkdir(parents=True, exist_ok=True)
     for name in args.datasets:
         spatial = load(DATA / SPATIAL[name], kind="spatial")
@@ -381,6 +432,7 @@ def run(args) -> dict:
              "test": test, "seconds": seconds, "model_id": record["model_id"]}
         peers = fit_peers(d, model, rna, spatial, markers, pred, name, args)
         d["labels"] = label_transfer(model, rna, spatial, remb, pred, peers, args)
+        d["replicates"] = [replicate(rep, rna, spatial, markers, peers, args) for rep in replicas]
         record["datasets"][name] = d
         (RESULTS / f"mapping_{name}.json").write_text(json.dumps(record["datasets"][name], indent=2) + "\n")
     join_panels(record)
@@ -405,6 +457,8 @@ def main(argv=None) -> None:
     p.add_argument("--adapt-epochs", type=int, default=None, help="encoder adaptation epochs (default: map's)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--replicates", type=int, default=2, help="models trained from further seeds (seed+1, ...), "
+                   "each run through the held-out loop (peers reused): the spread of every method over training")
     p.add_argument("--datasets", nargs="+", choices=list(SPATIAL), default=list(SPATIAL),
                    help="panels to run (others are read from results/mapping_<panel>.json of an earlier run)")
     p.add_argument("--no-peers", action="store_true", help="do not run the peers")

@@ -167,3 +167,35 @@ def test_no_peers_marks_every_peer_skipped_without_fitting(monkeypatch):
     assert d["maxfuse"] == d["tangram"] == "skipped" and out == {"maxfuse": {"error": "skipped"},
                                                                  "tangram": {"error": "skipped"}}
     assert d["rows"] == [{"marker": "CD3"}]   # no column added
+
+
+def _rows(grid_vals: dict, model_vals: dict, shared_vals: dict) -> list[dict]:
+    return [{"marker": m, "measured_in_training": False, "grid": {k: v[i] for k, v in grid_vals.items()},
+             "model": {"pearson": model_vals[m]}, "shared": {"pearson": shared_vals[m]}}
+            for i, m in enumerate("ABCD")]
+
+
+def test_selection_averages_the_validation_medians_over_training_seeds():
+    # seed 0 alone would pick "a" (validation A, B: 0.5 vs 0.4); over both seeds "b" wins (0.45 vs 0.30)
+    seed0 = _rows({"a": [0.5, 0.5, 0.0, 0.0], "b": [0.4, 0.4, 0.9, 0.9]}, dict(A=0, B=0, C=0, D=0), dict(A=0, B=0, C=0, D=0))
+    seed1 = _rows({"a": [0.1, 0.1, 0.0, 0.0], "b": [0.5, 0.5, 0.1, 0.1]}, dict(A=0, B=0, C=0, D=0), dict(A=0, B=0, C=0, D=0))
+    d = {"rows": seed0, "replicates": [{"seed": 1, "rows": seed1}], "validation": ["A", "B"], "test": ["C", "D"]}
+    sel = bm.select_weight({"toy": d})
+    assert sel["selected"] == "b" and sel["n_models"] == 2
+    assert sel["grid"]["b"]["toy"]["validation"] == pytest.approx(0.45)
+    assert sel["grid"]["b"]["toy"]["test"] == pytest.approx(0.5)
+    assert bm.select_weight({"toy": {**d, "replicates": []}})["selected"] == "a"
+
+
+def test_seeds_section_reports_each_seeds_test_median_and_paired_counts():
+    from _mapping_tables import _seeds_section
+
+    zero = {"a": [0, 0, 0, 0]}
+    seed0 = _rows(zero, dict(A=0.9, B=0.9, C=0.3, D=0.1), dict(A=0, B=0, C=0.2, D=0.2))
+    seed1 = _rows(zero, dict(A=0.0, B=0.0, C=0.1, D=0.1), dict(A=0, B=0, C=0.3, D=0.3))
+    d = {"rows": seed0, "replicates": [{"seed": 7, "rows": seed1}], "validation": ["A", "B"], "test": ["C", "D"]}
+    text = "\n".join(_seeds_section({"seed": 0, "replicate_seeds": [7], "datasets": {"toy": d}}))
+    assert "| 0 | 0.200 | 0.200 |" in text and "| 7 | 0.100 | 0.300 |" in text
+    assert "0.150 ± 0.071" in text
+    assert "model above shared on 1 of 4 (test marker, seed) pairs." in text
+    assert _seeds_section({"datasets": {"toy": {**d, "replicates": []}}}) == []
