@@ -175,9 +175,11 @@ def held_out(model, spatial, remb, pred, args) -> list[dict]:
     for m in [c for c in measured.columns if c in pred.columns]:
         truth, values = measured[m].to_numpy(np.float64), pred[m].to_numpy(np.float64)
         w, grid = mapping_weights(model, spatial, m, remb, pred, args, rng)
+        scores = {key: score(g, values, truth) for key, g in grid.items()}
         row = {"marker": m, "measured_in_training": m in model.vocab.measured,
                **{key: score(wm, values, truth) for key, wm in w.items()},
-               "grid": {key: score(g, values, truth)["pearson"] for key, g in grid.items()}}
+               "grid": {key: s["pearson"] for key, s in scores.items()},
+               "grid_spearman": {key: s["spearman"] for key, s in scores.items()}}
         rows.append(row)
         print(f"  {m}: " + ", ".join(f"{key} r={row[key]['pearson']:.3f}" for key in w), file=sys.stderr, flush=True)
     return rows
@@ -258,9 +260,15 @@ def rescore(args) -> dict:
     from scprospatial.spatial._mapping import _temperature
 
     record, model, rna = stored_model(args, "--rescore")
-    if any(d.get("replicates") for d in record["datasets"].values()):
-        sys.exit("--rescore: the stored results hold models of other training seeds (their models are not kept); "
-                 "rerun the benchmark with the new defaults instead")
+    default = grid_key(ADAPT_EPOCHS > 0, FUSE_WEIGHT)
+    for d in record["datasets"].values():
+        for rep in d.get("replicates", []):  # the other seeds' models are not kept: the new default is a grid point
+            for row in rep["rows"]:
+                if default not in row["grid"] or "grid_spearman" not in row:
+                    sys.exit(f"--rescore: the defaults ({default}) are not a stored grid point of the other seeds' "
+                             "models; rerun the benchmark")
+                row["model"] = {"pearson": row["grid"][default], "spearman": row["grid_spearman"][default],
+                                "unmatched": 0}
     remb, args.tau = np.ascontiguousarray(model.embed_rna(rna)), _temperature(model, None)
     for name, d in record["datasets"].items():
         spatial = load(DATA / SPATIAL[name], kind="spatial")
@@ -328,7 +336,7 @@ def add_peers(args) -> dict:
             again = train_model(args.epochs, rep["seed"])
             if again.meta.get("model_id") != rep["model_id"]:
                 sys.exit(f"{name}: retraining seed {rep['seed']} gave another model ({again.meta.get('model_id')}, "
-                         f"stored {rep['model_id']}); rerun the benchmark with every peer instead")
+                         f"stored {rep['model_id']}; training is reproducible with the run's --threads only)")
             rpred = again.predict(rna, proteins=markers).obsm["protein_predicted"]
             for peer, res in peers.items():
                 if "error" not in res:
