@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import sparse
 
 from scprospatial import _constants as K
 from scprospatial import _ext
@@ -161,6 +162,47 @@ def test_map_cells_outputs_and_hand_checkable_values(stub_case):
     np.testing.assert_allclose(rna.obs[MAPPING_WEIGHT].sum(), sp.n_obs)  # each imaged cell gives weight 1
 
 
+def test_rna_cells_get_a_location_distribution_its_spread_and_niche(stub_case):
+    model, rna, sp, src, types = stub_case
+    # a mixed block: imaged cells of type 3 stand among type-2 cells (same place), so their niche is mixed
+    coords = sp.obsm[K.SPATIAL].copy()
+    coords[types[src] == 3, 0] -= 100.0
+    sp.obsm[K.SPATIAL] = coords
+    map_cells(model, rna, sp, k=5, temperature=0.01, method="joint")
+    dist = rna.obsm[K.MAPPED_CELLS]
+    assert sparse.issparse(dist) and dist.shape == (rna.n_obs, sp.n_obs)
+    chosen = rna.obs[MAPPING_WEIGHT].to_numpy() > 0
+    np.testing.assert_allclose(np.asarray(dist.sum(1)).ravel(), chosen.astype(float), atol=1e-5)
+    # an RNA cell of type t is placed only on imaged cells of type t, and its mean is the distribution's mean
+    rows, cols = (dist > 1e-3).nonzero()  # every one of the k neighbours is kept, some with ~0 weight
+    assert (types[src][cols] == types[rows]).all()
+    np.testing.assert_allclose(rna.obsm[K.MAPPED_LOCATION][chosen], (dist @ coords)[chosen], rtol=1e-5)
+    spread = rna.obs[K.MAPPED_LOCATION_SD].to_numpy()
+    assert np.isnan(spread[~chosen]).all() and (spread[chosen] < 10 * np.sqrt(2)).all()  # within its 10x10 block
+    # Niche: types 0 and 1 live alone in their blocks; types 2 and 3 share one block (about half each)
+    niche = rna.obsm[K.MAPPED_NICHE]
+    assert set(niche.columns) == {"S0", "S1", "S2", "S3"}
+    for t in (0, 1):
+        np.testing.assert_allclose(niche.loc[chosen & (types == t), f"S{t}"], 1.0)
+    mixed = niche[chosen & (types >= 2)][["S2", "S3"]]
+    assert (mixed.sum(1) > 0.999).all() and mixed.min().min() > 0.1
+    np.testing.assert_allclose(niche.sum(1)[chosen], 1.0)
+    assert niche[~chosen].isna().all().all()
+
+
+def test_niche_reads_the_inputs_spatial_graph_when_present(stub_case):
+    model, rna, sp, src, types = stub_case
+    # a graph that links every imaged cell to cell 0 only: every niche is cell 0's type
+    n = sp.n_obs
+    sp.obsp[K.SPATIAL_CONNECTIVITIES] = sparse.csr_matrix((np.ones(n), (np.arange(n), np.zeros(n, int))), shape=(n, n))
+    map_cells(model, rna, sp, k=5, temperature=0.01, method="joint")
+    chosen = rna.obs[MAPPING_WEIGHT].to_numpy() > 0
+    np.testing.assert_allclose(rna.obsm[K.MAPPED_NICHE].loc[chosen, f"S{types[src][0]}"], 1.0)
+    del sp.uns[K.UNS]["cell_type_key"], rna.obsm[K.MAPPED_NICHE]
+    map_cells(model, rna, sp, k=5, method="joint")
+    assert K.MAPPED_NICHE not in rna.obsm and K.MAPPED_CELLS in rna.obsm  # no labels: no niche
+
+
 def test_default_temperature_is_the_models_and_blocks_do_not_change_results(stub_case):
     model, rna, sp, _, _ = stub_case
     a_sp, _ = map_cells(model, rna, sp, k=7, copy=True, method="joint")
@@ -209,6 +251,8 @@ def test_malt_rna_onto_cycif_end_to_end(shared_data, tmp_path, cli):
     assert sp.uns[K.PROTEIN_PREDICTED]["k"] == 10
     chosen = rna.obs[MAPPING_WEIGHT].to_numpy() > 0
     assert chosen.any() and np.isfinite(rna.obsm[K.MAPPED_LOCATION][chosen]).all()
+    assert rna.obsm[K.MAPPED_CELLS].shape == (1100, 3029)  # the location distribution survives the file
+    np.testing.assert_allclose(np.asarray(rna.obsm[K.MAPPED_CELLS].sum(1)).ravel()[chosen], 1.0, rtol=1e-4)
     lo, hi = sp.obsm[K.SPATIAL].min(0), sp.obsm[K.SPATIAL].max(0)
     loc = rna.obsm[K.MAPPED_LOCATION][chosen]
     assert ((loc >= lo - 1e-6) & (loc <= hi + 1e-6)).all()  # weighted means stay inside the section

@@ -26,6 +26,9 @@ SPATIAL_NEIGHBORS = "spatial_neighbors"            # uns
 # --- mapping ------------------------------------------------------------------------------
 MAPPING_CONFIDENCE = "mapping_confidence"  # obs
 MAPPED_LOCATION = "mapped_location"        # obsm (scRNA-seq side): weighted mean position on the image
+MAPPED_LOCATION_SD = "mapped_location_sd"  # obs (scRNA-seq side): spread of that position (coordinate units)
+MAPPED_CELLS = "mapped_cells"              # obsm (scRNA-seq side): sparse location distribution over imaged cells
+MAPPED_NICHE = "mapped_niche"              # obsm (scRNA-seq side): cell-type mix around the imaged cells it maps to
 MAPPED_CELL_TYPE = "mapped_cell_type"      # obs, both sides: weighted vote of the other side's labels
 MAPPING_WEIGHT = "mapping_weight"          # obs (scRNA-seq side): total mapping weight received
 

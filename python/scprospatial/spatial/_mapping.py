@@ -16,9 +16,15 @@ Outputs on the imaged cells: obsm['protein_predicted'] / ['protein_predicted_sd'
 obs['mapping_confidence'] = sum_j w_j s_j (weighted mean score of the chosen scRNA-seq cells, in [-1, 1];
 near 1 when the cell sits on scRNA-seq cells), obsm['X_scprospatial'] and,
 when both sides are labelled, obs['mapped_cell_type'] (weighted vote). On the scRNA-seq cells (the second
-file `<out stem>.rna.h5ad`): obsm['mapped_location'] (mean coordinates of the imaged cells that chose the
-cell, weighted by w; NaN for cells no imaged cell chose), obs['mapping_weight'] (total weight received),
-obs['mapped_cell_type'] (weighted vote of those imaged cells' labels), plus the model's own predictions.
+file `<out stem>.rna.h5ad`), each cell's location distribution: the imaged cells that chose it, weighted by w
+and normalised to sum 1 (obsm['mapped_cells'], sparse, one column per imaged cell in the order of the imaged
+output), its mean (obsm['mapped_location']) and spread (obs['mapped_location_sd'], root mean squared distance
+to that mean: small when the cell belongs to one place, large when it matches cells all over the section),
+obs['mapping_weight'] (total weight received; the distribution is empty and the location NaN where it is 0),
+obs['mapped_cell_type'] (weighted vote of those imaged cells' labels) and, when the imaged cells are labelled,
+obsm['mapped_niche']: the cell-type mix of the spatial neighbourhoods of those imaged cells (each imaged cell's
+neighbours in obsp['spatial_connectivities'], or its NICHE_NEIGHBOURS nearest cells when the input has no graph),
+averaged over the distribution: the spatial niche the scRNA-seq cell belongs to. Plus the model's predictions.
 """
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ TOPK_BACKENDS = ("auto", "cpp", "cuda", "torch")
 RNA_CELL_TYPE_KEY = "cell_type"           # default obs column of scRNA-seq cell types
 RNA_SUFFIX = ".rna.h5ad"
 QUERY_BLOCK = 65536                       # imaged cells per mapping block (bounds every temporary)
+NICHE_NEIGHBOURS = 10                     # an imaged cell's niche when the input has no spatial graph
 
 
 # ----------------------------------------------------------------------------- top-k search
@@ -218,8 +225,9 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
     weights = sparse.vstack(blocks, format="csr") if blocks else sparse.csr_matrix((0, rna.n_obs))
     _write_spatial(spatial, names, out_mean, out_sd, confidence, space.joint, rna.uns[K.PROTEIN_PREDICTED],
                    {"backend": used, "k": int(k), "temperature": tau, "n_rna_cells": int(rna.n_obs), **space.info})
-    _write_rna(rna, weights, np.asarray(spatial.obsm[spatial_key], dtype=np.float64))
+    distribution = _write_rna(rna, weights, np.asarray(spatial.obsm[spatial_key], dtype=np.float64))
     _transfer_labels(rna, spatial, weights, rna_cell_type_key)
+    _mapped_niche(rna, spatial, distribution, spatial_key, threads)
     logger.info("mapped %d imaged cells onto %d scRNA-seq cells (%s, k=%d, %s, temperature %.3g); median "
                 "confidence %.3f", n, rna.n_obs, space.info["method"], k, used, tau,
                 float(np.median(confidence)) if n else float("nan"))
@@ -236,14 +244,51 @@ def _write_spatial(spatial, names, mean, sd, confidence, emb, info: dict, extra:
     spatial.uns[K.PROTEIN_PREDICTED] = {**{k: info[k] for k in keep if k in info}, **extra}
 
 
-def _write_rna(rna, weights: sparse.csr_matrix, coords: np.ndarray) -> None:
+def _write_rna(rna, weights: sparse.csr_matrix, coords: np.ndarray) -> sparse.csr_matrix:
+    """Each scRNA-seq cell's location distribution over the imaged cells, its mean and spread (module docstring).
+    Returns the distribution (scRNA-seq cells x imaged cells, rows summing to 1 or empty)."""
     received = np.asarray(weights.sum(axis=0)).ravel()
-    loc = np.asarray(weights.T @ coords)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        loc = loc / received[:, None]
+    inverse = np.divide(1.0, received, out=np.zeros_like(received), where=received > 0)
+    distribution = sparse.diags(inverse) @ weights.T.tocsr()
+    distribution = sparse.csr_matrix(distribution, dtype=np.float32)
+    loc = np.asarray(distribution @ coords)
+    second = np.asarray(distribution @ (coords ** 2).sum(axis=1)).ravel()
+    spread = np.sqrt(np.maximum(second - (loc ** 2).sum(axis=1), 0.0))
     loc[received == 0] = np.nan
+    spread[received == 0] = np.nan
     rna.obsm[K.MAPPED_LOCATION] = loc
+    rna.obs[K.MAPPED_LOCATION_SD] = spread
+    rna.obsm[K.MAPPED_CELLS] = distribution
     rna.obs[K.MAPPING_WEIGHT] = received
+    return distribution
+
+
+def _mapped_niche(rna, spatial, distribution: sparse.csr_matrix, spatial_key: str, threads: int | None) -> None:
+    """obsm['mapped_niche'] on the scRNA-seq cells when the imaged cells carry labels (module docstring)."""
+    from ._kernels import knn_graph
+
+    sp_key = spatial_cell_type_key(spatial)
+    if sp_key is None or sp_key not in spatial.obs:
+        return
+    codes, names = pd.factorize(spatial.obs[sp_key], use_na_sentinel=True)
+    if K.SPATIAL_CONNECTIVITIES in spatial.obsp:
+        graph = sparse.csr_matrix(spatial.obsp[K.SPATIAL_CONNECTIVITIES])
+    else:
+        k = min(NICHE_NEIGHBOURS, spatial.n_obs - 1)
+        if k < 1:
+            return
+        graph = knn_graph(np.asarray(spatial.obsm[spatial_key], dtype=np.float64), k, threads=threads)
+    graph = sparse.csr_matrix((np.ones(graph.nnz), graph.indices, graph.indptr), shape=graph.shape)
+    labelled = codes >= 0
+    onehot = sparse.csr_matrix((np.ones(labelled.sum()), (np.flatnonzero(labelled), codes[labelled])),
+                               shape=(spatial.n_obs, len(names)))
+    counts = np.asarray((graph @ onehot).todense())
+    total = counts.sum(axis=1, keepdims=True)
+    composition = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
+    has = np.asarray(distribution @ (total[:, 0] > 0).astype(np.float64)).ravel()
+    niche = np.asarray(distribution @ composition)
+    niche = np.divide(niche, has[:, None], out=np.full_like(niche, np.nan), where=has[:, None] > 0)
+    rna.obsm[K.MAPPED_NICHE] = pd.DataFrame(niche, index=rna.obs_names, columns=[str(n) for n in names])
 
 
 def _transfer_labels(rna, spatial, weights: sparse.csr_matrix, rna_key: str | None) -> None:
