@@ -199,3 +199,21 @@ def test_seeds_section_reports_each_seeds_test_median_and_paired_counts():
     assert "0.150 ± 0.071" in text
     assert "model above shared on 1 of 4 (test marker, seed) pairs." in text
     assert _seeds_section({"datasets": {"toy": {**d, "replicates": []}}}) == []
+
+
+def test_selection_note_reports_the_defaults_gap_with_its_standard_error():
+    from _mapping_tables import _selection_note
+
+    grid = {"adapted 0.0": [0.3, 0.3, 0.1, 0.1], "adapted 0.4": [0.2, 0.2, 0.2, 0.2]}
+    grid1 = {"adapted 0.0": [0.3, 0.3, 0.1, 0.1], "adapted 0.4": [0.4, 0.4, 0.2, 0.2]}
+    zeros = dict(A=0, B=0, C=0, D=0)
+    d = {"rows": _rows(grid, zeros, zeros), "replicates": [{"seed": 1, "rows": _rows(grid1, zeros, zeros)}],
+         "validation": ["A", "B"], "test": ["C", "D"]}
+    record = {"datasets": {"toy": d}, "defaults": {"fuse_weight": 0.4, "adapt_epochs": 10},
+              "selection": {"selected": "adapted 0.0", "grid": {"adapted 0.0": {}, "adapted 0.4": {}}}}
+    note = _selection_note(record)
+    # validation differences per seed: -0.1 and +0.1 -> mean 0.000, SE 0.100; test: +0.1, +0.1 -> 0.100 ± 0.000
+    assert "select `adapted 0.0`, not the default `adapted 0.4`" in note
+    assert "validation +0.000 ± 0.100" in note and "test +0.100 ± 0.000" in note and "n = 2" in note
+    record["selection"]["selected"] = "adapted 0.4"
+    assert _selection_note(record) == ""
