@@ -12,7 +12,7 @@ PIP_LOCAL  := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 DEMO_OUT   ?= demo_results
 CORE_SRC   := $(shell find csrc -type f) CMakeLists.txt pyproject.toml
 
-.PHONY: all venv demo test lint bench clean
+.PHONY: all venv demo test lint bench bench-all clean
 
 all: demo
 
@@ -38,6 +38,18 @@ lint:
 
 bench: venv
 	$(PY) benchmarks/bench_knn.py
+
+# The whole benchmark suite, peers included (their own venv): regenerates every section of benchmarks/README.md and
+# benchmarks/results/*.json. Several hours on 2 cores (the peers' refits dominate); needs ../shared/data.
+bench-all: venv
+	bash benchmarks/peers/setup.sh
+	$(PY) benchmarks/bench_translation.py --peers
+	$(PY) benchmarks/bench_mapping.py --threads 2 --peer-cache benchmarks/.peer-cache
+	$(PY) benchmarks/bench_knn.py
+	$(PY) benchmarks/bench_topk.py
+	$(PY) benchmarks/bench_gather.py
+	$(PY) benchmarks/bench_speed.py
+	$(PY) benchmarks/bench_scale.py --max-map-pairs 1e12
 
 clean:
 	rm -rf build $(VENV) $(DEMO_OUT) .pytest_cache
