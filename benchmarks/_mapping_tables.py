@@ -176,12 +176,22 @@ def write_readme(record: dict) -> None:
     replace_section("\n".join(lines + [END]), START, END)
 
 
+def grid_key(adapted: bool, weight: float) -> str:
+    """A point of the selection grid: encoder adapted or not, fuse weight."""
+    return f"{'adapted' if adapted else 'aligned'} {weight}"
+
+
+def runs(d: dict) -> list[list[dict]]:
+    """A panel's held-out rows of every model: the main model's, then each replicate's (another training seed)."""
+    return [d["rows"], *(rep["rows"] for rep in d.get("replicates", []))]
+
+
 def _paired(record: dict, key_a: str, key_b: str, part: str) -> tuple[float, float, int]:
     """Mean and standard error over (panel, training seed) of the difference of the median Pearson on `part`
     markers between grid points key_a and key_b."""
     diffs = []
     for d in record["datasets"].values():
-        for rows in [d["rows"], *(rep["rows"] for rep in d.get("replicates", []))]:
+        for rows in runs(d):
             names = set(d[part])
             diffs.append(np.median([r["grid"][key_a] for r in rows if r["marker"] in names])
                          - np.median([r["grid"][key_b] for r in rows if r["marker"] in names]))
@@ -192,7 +202,7 @@ def _paired(record: dict, key_a: str, key_b: str, part: str) -> tuple[float, flo
 def _selection_note(record: dict) -> str:
     """When the validation selection is not the package default: how large the difference is against its noise."""
     d = record["defaults"]
-    default = f"{'adapted' if d['adapt_epochs'] > 0 else 'aligned'} {d['fuse_weight']}"
+    default = grid_key(d["adapt_epochs"] > 0, d["fuse_weight"])
     chosen = record["selection"]["selected"]
     if chosen == default or default not in record["selection"]["grid"]:
         return ""
@@ -216,7 +226,7 @@ def _seeds_section(record: dict) -> list[str]:
              "weights do not depend on the model and were fitted once, their imputed values are each model's "
              "predictions. A difference between methods smaller than the spread over seeds is not a difference.", ""]
     for name, d in record["datasets"].items():
-        all_rows = [d["rows"], *(rep["rows"] for rep in d.get("replicates", []))]
+        all_rows = runs(d)
         methods = [m for m in METHODS if any(m in r for r in d["rows"])]
         lines += [f"{name}:", "", "| seed | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
         med = {m: [_median(rows, m, d["test"]) for rows in all_rows] for m in methods}

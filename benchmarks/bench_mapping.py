@@ -40,7 +40,8 @@ from pathlib import Path
 
 import numpy as np
 from scipy import sparse, stats
-from _mapping_tables import kernel_timings, label_agreement, rna_coarse_labels, write_readme  # noqa: E402
+from _mapping_tables import (grid_key, kernel_timings, label_agreement, rna_coarse_labels, runs,  # noqa: E402
+                             write_readme)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -89,10 +90,6 @@ def hide(spatial, marker: str | None):
     if marker is not None:
         masked.obsm["protein"] = spatial.obsm["protein"].drop(columns=[marker])
     return masked
-
-
-def grid_key(adapted: bool, weight: float) -> str:
-    return f"{'adapted' if adapted else 'aligned'} {weight}"
 
 
 def mapping_weights(model, spatial, hidden, remb, pred, args, rng) -> tuple[dict, dict]:
@@ -193,16 +190,18 @@ def add_peer(rows: list[dict], spatial, pred, peer: dict, name: str) -> None:
             row[name] = score(peer[m], pred[m].to_numpy(np.float64), spatial.obsm["protein"][m].to_numpy(np.float64))
 
 
+def add_peer_columns(rows: list[dict], spatial, pred, peers: dict) -> None:
+    """add_peer for every peer that ran (peers: {name: its weights per marker, or an 'error'})."""
+    for name, res in peers.items():
+        if "error" not in res:
+            add_peer(rows, spatial, pred, res, name)
+
+
 def split_markers(markers: list[str], seed: int) -> tuple[list[str], list[str]]:
     """A seeded half of a panel's markers for validation (selection), the other half for test (report)."""
     order = np.random.default_rng(seed).permutation(len(markers))
     half = len(markers) // 2
     return sorted(markers[i] for i in order[:half]), sorted(markers[i] for i in order[half:])
-
-
-def runs(d: dict) -> list[list[dict]]:
-    """A panel's held-out rows of every model: the main model's, then each replicate's (another training seed)."""
-    return [d["rows"], *(rep["rows"] for rep in d.get("replicates", []))]
 
 
 def select_weight(datasets: dict) -> dict:
@@ -321,6 +320,7 @@ def add_peers(args) -> dict:
     from scprospatial.io import load
 
     record, model, rna = stored_model(args, "--add-peers")
+    retrained: dict = {}   # the other seeds' models, trained once for every panel
     for name in args.datasets:
         d = json.loads((RESULTS / f"mapping_{name}.json").read_text())
         if d.get("model_id") != record["model_id"]:
@@ -333,14 +333,14 @@ def add_peers(args) -> dict:
         pred = model.predict(rna, proteins=markers).obsm["protein_predicted"]
         peers = fit_peers(d, model, rna, spatial, markers, pred, name, args)
         for rep in d.get("replicates", []):   # the other seeds' models are retrained (seeded) for their predictions
-            again = train_model(args.epochs, rep["seed"])
+            if rep["seed"] not in retrained:
+                retrained[rep["seed"]] = train_model(args.epochs, rep["seed"])
+            again = retrained[rep["seed"]]
             if again.meta.get("model_id") != rep["model_id"]:
                 sys.exit(f"{name}: retraining seed {rep['seed']} gave another model ({again.meta.get('model_id')}, "
                          f"stored {rep['model_id']}; training is reproducible with the run's --threads only)")
-            rpred = again.predict(rna, proteins=markers).obsm["protein_predicted"]
-            for peer, res in peers.items():
-                if "error" not in res:
-                    add_peer(rep["rows"], spatial, rpred, res, peer)
+            add_peer_columns(rep["rows"], spatial, again.predict(rna, proteins=markers).obsm["protein_predicted"],
+                             peers)
         if d.get("labels"):
             key = spatial.uns["scprospatial"]["cell_type_key"]
             w = {p: res[FULL_PANEL] for p, res in peers.items() if FULL_PANEL in res}
@@ -385,9 +385,7 @@ def replicate(seed_model: tuple, rna, spatial, markers, peers: dict, args) -> di
     remb = np.ascontiguousarray(model.embed_rna(rna))
     pred = model.predict(rna, proteins=markers).obsm["protein_predicted"]
     rows = held_out(model, spatial, remb, pred, rargs)
-    for name, res in peers.items():
-        if "error" not in res:
-            add_peer(rows, spatial, pred, res, name)
+    add_peer_columns(rows, spatial, pred, peers)
     return {"seed": seed, "model_id": model.meta.get("model_id"), "tau": rargs.tau, "rows": rows}
 
 

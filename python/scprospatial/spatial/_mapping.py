@@ -43,7 +43,8 @@ from ..errors import InputError
 from ._gather import gather_mixture
 from ._fuse import FUSE_WEIGHT, mapping_space, panel_markers, predict_panel
 from ._adapt import ADAPT_EPOCHS
-from ._kernels import _threads
+from ._kernels import _threads, knn_graph
+from ._stats import cluster_codes, connectivities, neighbour_counts
 
 TOPK_BACKENDS = ("auto", "cpp", "cuda", "torch")
 RNA_CELL_TYPE_KEY = "cell_type"           # default obs column of scRNA-seq cell types
@@ -249,8 +250,7 @@ def _write_rna(rna, weights: sparse.csr_matrix, coords: np.ndarray) -> sparse.cs
     Returns the distribution (scRNA-seq cells x imaged cells, rows summing to 1 or empty)."""
     received = np.asarray(weights.sum(axis=0)).ravel()
     inverse = np.divide(1.0, received, out=np.zeros_like(received), where=received > 0)
-    distribution = sparse.diags(inverse) @ weights.T.tocsr()
-    distribution = sparse.csr_matrix(distribution, dtype=np.float32)
+    distribution = (sparse.diags(inverse) @ weights.T).tocsr().astype(np.float32)
     loc = np.asarray(distribution @ coords)
     second = np.asarray(distribution @ (coords ** 2).sum(axis=1)).ravel()
     spread = np.sqrt(np.maximum(second - (loc ** 2).sum(axis=1), 0.0))
@@ -264,31 +264,26 @@ def _write_rna(rna, weights: sparse.csr_matrix, coords: np.ndarray) -> sparse.cs
 
 
 def _mapped_niche(rna, spatial, distribution: sparse.csr_matrix, spatial_key: str, threads: int | None) -> None:
-    """obsm['mapped_niche'] on the scRNA-seq cells when the imaged cells carry labels (module docstring)."""
-    from ._kernels import knn_graph
-
+    """obsm['mapped_niche'] on the scRNA-seq cells when the imaged cells carry labels (module docstring): the
+    niche of spatial-stats' niche_composition, averaged over each scRNA-seq cell's location distribution."""
     sp_key = spatial_cell_type_key(spatial)
     if sp_key is None or sp_key not in spatial.obs:
         return
-    codes, names = pd.factorize(spatial.obs[sp_key], use_na_sentinel=True)
     if K.SPATIAL_CONNECTIVITIES in spatial.obsp:
-        graph = sparse.csr_matrix(spatial.obsp[K.SPATIAL_CONNECTIVITIES])
+        graph = connectivities(spatial)
+    elif spatial.n_obs > 1:
+        graph = knn_graph(np.asarray(spatial.obsm[spatial_key], dtype=np.float64),
+                          min(NICHE_NEIGHBOURS, spatial.n_obs - 1), threads=threads)
+        graph = sparse.csr_matrix((np.ones(graph.nnz), graph.indices, graph.indptr), shape=graph.shape)
     else:
-        k = min(NICHE_NEIGHBOURS, spatial.n_obs - 1)
-        if k < 1:
-            return
-        graph = knn_graph(np.asarray(spatial.obsm[spatial_key], dtype=np.float64), k, threads=threads)
-    graph = sparse.csr_matrix((np.ones(graph.nnz), graph.indices, graph.indptr), shape=graph.shape)
-    labelled = codes >= 0
-    onehot = sparse.csr_matrix((np.ones(labelled.sum()), (np.flatnonzero(labelled), codes[labelled])),
-                               shape=(spatial.n_obs, len(names)))
-    counts = np.asarray((graph @ onehot).todense())
-    total = counts.sum(axis=1, keepdims=True)
+        return
+    codes, names = cluster_codes(spatial, sp_key)
+    counts, total = neighbour_counts(graph, codes, len(names))
     composition = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
     has = np.asarray(distribution @ (total[:, 0] > 0).astype(np.float64)).ravel()
     niche = np.asarray(distribution @ composition)
     niche = np.divide(niche, has[:, None], out=np.full_like(niche, np.nan), where=has[:, None] > 0)
-    rna.obsm[K.MAPPED_NICHE] = pd.DataFrame(niche, index=rna.obs_names, columns=[str(n) for n in names])
+    rna.obsm[K.MAPPED_NICHE] = pd.DataFrame(niche, index=rna.obs_names, columns=names)
 
 
 def _transfer_labels(rna, spatial, weights: sparse.csr_matrix, rna_key: str | None) -> None:

@@ -38,7 +38,17 @@ def connectivities(adata, *, connectivity_key: str = K.SPATIAL_CONNECTIVITIES) -
     return a
 
 
-def _codes(adata, key: str) -> tuple[np.ndarray, list[str]]:
+def neighbour_counts(graph: sparse.csr_matrix, codes: np.ndarray, n_types: int) -> tuple[np.ndarray, np.ndarray]:
+    """How many of each cell's neighbours in the binary `graph` are of each type (cells x types; cells with code
+    < 0 count for no type), and each row's total (cells x 1)."""
+    ok = codes >= 0
+    onehot = sparse.csr_matrix((np.ones(ok.sum()), (np.flatnonzero(ok), codes[ok])), shape=(len(codes), n_types))
+    counts = np.asarray((graph @ onehot).todense())
+    return counts, counts.sum(axis=1, keepdims=True)
+
+
+def cluster_codes(adata, key: str) -> tuple[np.ndarray, list[str]]:
+    """Integer code of each cell's label in obs[key] (-1: missing) and the sorted label names."""
     if key not in adata.obs:
         raise InputError(f"cluster key {key!r} is not an obs column")
     labels = adata.obs[key]
@@ -105,7 +115,7 @@ def nhood_enrichment(adata, *, cluster_key: str, n_perms: int = 1000, seed: int 
     adata = adata.copy() if copy else adata
     if n_perms < 1:
         raise InputError(f"n_perms must be at least 1, got {n_perms}")
-    codes, names = _codes(adata, cluster_key)
+    codes, names = cluster_codes(adata, cluster_key)
     groups = None
     if library_key is not None:
         groups = pd.factorize(adata.obs[library_key].astype(str))[0]
@@ -200,12 +210,8 @@ def niche_composition(adata, *, cluster_key: str, library_key: str | None = None
     """Fraction of each cell's graph neighbours of every type (obsm['niche_composition'], DataFrame) and
     its mean per centre cell type (uns['{cluster_key}_niche_composition'], long DataFrame per library)."""
     adata = adata.copy() if copy else adata
-    codes, names = _codes(adata, cluster_key)
-    graph = connectivities(adata, connectivity_key=connectivity_key)
-    ok = codes >= 0
-    onehot = sparse.csr_matrix((np.ones(ok.sum()), (np.flatnonzero(ok), codes[ok])), shape=(len(codes), len(names)))
-    counts = np.asarray((graph @ onehot).todense())
-    total = counts.sum(axis=1, keepdims=True)
+    codes, names = cluster_codes(adata, cluster_key)
+    counts, total = neighbour_counts(connectivities(adata, connectivity_key=connectivity_key), codes, len(names))
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(total > 0, counts / np.where(total > 0, total, 1), np.nan)
     adata.obsm[NICHE] = pd.DataFrame(frac, index=adata.obs_names, columns=names)
@@ -230,7 +236,7 @@ def niche_composition(adata, *, cluster_key: str, library_key: str | None = None
 def _enrichment_table(adata, cluster_key: str, library_key: str | None, n_perms: int, seed: int) -> pd.DataFrame:
     """Long table (library, cluster_a, cluster_b, count, zscore): pooled from uns, then each library alone."""
     res = adata.uns[enrichment_key(cluster_key)]
-    codes, names = _codes(adata, cluster_key)
+    codes, names = cluster_codes(adata, cluster_key)
     graph = connectivities(adata)
     frames = []
     for i, (lib, cells) in enumerate(_libraries(adata, library_key)):
