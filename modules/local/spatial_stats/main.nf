@@ -13,7 +13,7 @@ process SPATIAL_STATS {
     def args = task.ext.args ?: ''
     prefix   = task.ext.prefix ?: "${meta.id}"
     """
-    scprospatial_spatial_stats.py ${h5ad} --out ${prefix} --seed ${task.ext.seed ?: 0} --threads ${task.cpus} ${args}
+    scprospatial_spatial_stats.py ${h5ad} --out ${prefix} --threads ${task.cpus} ${args}
     echo "\\"${task.process}\\": {scprospatial: \$(scprospatial --version | cut -d' ' -f2)}" > versions.yml
     """
 
