@@ -1,6 +1,10 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   virtual environment, install, build the C++ core, run the pipeline on a simulated cohort
-#   make test   the same environment, then the test suite (what CI runs)
+#   make test   the same environment and the Nextflow runtime (where java and mvn exist), then the test suite
+#               (what CI runs)
+# Also: make nextflow (the Nextflow runtime from Maven Central), make nextflow-test (a real `nextflow run` of
+# the test profile and its -resume), make container-test (the CPU image built and the test profile run in it
+# with podman).
 PYTHON     ?= python3
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
@@ -12,7 +16,11 @@ PIP_LOCAL  := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 DEMO_OUT   ?= demo_results
 CORE_SRC   := $(shell find csrc -type f) CMakeLists.txt pyproject.toml
 
-.PHONY: all venv demo test lint bench bench-all clean
+# Nextflow: a user's own installation when there is one, else the runtime assembled from Maven Central
+NXF_DIR    := .nextflow-runtime
+NXF_VERSION_PIN := $(shell sed -n 's:.*<nextflow.version>\(.*\)</nextflow.version>.*:\1:p' tools/nextflow/pom.xml)
+
+.PHONY: all venv demo test lint bench bench-all clean nextflow nextflow-test
 
 all: demo
 
@@ -31,7 +39,26 @@ demo: venv
 	@echo "Open $(DEMO_OUT)/report/report.html in a browser."
 
 test: venv
+	@if command -v java >/dev/null && command -v mvn >/dev/null; then $(MAKE) --no-print-directory nextflow; \
+	 else echo "make test: java or mvn missing: the real Nextflow runs (tests/test_nextflow_run.py) will be skipped"; fi
 	$(PY) -m pytest -q
+
+# The Nextflow runtime (io.nextflow:nextflow $(NXF_VERSION_PIN) and its dependencies) into $(NXF_DIR)/lib, with
+# a launcher $(NXF_DIR)/nextflow; nothing downloaded is committed.
+nextflow: $(NXF_DIR)/nextflow
+
+$(NXF_DIR)/nextflow: tools/nextflow/pom.xml tools/nextflow/launcher.sh
+	rm -rf $(NXF_DIR)/lib
+	mvn -q -B -f tools/nextflow/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+	    -DoutputDirectory=$(abspath $(NXF_DIR))/lib
+	cp tools/nextflow/launcher.sh $@
+	$@ -version | grep -q "version $(NXF_VERSION_PIN)"
+	@echo "Nextflow $(NXF_VERSION_PIN) runtime: $@"
+
+# A real `nextflow run` of the test profile on a simulated cohort, then the same command with -resume (every
+# task cached), through the plugin-free entry (tests/nextflow/main.nf).
+nextflow-test: venv nextflow
+	$(PY) -m pytest -q tests/test_nextflow_run.py -k "every_process or resume"
 
 lint:
 	../shared/tools/nflint -q . || true
@@ -52,4 +79,4 @@ bench-all: venv
 	$(PY) benchmarks/bench_scale.py --max-map-pairs 1e12
 
 clean:
-	rm -rf build $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf build $(VENV) $(DEMO_OUT) .pytest_cache $(NXF_DIR)

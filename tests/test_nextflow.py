@@ -33,6 +33,19 @@ def test_nextflow_parser_reports_no_errors():
 @pytest.mark.parametrize("module", sorted((REPO / "modules" / "local").glob("*/main.nf")), ids=lambda p: p.parent.name)
 def test_module_anatomy(module):
     text = module.read_text()
+    # nf-core: a meta map on the first input and on every output but versions.yml, and a meta.yml naming them
+    inputs = text.split("input:")[1].split("output:")[0]
+    outputs = text.split("output:")[1].split("script:")[0]
+    assert inputs.strip().startswith("tuple val(meta)"), f"{module}: first input is not a meta tuple"
+    emits = re.findall(r"emit: (\w+)", outputs)
+    for line in outputs.strip().splitlines():
+        assert line.strip().startswith("tuple val(meta)") or "versions.yml" in line, f"{module}: {line.strip()}"
+    import yaml
+
+    meta = yaml.safe_load((module.parent / "meta.yml").read_text())
+    assert meta["name"] == module.parent.name
+    assert [next(iter(o)) for o in meta["output"]] == emits, f"{module}: meta.yml outputs differ from the emits"
+    assert "scprospatial versions --process" in text.split("stub:")[1], f"{module}: the stub writes no real versions"
     for part in ("tag ", "label '", "task.ext.args", "emit: versions", "stub:"):
         assert part in text, f"{module} lacks {part!r}"
     script = text.split("script:")[1].split("stub:")[0]
@@ -82,7 +95,7 @@ def test_nf_core_layout_includes_every_module():
     main = (REPO / "main.nf").read_text()
     assert "from './workflows/scprospatial'" in main and "plugin/nf-schema" in main
     assert "validateParameters()" in main and "samplesheetToList(" in main
-    workflows = [*REPO.glob("workflows/*.nf"), *REPO.glob("subworkflows/local/*/main.nf")]
+    workflows = [REPO / "main.nf", *REPO.glob("workflows/*.nf"), *REPO.glob("subworkflows/local/*/main.nf")]
     included = " ".join(p.read_text() for p in workflows)
     for module in (REPO / "modules" / "local").iterdir():
         assert f"modules/local/{module.name}'" in included, f"no workflow includes modules/local/{module.name}"
@@ -95,13 +108,13 @@ def test_gpu_steps_choose_the_cuda_image_by_accelerator():
         assert "label 'process_gpu'" in (REPO / "modules" / "local" / module / "main.nf").read_text()
     base = (REPO / "conf" / "base.config").read_text()
     assert re.search(r"container\s*=\s*\{\s*task\.accelerator \? '[^']+-cuda' : '[^']+'\s*\}", base)
-    config = (REPO / "nextflow.config").read_text()
+    config = (REPO / "conf" / "pipeline.config").read_text()
     gpu = config.split("gpu {")[1].split("slurm")[0]
     assert "withLabel: 'process_gpu'" in gpu and "accelerator = 1" in gpu and "--gpus all" in gpu and "--nv" in gpu
 
 
 def test_profiles_reports_and_resume_friendly_names():
-    config = (REPO / "nextflow.config").read_text()
+    config = (REPO / "conf" / "pipeline.config").read_text()
     profiles = config.split("profiles {")[1]
     for name in ("test", "docker", "singularity", "apptainer", "conda", "gpu", "slurm", "awsbatch", "google"):
         assert re.search(rf"^\s*{name}\s*\{{", profiles, flags=re.M), f"profile {name} missing"

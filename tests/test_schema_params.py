@@ -1,4 +1,4 @@
-"""nextflow_schema.json against nextflow.config, and the samplesheet schema against what the pipeline reads.
+"""nextflow_schema.json against conf/pipeline.config (the params of nextflow.config), and the samplesheet schema against what the pipeline reads.
 
 nf-schema validates the parameters with these files when Nextflow starts; Nextflow cannot run here, so
 the same JSON Schemas are checked with a JSON Schema validator (draft 2020-12, as nf-schema uses).
@@ -51,7 +51,7 @@ def validate(params: dict) -> list[str]:
     return [e.message for e in jsonschema.Draft202012Validator(SCHEMA).iter_errors(given)]
 
 
-DEFAULTS = config_params(REPO / "nextflow.config")
+DEFAULTS = config_params(REPO / "conf" / "pipeline.config")
 
 
 def test_schema_is_a_valid_draft_2020_12_schema():
@@ -67,7 +67,7 @@ def test_every_config_param_is_described_and_vice_versa():
     for name, spec in described.items():
         assert spec.get("description"), f"{name} has no description"
         if "default" in spec or DEFAULTS[name] is not None:
-            assert spec.get("default") == DEFAULTS[name], f"{name}: schema default differs from nextflow.config"
+            assert spec.get("default") == DEFAULTS[name], f"{name}: schema default differs from conf/pipeline.config"
 
 
 def test_config_defaults_and_test_profile_validate():
@@ -83,8 +83,8 @@ def test_input_is_required():
 
 @pytest.mark.parametrize("name, value", [
     ("seed", "abc"), ("seed", -1), ("epochs", 0), ("epochs", 2.5), ("evaluate", "yes"),
-    ("evaluate_split", "bogus"), ("evaluate_seeds", 0), ("publish_dir_mode", "cp"), ("max_memory", "lots"),
-    ("max_time", "soon"), ("max_cpus", "16"), ("input", "sheet.xlsx"), ("model", "model.h5ad"),
+    ("evaluate_split", "bogus"), ("evaluate_seeds", 0), ("publish_dir_mode", "cp"), ("graph_method", "voronoi"),
+    ("graph_k", 0), ("map_k", "10"), ("n_perms", 0), ("graph_radius", -1.0), ("input", "sheet.xlsx"), ("model", "model.h5ad"),
 ])
 def test_bad_params_fail(name, value):
     errors = validate({**DEFAULTS, "input": "samplesheet.csv", name: value})

@@ -38,9 +38,9 @@ workflow SCPROSPATIAL {
         ch_model_files = ch_model
     }
     else {
-        TRAIN_MODEL(filesInSheetOrder(ch_prepared.citeseq.mix(ch_prepared.rna)))
-        ch_model = TRAIN_MODEL.out.model
-        ch_model_files = TRAIN_MODEL.out.files
+        TRAIN_MODEL(filesInSheetOrder(ch_prepared.citeseq.mix(ch_prepared.rna)).map { files -> [[id: 'model'], files] })
+        ch_model = TRAIN_MODEL.out.model.map { _meta, model_pt -> model_pt }
+        ch_model_files = TRAIN_MODEL.out.files.map { _meta, f -> f }
         ch_versions = ch_versions.mix(TRAIN_MODEL.out.versions)
     }
 
@@ -51,8 +51,8 @@ workflow SCPROSPATIAL {
     ch_versions = ch_versions.mix(SPATIAL_MAPPING.out.versions)
 
     if (evaluate) {
-        EVALUATE(filesInSheetOrder(ch_prepared.citeseq))
-        ch_evaluation = EVALUATE.out.files
+        EVALUATE(filesInSheetOrder(ch_prepared.citeseq).map { files -> [[id: 'evaluate'], files] })
+        ch_evaluation = EVALUATE.out.files.map { _meta, files -> files }
         ch_versions = ch_versions.mix(EVALUATE.out.versions)
     }
     else {
@@ -60,7 +60,7 @@ workflow SCPROSPATIAL {
     }
 
     REPORT(
-        PREPARE.out.h5ad.map { _meta, h5ad -> h5ad }.collect(),
+        PREPARE.out.h5ad.map { _meta, h5ad -> h5ad }.collect().map { files -> [[id: 'report'], files] },
         ch_model_files.collect(),
         IMPUTE.out.h5ad.map { _meta, h5ad -> h5ad }.collect().ifEmpty([]),
         SPATIAL_MAPPING.out.graphs.map { _meta, h5ad -> h5ad }.collect().ifEmpty([]),
@@ -71,6 +71,6 @@ workflow SCPROSPATIAL {
     ch_versions = ch_versions.mix(REPORT.out.versions)
 
     emit:
-    report   = REPORT.out.html
+    report   = REPORT.out.html          // [ meta, report.html ]
     versions = ch_versions    // versions.yml of every task
 }

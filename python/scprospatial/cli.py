@@ -290,6 +290,24 @@ def _add_report(p):
     p.add_argument("--truth", default=None, help="ground-truth folder of a simulated cohort (adds accuracy tables)")
 
 
+def _versions(args):
+    """nf-core's versions.yml of one pipeline task: the package and the libraries its results depend on."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    lines = [f'"{args.process}":', f"    python: {platform.python_version()}"]
+    for name in ("scprospatial", "torch", "numpy", "anndata", "scanpy"):
+        try:
+            lines.append(f"    {name}: {version(name)}")
+        except PackageNotFoundError:
+            lines.append(f"    {name}: not installed")
+    print("\n".join(lines))
+
+
+def _add_versions(p):
+    p.add_argument("--process", required=True, help="the Nextflow task's process name (task.process)")
+
+
 def _add_demo(p):
     p.add_argument("--outdir", default="demo_results", help="results folder (default demo_results)")
     p.add_argument("--n-cells", type=int, default=1500, help="simulated CITE-seq cells (default 1500)")
@@ -325,6 +343,8 @@ SUBCOMMANDS: dict[str, tuple[Callable, str, str, Callable, tuple[str, ...]]] = {
                "scprospatial report results --out results/report/report.html", _add_report, ()),
     "demo": (_demo, "simulate a small cohort and run the whole pipeline on it",
              "scprospatial demo --outdir demo_results", _add_demo, ()),
+    "versions": (_versions, "print the versions.yml of a pipeline task (python, scprospatial, torch, numpy, ...)",
+                 'scprospatial versions --process "SCPROSPATIAL:IMPUTE" > versions.yml', _add_versions, ()),
 }
 
 
@@ -353,10 +373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on usage errors
     configure(-1 if args.quiet else args.verbose)
-    from ._settings import set_threads
-
-    set_threads(args.threads)
     try:
+        if args.command != "versions":  # versions.yml of a pipeline task: no torch import, no thread pools
+            from ._settings import set_threads
+
+            set_threads(args.threads)
         args.handler(args)
     except InputError as exc:
         logger.error("%s", exc)

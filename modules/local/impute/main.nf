@@ -15,13 +15,13 @@ process IMPUTE {
     prefix   = task.ext.prefix ?: "${meta.id}"
     """
     scprospatial_impute.py ${rna} --model ${model} --out ${prefix}.imputed.h5ad --threads ${task.cpus} --device ${task.accelerator ? 'cuda' : 'cpu'} ${args}
-    echo "\\"${task.process}\\": {scprospatial: \$(scprospatial --version | cut -d' ' -f2)}" > versions.yml
+    scprospatial versions --process "${task.process}" > versions.yml
     """
 
     stub:
     prefix = task.ext.prefix ?: "${meta.id}"
     """
     touch ${prefix}.imputed.h5ad
-    echo "\\"${task.process}\\": {scprospatial: stub}" > versions.yml
+    scprospatial versions --process "${task.process}" > versions.yml
     """
 }

@@ -1,9 +1,10 @@
+// The scRNA-seq cells of one RNA-only cohort mapped onto one imaged sample: meta.id is <spatial>__<rna>.
 process MAP {
-    tag "${meta.id} <- ${rna_meta.id}"
+    tag "${meta.spatial_id} <- ${meta.rna_id}"
     label 'process_gpu'
 
     input:
-    tuple val(meta), path(spatial), val(rna_meta), path(rna)
+    tuple val(meta), path(spatial), path(rna)
     path model
 
     output:
@@ -13,16 +14,16 @@ process MAP {
 
     script:
     def args = task.ext.args ?: ''
-    prefix   = task.ext.prefix ?: "${meta.id}__${rna_meta.id}"
+    prefix   = task.ext.prefix ?: "${meta.id}"
     """
     scprospatial_map.py --model ${model} --rna ${rna} --spatial ${spatial} --out ${prefix}.mapped.h5ad --threads ${task.cpus} --device ${task.accelerator ? 'cuda' : 'cpu'} ${args}
-    echo "\\"${task.process}\\": {scprospatial: \$(scprospatial --version | cut -d' ' -f2)}" > versions.yml
+    scprospatial versions --process "${task.process}" > versions.yml
     """
 
     stub:
-    prefix = task.ext.prefix ?: "${meta.id}__${rna_meta.id}"
+    prefix = task.ext.prefix ?: "${meta.id}"
     """
     touch ${prefix}.mapped.h5ad ${prefix}.mapped.rna.h5ad
-    echo "\\"${task.process}\\": {scprospatial: stub}" > versions.yml
+    scprospatial versions --process "${task.process}" > versions.yml
     """
 }

@@ -1,3 +1,8 @@
+// A samplesheet value as one shell word: single-quoted, with any ' inside closed, escaped and reopened
+def shellQuote(value) {
+    "'" + value.toString().replace("'", "'\\''") + "'"
+}
+
 process PREPARE {
     tag "${meta.id}"
     label 'process_low'
@@ -12,21 +17,21 @@ process PREPARE {
     script:
     def args = task.ext.args ?: ''
     prefix   = task.ext.prefix ?: "${meta.id}"
-    def files = input instanceof List ? input.join(',') : input
+    def files = shellQuote(input instanceof List ? input.join(',') : input)
     // optional samplesheet columns -> format overrides (marker_cols are ';'-separated in the sheet)
     def options = [batch: meta.batch, x_col: meta.x_col, y_col: meta.y_col, z_col: meta.z_col,
                    marker_cols: meta.marker_cols ? meta.marker_cols.tokenize(';')*.trim().join(',') : null,
                    cell_type_col: meta.cell_type_col, id_col: meta.id_col, protein_key: meta.protein_key]
-    def overrides = options.findAll { _k, v -> v }.collect { k, v -> "--${k.replace('_', '-')} '${v}'" }.join(' ')
+    def overrides = options.findAll { _k, v -> v }.collect { k, v -> "--${k.replace('_', '-')} ${shellQuote(v)}" }.join(' ')
     """
     scprospatial_prepare.py ${files} --outdir . --kind ${meta.kind} --dataset ${prefix} ${overrides} --threads ${task.cpus} ${args}
-    echo "\\"${task.process}\\": {scprospatial: \$(scprospatial --version | cut -d' ' -f2)}" > versions.yml
+    scprospatial versions --process "${task.process}" > versions.yml
     """
 
     stub:
     prefix = task.ext.prefix ?: "${meta.id}"
     """
     touch ${prefix}.h5ad
-    echo "\\"${task.process}\\": {scprospatial: stub}" > versions.yml
+    scprospatial versions --process "${task.process}" > versions.yml
     """
 }

@@ -1,9 +1,11 @@
+// The self-contained HTML report of the whole run; each input is staged into the folder of the output layout
+// that `scprospatial report` reads.
 process REPORT {
-    tag "report"
+    tag "${meta.id}"
     label 'process_single'
 
     input:
-    path prepared, stageAs: 'prepared/*'
+    tuple val(meta), path(prepared, stageAs: 'prepared/*')
     path model_files, stageAs: 'model/*'
     path imputed, stageAs: 'imputed/*'
     path graphs, stageAs: 'spatial/*'
@@ -12,19 +14,19 @@ process REPORT {
     path evaluation, stageAs: 'evaluate/*'
 
     output:
-    path "report/report.html", emit: html
-    path "versions.yml"       , emit: versions
+    tuple val(meta), path("report/report.html"), emit: html
+    path "versions.yml"                        , emit: versions
 
     script:
     def args = task.ext.args ?: ''
     """
     scprospatial_report.py . --out report/report.html ${args}
-    echo "\\"${task.process}\\": {scprospatial: \$(scprospatial --version | cut -d' ' -f2)}" > versions.yml
+    scprospatial versions --process "${task.process}" > versions.yml
     """
 
     stub:
     """
     mkdir -p report && touch report/report.html
-    echo "\\"${task.process}\\": {scprospatial: stub}" > versions.yml
+    scprospatial versions --process "${task.process}" > versions.yml
     """
 }

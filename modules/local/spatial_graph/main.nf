@@ -14,13 +14,13 @@ process SPATIAL_GRAPH {
     prefix   = task.ext.prefix ?: "${meta.id}"
     """
     scprospatial_spatial_graph.py ${spatial} --out ${prefix}.graph.h5ad --threads ${task.cpus} ${args}
-    echo "\\"${task.process}\\": {scprospatial: \$(scprospatial --version | cut -d' ' -f2)}" > versions.yml
+    scprospatial versions --process "${task.process}" > versions.yml
     """
 
     stub:
     prefix = task.ext.prefix ?: "${meta.id}"
     """
     touch ${prefix}.graph.h5ad
-    echo "\\"${task.process}\\": {scprospatial: stub}" > versions.yml
+    scprospatial versions --process "${task.process}" > versions.yml
     """
 }

@@ -14,13 +14,13 @@ process SPATIAL_STATS {
     prefix   = task.ext.prefix ?: "${meta.id}"
     """
     scprospatial_spatial_stats.py ${h5ad} --out ${prefix} --threads ${task.cpus} ${args}
-    echo "\\"${task.process}\\": {scprospatial: \$(scprospatial --version | cut -d' ' -f2)}" > versions.yml
+    scprospatial versions --process "${task.process}" > versions.yml
     """
 
     stub:
     prefix = task.ext.prefix ?: "${meta.id}"
     """
     mkdir -p ${prefix} && touch ${prefix}/moran.csv ${prefix}/${prefix}.stats.h5ad
-    echo "\\"${task.process}\\": {scprospatial: stub}" > versions.yml
+    scprospatial versions --process "${task.process}" > versions.yml
     """
 }

@@ -13,17 +13,20 @@ workflow SPATIAL_MAPPING {
     main:
     SPATIAL_GRAPH(ch_spatial)
 
-    MAP(SPATIAL_GRAPH.out.h5ad.combine(ch_rna), ch_model)
+    // one meta per pair: id <spatial>__<rna> (the output names), and both rows' ids
+    ch_pairs = SPATIAL_GRAPH.out.h5ad
+        .combine(ch_rna)
+        .map { sp_meta, graph, rna_meta, rna ->
+            [[id: "${sp_meta.id}__${rna_meta.id}", spatial_id: sp_meta.id, rna_id: rna_meta.id], graph, rna]
+        }
+    MAP(ch_pairs, ch_model)
 
     ch_has_rna = ch_rna.count().map { n -> n > 0 }
     ch_measured_only = SPATIAL_GRAPH.out.h5ad
         .combine(ch_has_rna)
         .filter { _meta, _h5ad, has_rna -> !has_rna }
         .map { meta, h5ad, _has_rna -> [meta, h5ad] }
-    ch_stats_in = MAP.out.h5ad
-        .map { meta, h5ad -> [meta + [id: h5ad.name.replace('.mapped.h5ad', '')], h5ad] }
-        .mix(ch_measured_only)
-    SPATIAL_STATS(ch_stats_in)
+    SPATIAL_STATS(MAP.out.h5ad.mix(ch_measured_only))
 
     emit:
     graphs   = SPATIAL_GRAPH.out.h5ad    // [ meta, <id>.graph.h5ad ]

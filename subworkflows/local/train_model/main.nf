@@ -6,15 +6,15 @@ include { TRAIN as TRANSLATE } from '../../../modules/local/train'
 
 workflow TRAIN_MODEL {
     take:
-    ch_cohorts    // value channel: [ h5ad, ... ] prepared citeseq rows, then rna rows, in samplesheet order
+    ch_cohorts    // value channel: [ meta (id: 'model'), [ h5ad, ... ] ] prepared citeseq rows, then rna rows
 
     main:
     PRETRAIN(ch_cohorts, 'pretrain', [])
-    ALIGN(ch_cohorts, 'align', PRETRAIN.out.model)
-    TRANSLATE(ch_cohorts, 'translate', ALIGN.out.model)
+    ALIGN(ch_cohorts, 'align', PRETRAIN.out.model.map { _meta, model -> model })
+    TRANSLATE(ch_cohorts, 'translate', ALIGN.out.model.map { _meta, model -> model })
 
     emit:
-    model    = TRANSLATE.out.model                                          // model.pt
-    files    = TRANSLATE.out.model.mix(TRANSLATE.out.metrics, TRANSLATE.out.curves)
+    model    = TRANSLATE.out.model                                                 // [ meta, model.pt ]
+    files    = TRANSLATE.out.model.mix(TRANSLATE.out.metrics, TRANSLATE.out.curves) // [ meta, file ]
     versions = PRETRAIN.out.versions.mix(ALIGN.out.versions, TRANSLATE.out.versions)
 }
