@@ -140,3 +140,15 @@ def test_modules_config_selects_only_existing_processes():
     for selector in selectors:
         for name in selector.split("|"):
             assert name in names, f"conf/modules.config selects {name}, which no module or alias defines"
+
+
+def test_step_options_have_one_default_shared_with_scprospatial_run():
+    """graph_method, graph_k, graph_radius, map_k, n_perms: unset in the pipeline, so each task runs the command's
+    default, which is StepOptions' (the runner's); the schema documents the same value."""
+    from scprospatial.pipeline._options import DEFAULTS as STEP
+
+    described = schema_params()
+    for name, value in STEP.as_dict().items():
+        assert DEFAULTS[name] is None, f"{name}: set in conf/pipeline.config, a second copy of the default"
+        if value is not None:
+            assert f"(default {value})" in described[name]["description"], name

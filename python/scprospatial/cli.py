@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 from . import __version__
 from ._logging import configure, logger
 from .errors import InputError
+from .pipeline._options import DEFAULTS as STEP
 
 # ----------------------------------------------------------------------------------------------
 # Shared flag groups (one definition each, attached as argparse parents).
@@ -157,10 +158,13 @@ def _evaluate(args):
 
 def _run(args):
     from .pipeline import run_samplesheet
+    from .pipeline._options import StepOptions
 
+    options = StepOptions(graph_method=args.graph_method, graph_k=args.graph_k, graph_radius=args.graph_radius,
+                          map_k=args.map_k, n_perms=args.n_perms)
     path = run_samplesheet(args.samplesheet, args.outdir, model=args.model, seed=args.seed, device=args.device,
                            threads=args.threads, epochs=args.epochs, force=args.force, evaluate=args.evaluate,
-                           evaluate_split=args.evaluate_split, evaluate_seeds=args.evaluate_seeds)
+                           evaluate_split=args.evaluate_split, evaluate_seeds=args.evaluate_seeds, options=options)
     print(path)
 
 
@@ -229,8 +233,9 @@ def _add_impute(p):
 def _add_spatial_graph(p):
     p.add_argument("input", metavar="SPATIAL_INPUT", help="cell table or prepared spatial .h5ad")
     p.add_argument("--out", required=True, help="output .h5ad with obsp graphs (squidpy-compatible keys)")
-    p.add_argument("--method", choices=("knn", "radius", "delaunay"), default="knn", help="graph kind (default knn)")
-    p.add_argument("--k", type=int, default=10, help="neighbours per cell for knn (default 10)")
+    p.add_argument("--method", choices=("knn", "radius", "delaunay"), default=STEP.graph_method,
+                   help=f"graph kind (default {STEP.graph_method})")
+    p.add_argument("--k", type=int, default=STEP.graph_k, help=f"neighbours per cell for knn (default {STEP.graph_k})")
     p.add_argument("--radius", type=float, default=None, help="radius for method=radius, or pruning distance")
     p.add_argument("--library-key", default=None, help="obs column of samples: one block-diagonal graph per sample")
     p.add_argument("--backend", choices=("auto", "cpp", "cuda", "scipy"), default="auto", help="kernel backend")
@@ -241,7 +246,7 @@ def _add_map(p):
     p.add_argument("--rna", required=True, help="scRNA-seq cells to map (any supported layout)")
     p.add_argument("--spatial", required=True, help="spatial proteomics cell table or prepared .h5ad")
     p.add_argument("--out", required=True, help="output .h5ad: imaged cells with the imputed proteome")
-    p.add_argument("--k", type=int, default=10, help="scRNA-seq neighbours per imaged cell (default 10)")
+    p.add_argument("--k", type=int, default=STEP.map_k, help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--proteins", type=_csv_list, default=None, help="comma-separated proteins (default: training panel)")
     g.add_argument("--all-proteins", action="store_true", help="every vocabulary protein linked to a model gene")
@@ -253,7 +258,8 @@ def _add_spatial_stats(p):
     p.add_argument("--out", required=True, help="folder for tables and figures")
     p.add_argument("--cluster-key", default=None, help="obs column of cell types (default: the detected one)")
     p.add_argument("--proteins", type=_csv_list, default=None, help="proteins for Moran's I and figures (default: all)")
-    p.add_argument("--n-perms", type=int, default=1000, help="permutations for neighbourhood enrichment (default 1000)")
+    p.add_argument("--n-perms", type=int, default=STEP.n_perms,
+                   help=f"permutations for neighbourhood enrichment (default {STEP.n_perms})")
     p.add_argument("--library-key", default=None, help="obs column of samples (statistics per sample)")
 
 
@@ -282,6 +288,13 @@ def _add_run(p):
                    choices=("random", "few-shot", "leave-type-out", "cross-cohort", "leave-protein-out"),
                    help="held-out split of --evaluate (default random)")
     p.add_argument("--evaluate-seeds", type=int, default=5, help="repeats of the random split (default 5)")
+    g = p.add_argument_group("step options (as the pipeline's --graph_method, --graph_k, --graph_radius, --map_k, --n_perms)")
+    g.add_argument("--graph-method", choices=("knn", "radius", "delaunay"), default=STEP.graph_method,
+                   help=f"spatial graph of each imaged sample (default {STEP.graph_method})")
+    g.add_argument("--graph-k", type=int, default=STEP.graph_k, help=f"neighbours of the knn graph (default {STEP.graph_k})")
+    g.add_argument("--graph-radius", type=float, default=STEP.graph_radius, help="radius graph: the radius (or pruning)")
+    g.add_argument("--map-k", type=int, default=STEP.map_k, help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
+    g.add_argument("--n-perms", type=int, default=STEP.n_perms, help=f"enrichment permutations (default {STEP.n_perms})")
 
 
 def _add_report(p):

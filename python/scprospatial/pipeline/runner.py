@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .._logging import logger
 from ..errors import InputError
+from ._options import DEFAULTS, StepOptions
 from .samplesheet import Sample, read_samplesheet
 from .steps import Step, run_steps
 
@@ -88,9 +89,11 @@ def _evaluate_step(citeseq: list[Path], outdir: Path, *, seed: int, device: str,
 def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None = None, seed: int = 0,
                 device: str = "auto", threads: int | None = None, epochs: int | None = None,
                 truth: Path | None = None, evaluate: bool = False, evaluate_split: str = "random",
-                evaluate_seeds: int = 5) -> list[Step]:
+                evaluate_seeds: int = 5, options: StepOptions = DEFAULTS) -> list[Step]:
     """The runner's plan: prepare every row, train (unless a model is given), impute, graphs, map, statistics,
-    evaluate (when asked) and the report, in the Nextflow workflow's order."""
+    evaluate (when asked) and the report, in the Nextflow workflow's order. options: the per-step options
+    (graph, mapping k, permutations), the pipeline's parameters of the same names."""
+    o = options
     from ..model import impute_file
     from ..report import build_report
     from ..spatial import graph_file, map_files, spatial_stats_file
@@ -120,23 +123,28 @@ def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None
     for s in by_kind["spatial"]:
         graph = outdir / LAYOUT["spatial"] / f"{s.id}.graph.h5ad"
         steps.append(Step(f"spatial-graph:{s.id}",
-                          lambda s=s, out=graph: graph_file(prepared[s.id], out, method="knn", k=10, radius=None,
-                                                            library_key=None, backend="auto", threads=threads),
-                          inputs=[prepared[s.id]], outputs=[graph], params={"method": "knn", "k": 10}))
+                          lambda s=s, out=graph: graph_file(prepared[s.id], out, method=o.graph_method, k=o.graph_k,
+                                                            radius=o.graph_radius, library_key=None, backend="auto",
+                                                            threads=threads),
+                          inputs=[prepared[s.id]], outputs=[graph],
+                          params={"method": o.graph_method, "k": o.graph_k, "radius": o.graph_radius}))
         for r in by_kind["rna"]:  # imaged cells receive the proteome of each RNA-only cohort
             out = outdir / LAYOUT["mapped"] / f"{s.id}__{r.id}.mapped.h5ad"
             steps.append(Step(f"map:{s.id}:{r.id}",
-                              lambda r=r, graph=graph, out=out: map_files(model_path, prepared[r.id], graph, out, k=10,
-                                                                          device=device, threads=threads, seed=seed),
-                              inputs=[model_path, prepared[r.id], graph], outputs=[out], params={"k": 10, "seed": seed}))
+                              lambda r=r, graph=graph, out=out: map_files(model_path, prepared[r.id], graph, out,
+                                                                          k=o.map_k, device=device, threads=threads,
+                                                                          seed=seed),
+                              inputs=[model_path, prepared[r.id], graph], outputs=[out],
+                              params={"k": o.map_k, "seed": seed}))
         stats_inputs = [(st.name.split(":", 1)[1].replace(":", "__"), st.outputs[0])
                         for st in steps if st.name.startswith(f"map:{s.id}:")] or [(s.id, graph)]
         for name, src in stats_inputs:
             stats_dir = outdir / LAYOUT["stats"] / name
             steps.append(Step(f"spatial-stats:{name}",
-                              lambda src=src, d=stats_dir: spatial_stats_file(src, d, n_perms=1000, seed=seed,
+                              lambda src=src, d=stats_dir: spatial_stats_file(src, d, n_perms=o.n_perms, seed=seed,
                                                                               threads=threads),
-                              inputs=[src], outputs=[stats_dir / "moran.csv"], params={"n_perms": 1000, "seed": seed}))
+                              inputs=[src], outputs=[stats_dir / "moran.csv"],
+                              params={"n_perms": o.n_perms, "seed": seed}))
 
     if evaluate:
         if not by_kind["citeseq"]:
@@ -155,7 +163,7 @@ def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None
 def run_samplesheet(samplesheet: str | Path, outdir: str | Path, *, model: str | Path | None = None, seed: int = 0,
                     device: str = "auto", threads: int | None = None, epochs: int | None = None,
                     force: bool = False, truth: Path | None = None, evaluate: bool = False,
-                    evaluate_split: str = "random", evaluate_seeds: int = 5) -> Path:
+                    evaluate_split: str = "random", evaluate_seeds: int = 5, options: StepOptions = DEFAULTS) -> Path:
     """Run every step of a samplesheet; returns the report's path.
 
     epochs: the same epoch count for every training stage (and evaluate's model), for smoke runs and
@@ -167,7 +175,7 @@ def run_samplesheet(samplesheet: str | Path, outdir: str | Path, *, model: str |
     outdir = Path(outdir).resolve()
     steps = build_steps(samples, outdir, model=model, seed=seed, device=device, threads=threads, epochs=epochs,
                         truth=truth, evaluate=evaluate, evaluate_split=evaluate_split,
-                        evaluate_seeds=evaluate_seeds)
+                        evaluate_seeds=evaluate_seeds, options=options)
     logger.info("running %d steps for %d samplesheet rows into %s", len(steps), len(samples), outdir)
     run_steps(steps, outdir / LAYOUT["info"], force=force)
     return steps[-1].outputs[0]
