@@ -44,7 +44,7 @@ def brute_moran(x: np.ndarray, w: np.ndarray):
     s2 = ((w.sum(1) + w.sum(0)) ** 2).sum()
     e = -1 / (n - 1)
     var = (n * n * s1 - n * s2 + 3 * s0 ** 2) / ((n * n - 1) * s0 ** 2) - e ** 2
-    return i, var, 2 * stats.norm.sf(abs((i - e) / np.sqrt(var)))
+    return i, var, stats.norm.sf(abs((i - e) / np.sqrt(var)))  # one-sided, as squidpy
 
 
 def test_moran_checkerboard_is_minus_one_and_gradient_is_strongly_positive():
@@ -66,6 +66,8 @@ def test_moran_matches_dense_brute_force_on_an_irregular_knn_graph():
     assert res.loc[0, "I"] == pytest.approx(i)
     assert res.loc[0, "var_norm"] == pytest.approx(var)
     assert res.loc[0, "pval_norm"] == pytest.approx(p)
+    two = morans_i(x[:, None], connectivities(a), two_tailed=True)
+    assert two.loc[0, "pval_norm"] == pytest.approx(min(2 * p, 1.0))
 
 
 def test_moran_of_noise_is_not_significant_and_constant_is_nan():
@@ -84,8 +86,11 @@ def test_autocorr_on_measured_and_predicted_with_bh_per_library():
              library=lambda xy: np.where(xy[:, 1] < 4, "L1", "L2"))
     a.obsm[K.PROTEIN_PREDICTED] = a.obsm[K.PROTEIN][["CD20"]] * 2
     spatial_autocorr(a, library_key="lib")
-    t = a.uns["moranI"]
+    t = a.uns["scprospatial_moranI"]
     assert set(t["library"]) == {"all", "L1", "L2"} and set(t["source"]) == {"measured", "predicted"}
+    # squidpy's layout under squidpy's key: pooled, imputed proteins, indexed by protein, sorted by I
+    sq = a.uns["moranI"]
+    assert list(sq.index) == ["CD20"] and list(sq.columns) == ["I", "pval_norm", "var_norm", "pval_norm_fdr_bh"]
     m = t[(t.library == "all") & (t.source == "measured")].set_index("protein")
     pred = t[(t.library == "all") & (t.source == "predicted")].set_index("protein")
     assert pred.loc["CD20", "I"] == pytest.approx(m.loc["CD20", "I"])  # scale invariant

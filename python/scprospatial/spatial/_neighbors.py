@@ -44,7 +44,8 @@ def _block_diagonal(builder: GraphBuilder, coords: np.ndarray, libraries: pd.Ser
 
 def spatial_neighbors(adata, *, method: str = "knn", n_neighs: int = 10, radius: float | None = None,
                       library_key: str | None = None, backend: str = "auto", threads: int | None = None,
-                      spatial_key: str = K.SPATIAL, key_added: str = K.SPATIAL, copy: bool = False):
+                      spatial_key: str = K.SPATIAL, key_added: str = K.SPATIAL, coord_type: str | None = None,
+                      delaunay: bool = False, copy: bool = False):
     """Spatial neighbour graph of the cells in `adata.obsm[spatial_key]`, written as squidpy does.
 
     method: 'knn' (n_neighs nearest other cells, directed; `radius` prunes longer edges), 'radius'
@@ -53,8 +54,15 @@ def spatial_neighbors(adata, *, method: str = "knn", n_neighs: int = 10, radius:
     Writes obsp['{key_added}_connectivities'] (binary, float64), obsp['{key_added}_distances']
     (column-sorted CSR; cells at one position keep explicit 0 distances) and
     uns['{key_added}_neighbors'] = {'connectivities_key', 'distances_key', 'params'}.
+    coord_type, delaunay: squidpy's names, so a call written for squidpy.gr.spatial_neighbors runs here:
+    coord_type must be None or 'generic' (cell tables; squidpy handles Visium 'grid' coordinates) and
+    delaunay=True means method='delaunay'.
     Returns the AnnData when copy=True, else None.
     """
+    if coord_type not in (None, "generic"):
+        raise InputError(f"coord_type={coord_type!r}: only 'generic' coordinates (cell tables) are supported; "
+                         "for Visium grids use squidpy.gr.spatial_neighbors")
+    method = "delaunay" if delaunay else method
     adata = adata.copy() if copy else adata
     if spatial_key not in adata.obsm:
         raise InputError(f"no coordinates: obsm[{spatial_key!r}] is missing")

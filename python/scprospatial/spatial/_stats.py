@@ -18,7 +18,8 @@ ALL = "all"                      # library label of pooled results
 PERM_BATCH_EDGES = 20_000_000    # edges x permutations counted per vectorised batch (bounds memory)
 SOURCES = {"measured": K.PROTEIN, "predicted": K.PROTEIN_PREDICTED}
 NICHE = "niche_composition"      # obsm (per cell) and uns suffix (per cell type)
-MORAN = "moranI"                 # uns: squidpy's key for Moran's I
+MORAN = "moranI"                 # uns: squidpy's key and layout for Moran's I
+MORAN_LONG = "scprospatial_moranI"  # uns: every library, source and protein (moran.csv)
 
 
 def enrichment_key(cluster_key: str) -> str:
@@ -48,10 +49,14 @@ def neighbour_counts(graph: sparse.csr_matrix, codes: np.ndarray, n_types: int) 
 
 
 def cluster_codes(adata, key: str) -> tuple[np.ndarray, list[str]]:
-    """Integer code of each cell's label in obs[key] (-1: missing) and the sorted label names."""
+    """Integer code of each cell's label in obs[key] (-1: missing) and the label names: a categorical column's
+    categories in their stored order (as squidpy reads them, so its plots label rows right), else the sorted
+    labels."""
     if key not in adata.obs:
         raise InputError(f"cluster key {key!r} is not an obs column")
     labels = adata.obs[key]
+    if isinstance(labels.dtype, pd.CategoricalDtype):
+        return labels.cat.codes.to_numpy().astype(np.int64), [str(c) for c in labels.cat.categories]
     codes, names = pd.factorize(labels.astype("string"), sort=True, use_na_sentinel=True)
     return codes, [str(n) for n in names]
 
@@ -127,9 +132,10 @@ def nhood_enrichment(adata, *, cluster_key: str, n_perms: int = 1000, seed: int 
 
 
 # ----------------------------------------------------------------------------- Moran's I
-def morans_i(values: np.ndarray, graph: sparse.csr_matrix) -> pd.DataFrame:
+def morans_i(values: np.ndarray, graph: sparse.csr_matrix, *, two_tailed: bool = False) -> pd.DataFrame:
     """Moran's I of every column of `values` (n x p) on row-standardised `graph`, with the analytical
-    variance under the normality assumption and two-sided p-values (as esda's `p_norm`, two-tailed).
+    variance under the normality assumption and its p-values: one-sided, P(Z > |z|), by default, as
+    squidpy.gr.spatial_autocorr; two_tailed doubles them.
 
     I = n / S0 * z'Wz / z'z, E[I] = -1/(n-1), Var = (n^2 S1 - n S2 + 3 S0^2) / ((n^2 - 1) S0^2) - E[I]^2.
     Cells without neighbours keep an empty row. Constant columns give NaN.
@@ -150,7 +156,7 @@ def morans_i(values: np.ndarray, graph: sparse.csr_matrix) -> pd.DataFrame:
     expected = -1.0 / (n - 1)
     var = (n * n * s1 - n * s2 + 3 * s0 * s0) / ((n * n - 1) * s0 * s0) - expected ** 2
     zscore = (i - expected) / np.sqrt(var)
-    p = 2 * stats.norm.sf(np.abs(zscore))
+    p = stats.norm.sf(np.abs(zscore)) * (2 if two_tailed else 1)
     return pd.DataFrame({"I": i, "expected_I": expected, "var_norm": var, "z": zscore, "pval_norm": p})
 
 
@@ -181,10 +187,17 @@ def protein_tables(adata, proteins=None) -> dict[str, pd.DataFrame]:
     return out
 
 
-def spatial_autocorr(adata, *, proteins=None, library_key: str | None = None,
+def spatial_autocorr(adata, *, proteins=None, library_key: str | None = None, two_tailed: bool = False,
                      connectivity_key: str = K.SPATIAL_CONNECTIVITIES, copy: bool = False):
     """Moran's I per protein, measured and imputed, per library; BH-corrected p-values within each
-    (library, source). Writes uns['moranI'] (a long DataFrame: library, source, protein, I, ... )."""
+    (library, source); p-values one-sided unless `two_tailed` (squidpy's convention).
+
+    Writes uns['moranI'] in squidpy's layout (what squidpy.gr.spatial_autocorr(mode='moran') writes): a
+    DataFrame indexed by protein with columns I, pval_norm, var_norm, pval_norm_fdr_bh, sorted by I, for all
+    cells together, of the imputed proteins (obsm['protein_predicted']) when there are any, else of the
+    measured ones; and uns['scprospatial_moranI'], the long table of every (library, source, protein) that
+    spatial-stats writes as moran.csv.
+    """
     adata = adata.copy() if copy else adata
     graph = connectivities(adata, connectivity_key=connectivity_key)
     tables = protein_tables(adata, proteins)
@@ -192,7 +205,7 @@ def spatial_autocorr(adata, *, proteins=None, library_key: str | None = None,
     for lib, cells in _libraries(adata, library_key):
         sub = graph[cells][:, cells]
         for source, frame in tables.items():
-            res = morans_i(frame.to_numpy(np.float64)[cells], sub)
+            res = morans_i(frame.to_numpy(np.float64)[cells], sub, two_tailed=two_tailed)
             res.insert(0, "protein", list(frame.columns))
             res.insert(0, "source", source)
             res.insert(0, "library", lib)
@@ -200,8 +213,22 @@ def spatial_autocorr(adata, *, proteins=None, library_key: str | None = None,
             rows.append(res)
     table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     table.index = table.index.astype(str)
-    adata.uns[MORAN] = table
+    adata.uns[MORAN_LONG] = table
+    adata.uns[MORAN] = squidpy_moran_table(table)
     return adata if copy else None
+
+
+def squidpy_moran_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The pooled rows of the long Moran table in squidpy's layout: indexed by protein, sorted by I (imputed
+    proteins when there are any, else measured)."""
+    columns = ["I", "pval_norm", "var_norm", "pval_norm_fdr_bh"]
+    if table.empty:
+        return pd.DataFrame(columns=columns)
+    pooled = table[table["library"] == ALL]
+    source = "predicted" if (pooled["source"] == "predicted").any() else "measured"
+    out = pooled[pooled["source"] == source].set_index("protein")[columns]
+    out.index = out.index.astype(str).rename(None)
+    return out.sort_values("I", ascending=False)
 
 
 # ----------------------------------------------------------------------------- niche composition
@@ -305,7 +332,7 @@ def spatial_stats_file(input, outdir, *, cluster_key: str | None = None, protein
         spatial_autocorr(adata, proteins=proteins, library_key=library_key)
     except InputError as exc:
         raise InputError(exc.problem, input) from None
-    moran = adata.uns[MORAN]
+    moran = adata.uns[MORAN_LONG]
     write_table(moran, outdir / "moran.csv", index=False)
     shown = _figure_proteins(adata, proteins, moran)
     if shown:
