@@ -104,10 +104,15 @@ def test_nf_core_layout_includes_every_module():
 
 
 def test_gpu_steps_choose_the_cuda_image_by_accelerator():
-    for module in ("train", "impute", "map", "evaluate"):
-        assert "label 'process_gpu'" in (REPO / "modules" / "local" / module / "main.nf").read_text()
-    base = (REPO / "conf" / "base.config").read_text()
-    assert re.search(r"container\s*=\s*\{\s*task\.accelerator \? '[^']+-cuda' : '[^']+'\s*\}", base)
+    for module in sorted((REPO / "modules" / "local").glob("*/main.nf")):
+        text = module.read_text()
+        assert 'conda "${moduleDir}/../../../containers/environment.yml"' in text, module
+        image = re.search(r"^\s*container (.+)$", text, flags=re.M).group(1)
+        if module.parent.name in ("train", "impute", "map", "evaluate"):
+            assert "label 'process_gpu'" in text
+            assert re.fullmatch(r'"\$\{task\.accelerator \? \'[^\']+-cuda\' : \'[^\']+\'\}"', image), image
+        else:
+            assert re.fullmatch(r"'ghcr\.io/scprospatial/scprospatial:[0-9.]+'", image), image
     config = (REPO / "conf" / "pipeline.config").read_text()
     gpu = config.split("gpu {")[1].split("slurm")[0]
     assert "withLabel: 'process_gpu'" in gpu and "accelerator = 1" in gpu and "--gpus all" in gpu and "--nv" in gpu
@@ -116,7 +121,7 @@ def test_gpu_steps_choose_the_cuda_image_by_accelerator():
 def test_profiles_reports_and_resume_friendly_names():
     config = (REPO / "conf" / "pipeline.config").read_text()
     profiles = config.split("profiles {")[1]
-    for name in ("test", "docker", "singularity", "apptainer", "conda", "gpu", "slurm", "awsbatch", "google"):
+    for name in ("test", "docker", "podman", "singularity", "apptainer", "conda", "gpu", "slurm", "awsbatch", "google"):
         assert re.search(rf"^\s*{name}\s*\{{", profiles, flags=re.M), f"profile {name} missing"
     for report in ("timeline", "report", "trace", "dag"):
         assert re.search(rf'^{report}\s*\{{ enabled = true; file = "\$\{{params.outdir\}}/pipeline_info/', config,

@@ -3,6 +3,10 @@ process EVALUATE {
     tag "${meta.id}"
     label 'process_gpu'
 
+    conda "${moduleDir}/../../../containers/environment.yml"
+    // tasks given a GPU (profile gpu) run the CUDA image, built from the same install; others the CPU image
+    container "${task.accelerator ? 'ghcr.io/scprospatial/scprospatial:0.1.0-cuda' : 'ghcr.io/scprospatial/scprospatial:0.1.0'}"
+
     input:
     tuple val(meta), path(cohorts, stageAs: 'cohorts/*')
 

@@ -7,6 +7,9 @@ process PREPARE {
     tag "${meta.id}"
     label 'process_low'
 
+    conda "${moduleDir}/../../../containers/environment.yml"
+    container 'ghcr.io/scprospatial/scprospatial:0.1.0'
+
     input:
     tuple val(meta), path(input)
 

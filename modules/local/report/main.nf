@@ -4,6 +4,9 @@ process REPORT {
     tag "${meta.id}"
     label 'process_single'
 
+    conda "${moduleDir}/../../../containers/environment.yml"
+    container 'ghcr.io/scprospatial/scprospatial:0.1.0'
+
     input:
     tuple val(meta), path(prepared, stageAs: 'prepared/*')
     path model_files, stageAs: 'model/*'

@@ -2,6 +2,9 @@ process SPATIAL_GRAPH {
     tag "${meta.id}"
     label 'process_medium'
 
+    conda "${moduleDir}/../../../containers/environment.yml"
+    container 'ghcr.io/scprospatial/scprospatial:0.1.0'
+
     input:
     tuple val(meta), path(spatial)
 
