@@ -80,3 +80,19 @@ bench-all: venv
 
 clean:
 	rm -rf build $(VENV) $(DEMO_OUT) .pytest_cache $(NXF_DIR)
+
+# Container images built with podman on this kind of machine (root, no Docker engine, no Docker Hub): a Debian
+# base made with debootstrap from the host's apt mirror, torch from PyPI. Opt-in, not part of `make test`;
+# containers/README.md has the commands, flags and timings. The Nextflow options: containers/podman/podman.config.
+.PHONY: container-base container-build container-build-cuda container-check
+container-base:
+	containers/podman/build-base.sh
+
+container-build:
+	containers/podman/podman-build.sh cpu
+
+container-build-cuda:
+	containers/podman/podman-build.sh cuda
+
+container-check:
+	containers/podman/check-image.sh cpu --demo
