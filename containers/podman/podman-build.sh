@@ -5,9 +5,9 @@
 #   containers/podman/podman-build.sh [cpu|cuda] [--if-missing]   # or: make container-build / container-build-cuda
 # --if-missing: do nothing when the image exists (for tests that need the image; a rebuild with nothing changed
 # takes seconds anyway, from the layer cache).
-# The image is tagged localhost/scprospatial:<version>[-cuda] and also with the name conf/base.config gives the
-# pipeline's processes (ghcr.io/scprospatial/scprospatial:<version>[-cuda]), so that `-profile podman` runs it
-# without pulling. Environment (defaults): BASE_IMAGE (localhost/debian:bookworm; made when missing), TORCH_SPEC
+# The image is tagged localhost/scprospatial:<version>[-cuda] and also with the name the pipeline's modules give
+# in their `container` directives (ghcr.io/scprospatial/scprospatial:<version>[-cuda]), so that `-profile podman`
+# runs it without pulling. Environment (defaults): BASE_IMAGE (localhost/debian:bookworm; made when missing), TORCH_SPEC
 # (torch==2.13.0), TORCH_INDEX (https://pypi.org/simple), CA_BUNDLE (/etc/ssl/certs/ca-certificates.crt),
 # IMAGE (the local tag), PIPELINE_IMAGE (the second tag; empty: none), CONTAINERS_CONF
 # (containers/podman/containers.conf), PODMAN_BUILD_ARGS (extra arguments to podman build); for cuda also
