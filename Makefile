@@ -84,7 +84,7 @@ clean:
 # Container images built with podman on this kind of machine (root, no Docker engine, no Docker Hub): a Debian
 # base made with debootstrap from the host's apt mirror, torch from PyPI. Opt-in, not part of `make test`;
 # containers/README.md has the commands, flags and timings. The Nextflow options: containers/podman/podman.config.
-.PHONY: container-base container-build container-build-cuda container-check
+.PHONY: container-base container-build container-build-cuda container-check container-test
 container-base:
 	containers/podman/build-base.sh
 
@@ -96,3 +96,8 @@ container-build-cuda:
 
 container-check:
 	containers/podman/check-image.sh cpu --demo
+
+# The CPU image built from this checkout, `scprospatial demo` inside it, then the pipeline's test profile with every
+# process in the image (-profile test,podman); prints each step's time.
+container-test: venv nextflow
+	containers/podman/container-test.sh
