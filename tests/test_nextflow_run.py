@@ -134,13 +134,6 @@ def test_resume_caches_every_task(nf_run, sim):
     assert len(again) == n_tasks and set(again["status"]) == {"CACHED"}, again[["name", "status"]]
 
 
-def test_stub_run_completes(sim, tmp_path):
-    proc = nextflow(tmp_path, "--input", str(sim / "samplesheet.csv"), "--outdir", "results", "-stub-run")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (tmp_path / "results" / "report" / "report.html").exists()
-    assert "torch:" in (tmp_path / "results" / "pipeline_info" / "software_versions.yml").read_text()
-
-
 def write_sheet(path: Path, rows: list[dict]) -> Path:
     cols = ["id", "kind", "path", "batch", "cell_type_col"]
     with path.open("w", newline="") as fh:
@@ -151,29 +144,49 @@ def write_sheet(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def test_model_and_evaluate_with_two_by_two_samples(nf_run, sim, tmp_path):
-    """--model skips training; --evaluate runs EVALUATE; 2 RNA cohorts x 2 imaged samples fan out to 4 maps."""
-    _, out = nf_run
-    sheet = write_sheet(tmp_path / "sheet.csv", [
+def two_by_two(sim: Path, path: Path) -> Path:
+    return write_sheet(path, [
         {"id": "citeseq", "kind": "citeseq", "path": sim / "citeseq.h5ad", "cell_type_col": "cell_type"},
         {"id": "qA", "kind": "rna", "path": sim / "query_rna.h5ad", "batch": "query"},
         {"id": "qB", "kind": "rna", "path": sim / "query_rna.h5ad", "batch": "query"},
         {"id": "s1", "kind": "spatial", "path": sim / "spatial.csv", "cell_type_col": "ClusterName"},
         {"id": "s2", "kind": "spatial", "path": sim / "spatial.csv", "cell_type_col": "ClusterName"},
     ])
-    proc = nextflow(tmp_path, "--input", str(sheet), "--outdir", "results", "--model", str(out / "model" / "model.pt"),
-                    "--evaluate", "--evaluate_seeds", "1", "--epochs", "1", "--n_perms", "50")
+
+
+def test_stub_run_fans_out_two_rna_cohorts_onto_two_imaged_samples(sim, tmp_path):
+    """-stub-run of 2 RNA cohorts x 2 imaged samples: every process, 4 maps and 4 statistics with distinct names
+    (the same input file behind two rows is staged twice without a clash)."""
+    sheet = two_by_two(sim, tmp_path / "sheet.csv")
+    proc = nextflow(tmp_path, "--input", str(sheet), "--outdir", "results", "--evaluate", "-stub-run")
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = tmp_path / "results"
     names = processes(res)
-    assert not {"PRETRAIN", "ALIGN", "TRANSLATE"} & set(names)
+    assert names.count("PREPARE") == 5 and names.count("IMPUTE") == 2 and names.count("SPATIAL_GRAPH") == 2
     assert names.count("MAP") == 4 and names.count("SPATIAL_STATS") == 4 and names.count("EVALUATE") == 1
-    pairs = [f"{s}__{r}" for s in ("s1", "s2") for r in ("qA", "qB")]
-    assert sorted(p.name for p in (res / "mapped").glob("*.mapped.h5ad")) == sorted(f"{p}.mapped.h5ad" for p in pairs)
-    assert sorted(p.name for p in (res / "stats").iterdir()) == sorted(pairs)
-    assert (res / "evaluate" / "summary.csv").exists() and (res / "report" / "report.html").exists()
-    # the given model was used as it is: imputation equals the reference run's
-    assert_same_h5ad(res / "imputed" / "qA.imputed.h5ad", out / "imputed" / "query.imputed.h5ad")
+    pairs = sorted(f"{s}__{r}" for s in ("s1", "s2") for r in ("qA", "qB"))
+    assert sorted(p.name for p in (res / "mapped").glob("*.mapped.h5ad")) == [f"{p}.mapped.h5ad" for p in pairs]
+    assert sorted(p.name for p in (res / "mapped").glob("*.mapped.rna.h5ad")) == [f"{p}.mapped.rna.h5ad" for p in pairs]
+    assert sorted(p.name for p in (res / "stats").iterdir()) == pairs
+    assert sorted(p.name for p in (res / "imputed").iterdir()) == ["qA.imputed.h5ad", "qB.imputed.h5ad"]
+    assert (res / "report" / "report.html").exists()
+    assert "torch:" in (res / "pipeline_info" / "software_versions.yml").read_text()
+
+
+def test_model_and_evaluate(nf_run, sim, tmp_path):
+    """--model skips the training stages and is used as it is; --evaluate runs EVALUATE into evaluate/."""
+    _, out = nf_run
+    proc = nextflow(tmp_path, "--input", str(sim / "samplesheet.csv"), "--outdir", "results",
+                    "--model", str(out / "model" / "model.pt"), "--evaluate", "--evaluate_seeds", "1",
+                    "--epochs", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = tmp_path / "results"
+    names = processes(res)
+    assert not {"PRETRAIN", "ALIGN", "TRANSLATE"} & set(names) and names.count("EVALUATE") == 1
+    summary = pd.read_csv(res / "evaluate" / "summary.csv")
+    assert len(summary) > 0 and (res / "report" / "report.html").exists()
+    assert_same_h5ad(res / "imputed" / "query.imputed.h5ad", out / "imputed" / "query.imputed.h5ad")
+    assert_same_h5ad(res / "mapped" / "spatial__query.mapped.h5ad", out / "mapped" / "spatial__query.mapped.h5ad")
 
 
 @pytest.mark.parametrize("row, message", [
