@@ -41,15 +41,19 @@ demo_in_image() {
 
 pipeline_in_image() {
     "$PY" -m scprospatial simulate --outdir "$OUT/sim" --n-cells 600 --seed 0 -q
-    (cd "$OUT" && NXF_ANSI_LOG=false "$NEXTFLOW" -C "$REPO/tests/nextflow/nextflow.config" run "$REPO/tests/nextflow/main.nf" \
-        -profile test,podman -c "$HERE/podman.config" --input "$OUT/sim/samplesheet.csv" --outdir "$OUT/results" -w "$OUT/work")
+    # -C takes one configuration alone (-c files are then ignored): the plugin-free entry's and this host's podman
+    # settings, together
+    printf "includeConfig '%s'\nincludeConfig '%s'\n" "$REPO/tests/nextflow/nextflow.config" "$HERE/podman.config" \
+        >"$OUT/nextflow.config"
+    (cd "$OUT" && NXF_ANSI_LOG=false "$NEXTFLOW" -C "$OUT/nextflow.config" run "$REPO/tests/nextflow/main.nf" \
+        -profile test,podman --input "$OUT/sim/samplesheet.csv" --outdir "$OUT/results" -w "$OUT/work")
 }
 
 check_run() {
     local trace="$OUT/results/pipeline_info/trace.txt" tasks in_image
     tasks=$(($(wc -l <"$trace") - 1))
     [[ $(cut -f5 "$trace" | grep -c COMPLETED) == "$tasks" ]] || { cut -f4,5 "$trace"; echo "container-test: a task did not complete" >&2; exit 1; }
-    in_image=$(grep -l "podman .*run .*ghcr.io/scprospatial/scprospatial:$VERSION" "$OUT"/work/*/*/.command.run | wc -l)
+    in_image=$(grep -l "podman .*run .*--ulimit .*ghcr.io/scprospatial/scprospatial:$VERSION" "$OUT"/work/*/*/.command.run | wc -l)
     [[ "$in_image" == "$tasks" ]] || { echo "container-test: $in_image of $tasks tasks ran in the image" >&2; exit 1; }
     test -s "$OUT/results/report/report.html"
     echo "   $tasks tasks completed, each inside ghcr.io/scprospatial/scprospatial:$VERSION"
