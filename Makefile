@@ -39,8 +39,9 @@ demo: venv
 	@echo "Open $(DEMO_OUT)/report/report.html in a browser."
 
 test: venv
-	@if command -v java >/dev/null && command -v mvn >/dev/null; then $(MAKE) --no-print-directory nextflow; \
-	 else echo "make test: java or mvn missing: the real Nextflow runs (tests/test_nextflow_run.py) will be skipped"; fi
+	@if command -v nextflow >/dev/null; then echo "make test: the real Nextflow runs use $$(command -v nextflow)"; \
+	 elif command -v java >/dev/null && command -v mvn >/dev/null; then $(MAKE) --no-print-directory nextflow; \
+	 else echo "make test: no nextflow, java or mvn: the real Nextflow runs (tests/test_nextflow_run.py) will be skipped"; fi
 	$(PY) -m pytest -q
 
 # The Nextflow runtime (io.nextflow:nextflow $(NXF_VERSION_PIN) and its dependencies) into $(NXF_DIR)/lib, with
@@ -58,7 +59,7 @@ $(NXF_DIR)/nextflow: tools/nextflow/pom.xml tools/nextflow/launcher.sh
 # A real `nextflow run` of the test profile on a simulated cohort, then the same command with -resume (every
 # task cached), through the plugin-free entry (tests/nextflow/main.nf).
 nextflow-test: venv nextflow
-	$(PY) -m pytest -q tests/test_nextflow_run.py -k "every_process or resume"
+	NEXTFLOW=$(abspath $(NXF_DIR))/nextflow $(PY) -m pytest -q tests/test_nextflow_run.py -k "every_process or resume"
 
 lint:
 	../shared/tools/nflint -q . || true

@@ -1,7 +1,7 @@
 """Real `nextflow run`s of the pipeline on a simulated cohort, with the local executor.
 
-They use Nextflow as a user has it (`nextflow` on PATH), else the runtime that `make nextflow` assembles from
-Maven Central (.nextflow-runtime/nextflow), and skip saying why where neither exists. The nf-schema plugin
+They use $NEXTFLOW, else Nextflow as a user has it (`nextflow` on PATH), else the runtime that `make nextflow`
+assembles from Maven Central (.nextflow-runtime/nextflow), and skip saying why where none exists. The nf-schema plugin
 cannot be downloaded on these machines, so every run goes through the plugin-free entry tests/nextflow/main.nf,
 which runs the same SCPROSPATIAL workflow with the same configuration (see the header of that file).
 """
@@ -30,11 +30,14 @@ pytestmark = pytest.mark.slow
 
 
 def nextflow_command() -> list[str]:
+    """$NEXTFLOW, else a user's own `nextflow`, else the runtime `make nextflow` assembles, else skip saying why."""
+    if os.environ.get("NEXTFLOW"):
+        return [os.environ["NEXTFLOW"]]
+    if shutil.which("nextflow"):
+        return ["nextflow"]
     local = REPO / ".nextflow-runtime" / "nextflow"
     if local.is_file():
         return [str(local)]
-    if shutil.which("nextflow"):
-        return ["nextflow"]
     pytest.skip("no Nextflow: neither `nextflow` on PATH nor .nextflow-runtime/ (run `make nextflow`; needs java and mvn)")
 
 
