@@ -7,8 +7,12 @@ command does is importable and tested; `bin/` scripts and the Nextflow modules c
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import logging
+import re
 import sys
+from pathlib import Path
 import textwrap
 from typing import Callable, Sequence
 
@@ -382,27 +386,93 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ----------------------------------------------------------------------------------------------
+# Output locations of each command: checked before it starts, rolled back when it fails.
+
+
+def _output_plan(args) -> tuple[list, list, list, bool]:
+    """(output files, output folders, inputs, roll back on failure) of one command."""
+    c = args.command
+    if c == "prepare":
+        from .io import prepared_paths
+
+        return prepared_paths(args.inputs, args.outdir, args.dataset), [args.outdir], args.inputs, True
+    if c == "train":
+        out = Path(args.outdir)
+        files = [out / "model.pt", out / "metrics.json", out / "training_curves.csv"]
+        return files, [out], [*args.inputs, args.init_from, args.ppi], True
+    if c in ("impute", "spatial-graph"):
+        return [args.out], [], [args.input, getattr(args, "model", None)], True
+    if c == "map":
+        from .spatial._mapping import rna_output_path
+
+        return [args.out, rna_output_path(args.out)], [], [args.model, args.rna, args.spatial], True
+    if c == "spatial-stats":
+        stats = Path(args.out) / f"{Path(args.input).name.split('.')[0]}.stats.h5ad"
+        return [stats], [args.out], [args.input], True
+    if c == "evaluate":
+        return [], [args.outdir], args.inputs, True
+    if c == "report":
+        from .errors import InputError
+
+        for flag, folder in (("RESULTS_DIR", args.results), ("--truth", args.truth)):
+            if folder is not None and not Path(folder).is_dir():
+                raise InputError("not found" if not Path(folder).exists() else "is not a folder", f"{flag} {folder}")
+        args.out = args.out or str(Path(args.results) / "report" / "report.html")
+        return [args.out], [], [], True
+    if c in ("run", "demo"):  # resumable: finished steps stay; `run` locks the folder instead
+        return [], [args.outdir], [getattr(args, "samplesheet", None), getattr(args, "model", None)], False
+    if c == "simulate":
+        return [], [args.outdir], [], True
+    return [], [], [], False
+
+
+_USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG,
+                errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ENOENT}
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s*\n\s*", " ", str(text)).strip()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on usage errors
     configure(-1 if args.quiet else args.verbose)
     try:
+        guard = contextlib.nullcontext()
         if args.command != "versions":  # versions.yml of a pipeline task: no torch import, no thread pools
             from ._settings import set_threads
+            from .io._outputs import Rollback, check_outputs
 
             set_threads(args.threads)
-        args.handler(args)
+            files, folders, inputs, undo = _output_plan(args)
+            check_outputs(files, folders, inputs)
+            if undo:  # a training checkpoint stays for --resume
+                guard = Rollback([*files, *folders], keep=("checkpoint.pt",) if args.command == "train" else ())
+        with guard:
+            args.handler(args)
     except InputError as exc:
-        logger.error("%s", exc)
+        logger.error("%s", _one_line(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         logger.error("interrupted")
         return 130
-    except Exception as exc:  # an internal error: one line, the traceback with -v
-        logger.error("internal error: %s: %s", type(exc).__name__, exc,
-                     exc_info=logger.isEnabledFor(logging.DEBUG))
-        return 1
+    except OSError as exc:  # the file system refused (read-only, full, permissions): the user's to fix
+        if exc.errno not in _USER_ERRNOS:
+            return _internal(exc)
+        where = exc.filename if exc.filename is not None else ""
+        logger.error("%s", _one_line(f"{where}: {exc.strerror}" if where else f"{exc.strerror or exc}"))
+        return 2
+    except Exception as exc:  # noqa: BLE001 - an internal error: one line, the traceback with -v
+        return _internal(exc)
     return 0
+
+
+def _internal(exc: BaseException) -> int:
+    logger.error("internal error: %s: %s", type(exc).__name__, _one_line(exc),
+                 exc_info=logger.isEnabledFor(logging.DEBUG))
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -65,12 +65,14 @@ def train_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, 
     if resume and ckpt.is_file():
         model = ScProSpatial.load(ckpt, device=device)
         _check_same_cohorts(model, adatas, ckpt)
+        _check_same_run(model, (config or ModelConfig()).with_epochs(epochs), seed, ckpt)
         logger.info("resuming from %s", ckpt)
     elif start is not None:
         model = start
         logger.info("continuing from %s (done: %s)", init_from, ", ".join(start.meta["stages_done"]))
     else:
         model = ScProSpatial.setup(adatas, (config or ModelConfig()).with_epochs(epochs), ppi=ppi, seed=seed)
+        model.meta["seed"] = seed  # in every checkpoint, so --resume can refuse another seed
     metrics = model.train(adatas, stages=plan, outdir=outdir, resume=resume or start is not None, seed=seed,
                           device=device)
     model.meta.update(inputs=[str(p) for p in inputs], stages_done=list(plan), seed=seed)
@@ -108,6 +110,19 @@ def _continue_from(path, stages: tuple[str, ...], seed: int, epochs: int | None,
     model.train_state = TrainState((*done, *stages), stage_i=len(done), history=list(state.history),
                                    rng=state.rng, seconds=state.seconds)
     return model
+
+
+def _check_same_run(model: ScProSpatial, config: ModelConfig, seed: int, path) -> None:
+    """--resume goes on with the interrupted run's seed and epochs, or not at all."""
+    if model.meta.get("seed", seed) != seed:
+        raise InputError(f"checkpoint was started with --seed {model.meta['seed']}, got --seed {seed}: resume "
+                         "with the same seed, or train into another --outdir", path)
+    was = [model.config.epochs(s) for s in STAGES]
+    now = [config.epochs(s) for s in STAGES]
+    if was != now:
+        shown = lambda e: str(e[0]) if len(set(e)) == 1 else ",".join(map(str, e))  # noqa: E731
+        raise InputError(f"checkpoint was started with epochs {shown(was)} per stage, this run asks for "
+                         f"{shown(now)}: resume with the same --epochs, or train into another --outdir", path)
 
 
 def _check_same_cohorts(model: ScProSpatial, adatas, path) -> None:

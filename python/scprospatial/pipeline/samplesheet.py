@@ -63,11 +63,16 @@ def read_samplesheet(path: str | Path) -> list[Sample]:
     path = Path(path)
     if not path.is_file():
         raise InputError("samplesheet not found", path)
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None and (v or "").strip()}
-                for row in reader]
+    try:  # utf-8-sig: Excel saves CSV with a byte-order mark
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in reader.fieldnames or []]
+            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None and (v or "").strip()}
+                    for row in reader]
+    except UnicodeDecodeError:
+        raise InputError("not a UTF-8 text CSV (is it a data file given as the samplesheet?)", path) from None
+    except csv.Error as exc:
+        raise InputError(f"cannot read as CSV ({exc})", path) from None
     missing = [c for c in ("id", "kind", "path") if c not in header]
     if missing:
         raise InputError(f"missing column(s) {', '.join(missing)}; a samplesheet needs id,kind,path[,batch,...]", path)
