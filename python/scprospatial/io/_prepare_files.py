@@ -36,11 +36,13 @@ def load(path: PathLike | Sequence[PathLike], kind: str | None = None, *, datase
     check), anything else is read and prepared (`overrides`: x_col, y_col, z_col, marker_cols,
     cell_type_col, id_col, protein_key; imaging_method/cofactor: see `scprospatial.preprocess.arcsinh`)."""
     from ..preprocess import prepare
+    from ..preprocess._validate import check_finite
 
     adata, found = read_input(path, kind=kind, **overrides)
     if is_prepared(adata):
         if kind is not None and kind != found and not (kind == "rna" and found == "citeseq"):
             raise InputError(f"prepared as {found!r} data but {kind!r} is needed here", str(path))
+        check_finite(adata.X, str(path), "prepared values (X)", allow_negative=True)
         return adata
     return prepare(adata, found, dataset=dataset or dataset_name(path), batch=batch,
                    imaging_method=imaging_method, cofactor=cofactor)

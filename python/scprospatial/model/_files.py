@@ -60,6 +60,7 @@ def train_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, 
         return final
     stages = check_stages(stages)
     adatas = [load_input(p) for p in inputs]
+    _check_trainable(inputs, adatas)
     start = _continue_from(init_from, stages, seed, epochs, adatas, device) if init_from is not None else None
     plan = stages if start is None else check_stages((*start.meta["stages_done"], *stages))
     if resume and ckpt.is_file():
@@ -110,6 +111,20 @@ def _continue_from(path, stages: tuple[str, ...], seed: int, epochs: int | None,
     model.train_state = TrainState((*done, *stages), stage_i=len(done), history=list(state.history),
                                    rng=state.rng, seconds=state.seconds)
     return model
+
+
+MIN_TRAIN_CELLS = 10
+
+
+def _check_trainable(inputs, adatas) -> None:
+    """Imaging tables have no genes, and a handful of cells cannot be split into training and validation."""
+    for path, a in zip(inputs, adatas):
+        if a.uns[K.UNS][K.KIND] == "spatial":
+            raise InputError("is a spatial (imaging) table; train needs scRNA-seq or CITE-seq cohorts", path)
+    n = sum(a.n_obs for a in adatas if K.PROTEIN in a.obsm)
+    if 0 < n < MIN_TRAIN_CELLS:
+        raise InputError(f"too few cells with measured protein to train: {n} (at least {MIN_TRAIN_CELLS})",
+                         inputs[0] if len(inputs) == 1 else None)
 
 
 def _check_same_run(model: ScProSpatial, config: ModelConfig, seed: int, path) -> None:
@@ -196,7 +211,8 @@ def _impute_backed(model: ScProSpatial, path: Path, out: Path, names: list[str],
                 sd_cols = _frame(f["obsm"], K.PROTEIN_PREDICTED_SD, index, names, write_elem)
                 emb = f["obsm"].create_dataset(K.EMBEDDING, shape=(n, d), dtype="f4")
                 emb.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
-                chunks = model._predictor().chunks(lambda a, b: src.X[a:b], n, mapping, ds, names, batch_size)
+                chunks = model._predictor().chunks(lambda a, b: _finite_rows(src.X[a:b], path), n, mapping, ds,
+                                                   names, batch_size)
                 for rows, e, m, s in chunks:
                     emb[rows] = e
                     for j in range(len(names)):
@@ -207,6 +223,14 @@ def _impute_backed(model: ScProSpatial, path: Path, out: Path, names: list[str],
         src.file.close()
     logger.info("imputed %d proteins for %d cells -> %s", len(names), n, out)
     return out
+
+
+def _finite_rows(x, path):
+    """A block of a prepared matrix read from disk, checked: NaN in gives NaN out, so refuse it."""
+    from ..preprocess._validate import check_finite
+
+    check_finite(x, path, "prepared values (X)", allow_negative=True)
+    return x
 
 
 def _frame(parent: h5py.Group, key: str, index: np.ndarray, columns: list[str], write_elem) -> list:
