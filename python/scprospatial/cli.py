@@ -28,7 +28,7 @@ from .pipeline._options import DEFAULTS as STEP
 def _common_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("common options")
-    g.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same result (default 0)")
+    g.add_argument("--seed", type=_seed, default=0, help="random seed; the same seed gives the same result (default 0)")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch and the C++ core (default: all cores)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="compute device: auto picks CUDA when a GPU is visible (default auto)")
@@ -53,6 +53,37 @@ def _spatial_format_parser() -> argparse.ArgumentParser:
     g.add_argument("--cofactor", default=None,
                    help="arcsinh cofactor, a number or 'auto' (default auto: 5 on count scales, else the panel's background)")
     return p
+
+
+def _count(text: str) -> int:
+    """A whole number >= 1 (epochs, cells, neighbours, permutations ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2**32 - 1, got {value}")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def _csv_list(text: str) -> list[str]:
@@ -193,13 +224,13 @@ def _demo(args):
 
 def _add_simulate(p):
     p.add_argument("--outdir", required=True, help="folder to write the cohort into")
-    p.add_argument("--n-cells", type=int, default=2000, help="paired CITE-seq cells (default 2000)")
-    p.add_argument("--n-query", type=int, default=None, help="RNA-only query cells (default: half of --n-cells)")
-    p.add_argument("--n-spatial", type=int, default=None, help="imaged cells in the spatial table (default: 2 x --n-cells)")
+    p.add_argument("--n-cells", type=_count, default=2000, help="paired CITE-seq cells (default 2000)")
+    p.add_argument("--n-query", type=_count, default=None, help="RNA-only query cells (default: half of --n-cells)")
+    p.add_argument("--n-spatial", type=_count, default=None, help="imaged cells in the spatial table (default: 2 x --n-cells)")
     p.add_argument("--spatial-layout", choices=("codex", "cycif"), default="codex", help="column layout of the cell table")
-    p.add_argument("--n-genes", type=int, default=3000, help="genes per cell (default 3000)")
+    p.add_argument("--n-genes", type=_count, default=3000, help="genes per cell (default 3000)")
     p.add_argument("--n-cell-types", type=int, default=8, help="cell types, 2-12 (default 8)")
-    p.add_argument("--chunk-size", type=int, default=50_000,
+    p.add_argument("--chunk-size", type=_count, default=50_000,
                    help="cells generated at a time; bounds memory, never changes the result (default 50000)")
 
 
@@ -220,7 +251,7 @@ def _add_train(p):
     p.add_argument("--init-from", default=None, metavar="MODEL_PT",
                    help="model.pt of earlier stages to go on from (e.g. --stages align --init-from pretrain/model.pt); "
                         "same cohorts and seed, ends where one run of all stages ends")
-    p.add_argument("--epochs", type=int, default=None, help="override the epochs of every stage")
+    p.add_argument("--epochs", type=_count, default=None, help="override the epochs of every stage")
     p.add_argument("--ppi", default=None, help="TSV edge list (gene_a, gene_b, weight) to initialise gene embeddings")
 
 
@@ -231,7 +262,7 @@ def _add_impute(p):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--proteins", type=_csv_list, default=None, help="comma-separated proteins (default: training panel)")
     g.add_argument("--all-proteins", action="store_true", help="every vocabulary protein linked to a model gene")
-    p.add_argument("--batch-size", type=int, default=4096, help="cells per inference chunk (default 4096)")
+    p.add_argument("--batch-size", type=_count, default=4096, help="cells per inference chunk (default 4096)")
 
 
 def _add_spatial_graph(p):
@@ -239,8 +270,8 @@ def _add_spatial_graph(p):
     p.add_argument("--out", required=True, help="output .h5ad with obsp graphs (squidpy-compatible keys)")
     p.add_argument("--method", choices=("knn", "radius", "delaunay"), default=STEP.graph_method,
                    help=f"graph kind (default {STEP.graph_method})")
-    p.add_argument("--k", type=int, default=STEP.graph_k, help=f"neighbours per cell for knn (default {STEP.graph_k})")
-    p.add_argument("--radius", type=float, default=None, help="radius for method=radius, or pruning distance")
+    p.add_argument("--k", type=_count, default=STEP.graph_k, help=f"neighbours per cell for knn (default {STEP.graph_k})")
+    p.add_argument("--radius", type=_positive, default=None, help="radius for method=radius, or pruning distance")
     p.add_argument("--library-key", default=None, help="obs column of samples: one block-diagonal graph per sample")
     p.add_argument("--backend", choices=("auto", "cpp", "cuda", "scipy"), default="auto", help="kernel backend")
 
@@ -250,7 +281,7 @@ def _add_map(p):
     p.add_argument("--rna", required=True, help="scRNA-seq cells to map (any supported layout)")
     p.add_argument("--spatial", required=True, help="spatial proteomics cell table or prepared .h5ad")
     p.add_argument("--out", required=True, help="output .h5ad: imaged cells with the imputed proteome")
-    p.add_argument("--k", type=int, default=STEP.map_k, help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
+    p.add_argument("--k", type=_count, default=STEP.map_k, help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--proteins", type=_csv_list, default=None, help="comma-separated proteins (default: training panel)")
     g.add_argument("--all-proteins", action="store_true", help="every vocabulary protein linked to a model gene")
@@ -262,7 +293,7 @@ def _add_spatial_stats(p):
     p.add_argument("--out", required=True, help="folder for tables and figures")
     p.add_argument("--cluster-key", default=None, help="obs column of cell types (default: the detected one)")
     p.add_argument("--proteins", type=_csv_list, default=None, help="proteins for Moran's I and figures (default: all)")
-    p.add_argument("--n-perms", type=int, default=STEP.n_perms,
+    p.add_argument("--n-perms", type=_count, default=STEP.n_perms,
                    help=f"permutations for neighbourhood enrichment (default {STEP.n_perms})")
     p.add_argument("--library-key", default=None, help="obs column of samples (statistics per sample)")
 
@@ -272,9 +303,9 @@ def _add_evaluate(p):
     p.add_argument("--outdir", required=True, help="folder for metrics tables")
     p.add_argument("--split", default="random",
                    choices=("random", "few-shot", "leave-type-out", "cross-cohort", "leave-protein-out"))
-    p.add_argument("--n-seeds", type=int, default=5, help="repeats of the random split (default 5)")
+    p.add_argument("--n-seeds", type=_count, default=5, help="repeats of the random split (default 5)")
     p.add_argument("--methods", type=_csv_list, default=None, help="methods to run (default: model and all baselines)")
-    p.add_argument("--epochs", type=int, default=None, help="override the model's epochs")
+    p.add_argument("--epochs", type=_count, default=None, help="override the model's epochs")
     p.add_argument("--cell-type-key", default=None,
                    help="obs column of cell types for leave-type-out (default: Leiden clusters of the RNA)")
     p.add_argument("--predictions", action="store_true", help="also write every prediction (predictions.csv.gz)")
@@ -284,21 +315,21 @@ def _add_run(p):
     p.add_argument("--samplesheet", required=True, help="CSV: id,kind,path,batch[,x_col,y_col,cell_type_col]")
     p.add_argument("--outdir", required=True, help="results folder (same layout as the Nextflow pipeline)")
     p.add_argument("--model", default=None, help="start from a trained checkpoint: only impute and map")
-    p.add_argument("--epochs", type=int, default=None, help="override the model's epochs")
+    p.add_argument("--epochs", type=_count, default=None, help="override the model's epochs")
     p.add_argument("--force", action="store_true", help="re-run every step even when its outputs are up to date")
     p.add_argument("--evaluate", action="store_true",
                    help="also benchmark the model against the baselines on the citeseq rows (evaluate/)")
     p.add_argument("--evaluate-split", default="random",
                    choices=("random", "few-shot", "leave-type-out", "cross-cohort", "leave-protein-out"),
                    help="held-out split of --evaluate (default random)")
-    p.add_argument("--evaluate-seeds", type=int, default=5, help="repeats of the random split (default 5)")
+    p.add_argument("--evaluate-seeds", type=_count, default=5, help="repeats of the random split (default 5)")
     g = p.add_argument_group("step options (as the pipeline's --graph_method, --graph_k, --graph_radius, --map_k, --n_perms)")
     g.add_argument("--graph-method", choices=("knn", "radius", "delaunay"), default=STEP.graph_method,
                    help=f"spatial graph of each imaged sample (default {STEP.graph_method})")
-    g.add_argument("--graph-k", type=int, default=STEP.graph_k, help=f"neighbours of the knn graph (default {STEP.graph_k})")
-    g.add_argument("--graph-radius", type=float, default=STEP.graph_radius, help="radius graph: the radius (or pruning)")
-    g.add_argument("--map-k", type=int, default=STEP.map_k, help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
-    g.add_argument("--n-perms", type=int, default=STEP.n_perms, help=f"enrichment permutations (default {STEP.n_perms})")
+    g.add_argument("--graph-k", type=_count, default=STEP.graph_k, help=f"neighbours of the knn graph (default {STEP.graph_k})")
+    g.add_argument("--graph-radius", type=_positive, default=STEP.graph_radius, help="radius graph: the radius (or pruning)")
+    g.add_argument("--map-k", type=_count, default=STEP.map_k, help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
+    g.add_argument("--n-perms", type=_count, default=STEP.n_perms, help=f"enrichment permutations (default {STEP.n_perms})")
 
 
 def _add_report(p):
@@ -327,8 +358,8 @@ def _add_versions(p):
 
 def _add_demo(p):
     p.add_argument("--outdir", default="demo_results", help="results folder (default demo_results)")
-    p.add_argument("--n-cells", type=int, default=1500, help="simulated CITE-seq cells (default 1500)")
-    p.add_argument("--epochs", type=int, default=None, help="override the model's epochs")
+    p.add_argument("--n-cells", type=_count, default=1500, help="simulated CITE-seq cells (default 1500)")
+    p.add_argument("--epochs", type=_count, default=None, help="override the model's epochs")
 
 
 SUBCOMMANDS: dict[str, tuple[Callable, str, str, Callable, tuple[str, ...]]] = {

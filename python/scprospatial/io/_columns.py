@@ -124,7 +124,7 @@ def _auto_markers(df: pd.DataFrame, exclude: set[str]) -> list[str]:
 def _check_mostly_numeric(df: pd.DataFrame, exclude: set[str], path) -> None:
     """A column of numbers with a few stray text cells is a damaged marker column, not metadata: refuse it."""
     for col in df.columns:
-        if col in exclude or df[col].dtype != object or is_nonmarker(str(col)):
+        if col in exclude or pd.api.types.is_numeric_dtype(df[col]) or is_nonmarker(str(col)):
             continue
         values = df[col].dropna()
         numbers = pd.to_numeric(values, errors="coerce")

@@ -87,8 +87,7 @@ def prepare_files(inputs: Sequence[PathLike | Sequence[PathLike]], outdir: PathL
     """
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     outs = prepared_paths(inputs, outdir, dataset)
-    adatas = []
-    for inp, out in zip(inputs, outs):
-        adatas.append(load(inp, kind, dataset=out.stem, batch=batch, **options))
-        logger.info(_summary(adatas[-1], out.stem))
+    adatas = [load(inp, kind, dataset=out.stem, batch=batch, **options) for inp, out in zip(inputs, outs)]
+    for adata, out in zip(adatas, outs):
+        logger.info(_summary(adata, out.stem))
     return [write_h5ad(adata, out) for adata, out in zip(adatas, outs)]

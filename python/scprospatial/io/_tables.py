@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import anndata as ad
@@ -36,7 +37,8 @@ def read_cell_table(path: str | os.PathLike) -> pd.DataFrame:
             df = pd.read_csv(path, sep=sep, low_memory=False, encoding="utf-8-sig")
             header = [str(c) for c in pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str,
                                                   encoding="utf-8-sig").iloc[0]]
-    except (OSError, ValueError, UnicodeDecodeError, IndexError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+    except (OSError, EOFError, zlib.error, ValueError, UnicodeDecodeError, IndexError, pd.errors.ParserError,
+            pd.errors.EmptyDataError) as exc:
         raise InputError(f"cannot read the cell table ({type(exc).__name__}: {exc})".splitlines()[0], path) from exc
     _check_repeated_header(df, header, path)
     return df

@@ -59,6 +59,14 @@ def train_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, 
         logger.info("%s is already trained; nothing to resume", final)
         return final
     stages = check_stages(stages)
+    if ppi is not None:  # checked before the cohorts are read and prepared
+        from ..nn._ppi import read_ppi
+
+        read_ppi(ppi)
+    if init_from is not None:
+        from ..train._checkpoint import load_checkpoint
+
+        load_checkpoint(init_from)
     adatas = [load_input(p) for p in inputs]
     _check_trainable(inputs, adatas)
     start = _continue_from(init_from, stages, seed, epochs, adatas, device) if init_from is not None else None
@@ -122,9 +130,11 @@ def _check_trainable(inputs, adatas) -> None:
         if a.uns[K.UNS][K.KIND] == "spatial":
             raise InputError("is a spatial (imaging) table; train needs scRNA-seq or CITE-seq cohorts", path)
     n = sum(a.n_obs for a in adatas if K.PROTEIN in a.obsm)
-    if 0 < n < MIN_TRAIN_CELLS:
-        raise InputError(f"too few cells with measured protein to train: {n} (at least {MIN_TRAIN_CELLS})",
-                         inputs[0] if len(inputs) == 1 else None)
+    where = inputs[0] if len(inputs) == 1 else None
+    if n == 0:
+        raise InputError("no cohort has measured protein (obsm['protein']); give a CITE-seq cohort", where)
+    if n < MIN_TRAIN_CELLS:
+        raise InputError(f"too few cells with measured protein to train: {n} (at least {MIN_TRAIN_CELLS})", where)
 
 
 def _check_same_run(model: ScProSpatial, config: ModelConfig, seed: int, path) -> None:

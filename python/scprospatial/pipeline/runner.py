@@ -176,9 +176,12 @@ def run_samplesheet(samplesheet: str | Path, outdir: str | Path, *, model: str |
 
     samples = read_samplesheet(samplesheet)
     outdir = check_output(Path(outdir).resolve(), folder=True, inputs=[samplesheet, model], what="--outdir")
-    steps = build_steps(samples, outdir, model=model, seed=seed, device=device, threads=threads, epochs=epochs,
-                        truth=truth, evaluate=evaluate, evaluate_split=evaluate_split,
-                        evaluate_seeds=evaluate_seeds, options=options)
+    try:
+        steps = build_steps(samples, outdir, model=model, seed=seed, device=device, threads=threads, epochs=epochs,
+                            truth=truth, evaluate=evaluate, evaluate_split=evaluate_split,
+                            evaluate_seeds=evaluate_seeds, options=options)
+    except InputError as exc:
+        raise InputError(exc.problem, exc.path or samplesheet) from None
     for s in samples:
         _check_not_inside(s, outdir)
     with folder_lock(outdir):  # one run at a time writes into a results folder

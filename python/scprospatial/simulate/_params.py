@@ -193,7 +193,7 @@ def _niches(types) -> tuple[np.ndarray, tuple[str, ...]]:
 def draw_params(seed: int, *, n_genes: int, n_cell_types: int, filler_names: str = "generic") -> SimParams:
     """All random parameters of the model for `seed` (independent of the number of cells)."""
     if not 2 <= n_cell_types <= len(CELL_TYPES):
-        raise InputError(f"n_cell_types={n_cell_types}: choose between 2 and {len(CELL_TYPES)}")
+        raise InputError(f"--n-cell-types {n_cell_types}: choose between 2 and {len(CELL_TYPES)}")
     types = CELL_TYPES[:n_cell_types]
     genes, ids = _gene_names(n_genes, filler_names)
     rng = stream(seed, 0)

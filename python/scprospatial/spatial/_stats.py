@@ -282,6 +282,13 @@ def spatial_stats_file(input, outdir, *, cluster_key: str | None = None, protein
     set_threads(threads)
     outdir = Path(outdir)
     adata = load(input, kind="spatial")
+    if library_key is not None and library_key not in adata.obs:
+        raise InputError(f"--library-key {library_key!r} is not an obs column", input)
+    if proteins is not None:
+        try:
+            protein_tables(adata, proteins)
+        except InputError as exc:
+            raise InputError(exc.problem, input) from None
     if K.SPATIAL_CONNECTIVITIES not in adata.obsp:
         logger.info("%s has no spatial graph: building a 10-nearest-neighbour graph", input)
         spatial_neighbors(adata, library_key=library_key, threads=threads)
