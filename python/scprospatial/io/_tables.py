@@ -31,7 +31,7 @@ def read_cell_table(path: str | os.PathLike) -> pd.DataFrame:
     sep = "," if suffix == ".csv" else "\t"
     try:
         if suffix in (".parquet", ".pq"):
-            df = pd.read_parquet(path)
+            df = _read_parquet(path)
             header = [str(c) for c in df.columns]
         else:  # utf-8-sig: a byte-order mark is not part of the first column's name
             df = pd.read_csv(path, sep=sep, low_memory=False, encoding="utf-8-sig")
@@ -42,6 +42,13 @@ def read_cell_table(path: str | os.PathLike) -> pd.DataFrame:
         raise InputError(f"cannot read the cell table ({type(exc).__name__}: {exc})".splitlines()[0], path) from exc
     _check_repeated_header(df, header, path)
     return df
+
+
+def _read_parquet(path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - a damaged file raises pyarrow's own errors (ArrowException ...)
+        raise InputError(f"cannot read as parquet ({type(exc).__name__}: {exc})".splitlines()[0][:300], path) from exc
 
 
 def _check_repeated_header(df: pd.DataFrame, header: list[str], path) -> None:
