@@ -55,25 +55,22 @@ def _spatial_format_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _count(text: str) -> int:
-    """A whole number >= 1 (epochs, cells, neighbours, permutations ...)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _whole(low: int, high: int | None = None, what: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number in [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {what or f'at least {low}'}, got {value}")
+        return value
+
+    return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2**32 - 1, got {value}")
-    return value
+_count = _whole(1)                                          # epochs, cells, neighbours, permutations ...
+_seed = _whole(0, 2**32 - 1, "between 0 and 2**32 - 1")    # what numpy's generators accept
 
 
 def _positive(text: str) -> float:
