@@ -86,9 +86,11 @@ def check_outputs(files: Sequence = (), folders: Sequence = (), inputs: Sequence
 
 
 class Rollback:
-    """On failure, remove what was created under `roots` (output files or folders) since entering.
+    """On failure, remove what was created in `roots` (output files or folders) since entering.
 
-    `keep`: file names never removed (a training checkpoint, which `--resume` continues from).
+    A folder is looked at one level deep (a folder the command created inside it goes whole), so an
+    output folder such as '.' costs nothing to watch. `keep`: file names never removed (a training
+    checkpoint, which `--resume` continues from).
     """
 
     def __init__(self, roots: Sequence, keep: Sequence[str] = ()):
@@ -105,7 +107,7 @@ class Rollback:
             self.tops.append(top)
             self.before.add(top)
             if root.is_dir():
-                self.before.update(root.rglob("*"))
+                self.before.update(root.iterdir())
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -113,23 +115,21 @@ class Rollback:
             self.undo()
 
     def undo(self) -> None:
-        created_dirs = []
+        emptied = []
         for root, top in zip(self.roots, self.tops):
-            if not root.exists():
-                continue
-            found = [root, *root.rglob("*")] if root.is_dir() else [root]
+            found = list(root.iterdir()) if root.is_dir() else [root] if root.exists() else []
             for p in found:
                 if p in self.before or p.name in self.keep:
                     continue
                 if p.is_dir() and not p.is_symlink():
-                    created_dirs.append(p)
+                    shutil.rmtree(p, ignore_errors=True)
                 else:
                     p.unlink(missing_ok=True)
-            parent = root.parent
-            while parent != top and top in parent.parents:  # folders made for the output on the way down
-                created_dirs.append(parent)
-                parent = parent.parent
-        for d in sorted(set(created_dirs), key=lambda p: len(p.parts), reverse=True):
+            folder = root if root.is_dir() else root.parent
+            while folder != top and top in folder.parents:  # folders made for the output on the way down
+                emptied.append(folder)
+                folder = folder.parent
+        for d in sorted(set(emptied), key=lambda p: len(p.parts), reverse=True):
             with contextlib.suppress(OSError):
                 d.rmdir()  # only when empty: a kept checkpoint keeps its folder
 

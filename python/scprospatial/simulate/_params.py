@@ -102,7 +102,7 @@ def _gene_names(n_genes: int, filler_names: str = "generic") -> tuple[np.ndarray
     real data), then GENE00001... Names are labels only: the counts are the same either way."""
     real = real_genes()
     if n_genes < len(real):
-        raise InputError(f"n_genes={n_genes} is too small: the simulator needs at least {len(real)} "
+        raise InputError(f"--n-genes {n_genes} is too small: the simulator needs at least {len(real)} "
                          "(the panel's coding genes and cell-type markers)")
     if filler_names not in FILLER_NAMES:
         raise InputError(f"filler_names={filler_names!r}: choose one of {', '.join(FILLER_NAMES)}")
