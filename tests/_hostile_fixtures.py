@@ -138,10 +138,14 @@ def build(root: Path) -> dict[str, str]:
         "s_bad_id": "id,kind,path\nc d/e,citeseq,citeseq.h5ad\n",
         "s_no_citeseq": "id,kind,path\nq,rna,query_rna.h5ad\n",
         "s_spatial_as_rna": "id,kind,path\nc,citeseq,citeseq.h5ad\nq,rna,spatial.csv\n",
+        "s_no_shared_genes": "id,kind,path\nq,rna,../hostile/no_shared_genes.h5ad\nsp,spatial,spatial.csv\n",
+        "s_input_in_results": "id,kind,path\nc,citeseq,citeseq.h5ad\nq,rna,../model/prepared/q.h5ad\n",
         "s_nul": "id,kind,path\n\x00\x00\x00\n",
     }
     for name, text in sheets.items():
         f[name] = _csv(sim / f"{name}.csv", text)
+    (root / "model" / "prepared").mkdir()  # an input inside the folders a run into root/model would write
+    shutil.copyfile(f["prna"], root / "model" / "prepared" / "q.h5ad")
     (sim / "s_bom.csv").write_bytes(b"\xef\xbb\xbf" + f["sheet"].read_bytes())
     (sim / "s_latin1.csv").write_bytes("id,kind,path\nc\xe9,citeseq,citeseq.h5ad\n".encode("latin-1"))
     shutil.copyfile(f["cite"], sim / "s_h5ad.csv")

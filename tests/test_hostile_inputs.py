@@ -200,8 +200,12 @@ CONTENT += [
     ("simulate-chunk-0", "simulate --outdir {out} --chunk-size 0"),
 ]
 SHEETS = ["s_missing_col", "s_bad_kind", "s_dup_id", "s_missing_file", "s_header_only", "s_empty", "s_rna_pair",
-          "s_three_files", "s_bad_id", "s_no_citeseq", "s_latin1", "s_nul"]
+          "s_three_files", "s_bad_id", "s_no_citeseq", "s_latin1", "s_nul", "s_spatial_as_rna"]
 CONTENT += [(f"run-{s}", f"run --samplesheet {{{s}}} --outdir {{out}}") for s in SHEETS]
+CONTENT += [
+    ("run-row-shares-no-gene-with-model", "run --samplesheet {s_no_shared_genes} --outdir {out} --model {model}"),
+    ("run-input-inside-its-results", "run --samplesheet {s_input_in_results} --outdir {modeldir}"),
+]
 CASES = [(name, args, 2) for name, args in LOCATION + CONTENT]
 SUBPROCESS = [c for i, c in enumerate(CASES) if i % 10 == 0]  # every 10th case again as a real process
 

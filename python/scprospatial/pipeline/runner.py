@@ -113,7 +113,9 @@ def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None
         from ..train._checkpoint import load_checkpoint
 
         model_path = Path(model)
-        load_checkpoint(model_path)  # an unreadable model is refused before any step writes
+        genes = load_checkpoint(model_path)["vocabulary"]["genes"]  # unreadable: refused before any step
+        for s in by_kind["rna"]:
+            _check_shares_genes(s, genes)
 
     for s in by_kind["rna"]:
         out = outdir / LAYOUT["imputed"] / f"{s.id}.imputed.h5ad"
@@ -180,10 +182,10 @@ def run_samplesheet(samplesheet: str | Path, outdir: str | Path, *, model: str |
         steps = build_steps(samples, outdir, model=model, seed=seed, device=device, threads=threads, epochs=epochs,
                             truth=truth, evaluate=evaluate, evaluate_split=evaluate_split,
                             evaluate_seeds=evaluate_seeds, options=options)
+        for s in samples:
+            _check_not_inside(s, outdir)
     except InputError as exc:
         raise InputError(exc.problem, exc.path or samplesheet) from None
-    for s in samples:
-        _check_not_inside(s, outdir)
     with folder_lock(outdir):  # one run at a time writes into a results folder
         remove_stale_temporaries(outdir)
         logger.info("running %d steps for %d samplesheet rows into %s", len(steps), len(samples), outdir)
@@ -191,13 +193,34 @@ def run_samplesheet(samplesheet: str | Path, outdir: str | Path, *, model: str |
     return steps[-1].outputs[0]
 
 
+def _check_shares_genes(sample: Sample, genes: list[str]) -> None:
+    """An .h5ad RNA row sharing no gene with the model (var_names, or a gene-symbol column) cannot be imputed:
+    refused before the first step, from its var table alone (other layouts are checked by their impute step)."""
+    import anndata as ad
+
+    from ..io._cite import SYMBOL_COLUMNS
+
+    path = sample.paths[0]
+    if path.suffix != ".h5ad":
+        return
+    try:
+        var = ad.read_h5ad(path, backed="r").var
+    except Exception:  # noqa: BLE001 - unreadable: its prepare step says why, in one line
+        return
+    names = {str(v) for v in var.index}
+    for col in (c for c in SYMBOL_COLUMNS if c in var.columns):
+        names |= {str(v) for v in var[col]}
+    if not names & set(genes):
+        raise InputError(f"row {sample.id!r}: {path.name} shares no gene with the model's {len(genes)}-gene "
+                         "vocabulary (gene symbols expected in var_names)")
+
+
 def _check_not_inside(sample: Sample, outdir: Path) -> None:
     """An input inside the run's own output folders could be overwritten by a step."""
     managed = [outdir / sub for sub in LAYOUT.values()]
     for p in sample.paths:
         if any(p.resolve() == m or m in p.resolve().parents for m in managed):
-            raise InputError(f"row {sample.id!r}: input {p} lies in the results folder the run writes; move it",
-                             "--samplesheet")
+            raise InputError(f"row {sample.id!r}: input {p} lies in the results folder the run writes; move it")
 
 
 def run_demo(outdir: str | Path = "demo_results", *, n_cells: int = 1500, seed: int = 0, device: str = "auto",

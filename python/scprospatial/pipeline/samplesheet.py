@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import InputError
+from ..io._tables import table_suffix
 
 OPTIONAL_COLUMNS = ("batch", "x_col", "y_col", "z_col", "marker_cols", "cell_type_col", "id_col", "protein_key")
 
@@ -93,6 +94,10 @@ def read_samplesheet(path: str | Path) -> list[Sample]:
                 raise InputError(f"row {i}: file not found: {p}", path)
         if len(paths) > 2 or (len(paths) == 2 and row["kind"] != "citeseq"):
             raise InputError(f"row {i}: only a citeseq row may name two files (RNA;PROTEIN)", path)
+        table = next((p for p in paths if table_suffix(p)), None)
+        if row["kind"] != "spatial" and table is not None:
+            raise InputError(f"row {i}: {table.name} is a cell table, which only a spatial row can be "
+                             f"(kind is {row['kind']!r})", path)
         options = {k: row[k] for k in OPTIONAL_COLUMNS if k in row}
         samples.append(Sample(row["id"], row["kind"], paths, row.get("batch") or None, options))
     return samples
