@@ -443,8 +443,9 @@ def _output_plan(args) -> tuple[list, list, list, bool]:
 
         return [args.out, rna_output_path(args.out)], [], [args.model, args.rna, args.spatial], True
     if c == "spatial-stats":
-        stats = Path(args.out) / f"{Path(args.input).name.split('.')[0]}.stats.h5ad"
-        return [stats], [args.out], [args.input], True
+        from .spatial._stats import stats_path
+
+        return [stats_path(args.input, args.out)], [args.out], [args.input], True
     if c == "evaluate":
         return [], [args.outdir], args.inputs, True
     if c == "report":

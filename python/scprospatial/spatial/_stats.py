@@ -320,5 +320,11 @@ def spatial_stats_file(input, outdir, *, cluster_key: str | None = None, protein
         label = {"measured": "measured", "predicted": "imputed"}
         panels = {p: {label[s]: f[p] for s, f in tables.items() if p in f} for p in shown}
         protein_maps(np.asarray(adata.obsm[K.SPATIAL]), panels, outdir / "protein_maps.png")
-    stem = Path(input).name.split(".")[0]
-    return write_h5ad(adata, outdir / f"{stem}.stats.h5ad")
+    return write_h5ad(adata, stats_path(input, outdir))
+
+
+def stats_path(input, outdir) -> "Path":
+    """`<outdir>/<input stem>.stats.h5ad`: the .h5ad that spatial-stats writes."""
+    from pathlib import Path
+
+    return Path(outdir) / f"{Path(input).name.split('.')[0]}.stats.h5ad"
