@@ -17,6 +17,7 @@ import torch
 
 from .conftest import run_cli
 from .test_nextflow_run import assert_same_results
+from .test_outputs import _dead_pid
 
 EPOCHS = "3"
 TRAIN = ("--epochs", EPOCHS, "--seed", "0", "--threads", "1", "-q")
@@ -146,9 +147,3 @@ def _wait_for(proc: subprocess.Popen, ready, timeout: float = 120) -> bool:
             return True
         time.sleep(0.02)
     return False
-
-
-def _dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
