@@ -1,6 +1,8 @@
 """The `scprospatial` command: one subcommand per pipeline step.
 
-Exit codes: 0 success, 2 bad input or usage, 1 internal error. Logs go to stderr.
+Exit codes: 0 success, 2 bad input or usage (one line naming the file or flag), 1 internal error. Logs go
+to stderr. Before a command works, its output locations are checked; when it fails, what it wrote there is
+removed again (docs/failures.md).
 Each subcommand parses its flags here and calls one function of the package, so everything the
 command does is importable and tested; `bin/` scripts and the Nextflow modules call this.
 """
@@ -12,8 +14,8 @@ import errno
 import logging
 import re
 import sys
-from pathlib import Path
 import textwrap
+from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__
@@ -449,8 +451,6 @@ def _output_plan(args) -> tuple[list, list, list, bool]:
     if c == "evaluate":
         return [], [args.outdir], args.inputs, True
     if c == "report":
-        from .errors import InputError
-
         for flag, folder in (("RESULTS_DIR", args.results), ("--truth", args.truth)):
             if folder is not None and not Path(folder).is_dir():
                 raise InputError("not found" if not Path(folder).exists() else "is not a folder", f"{flag} {folder}")
