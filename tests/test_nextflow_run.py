@@ -85,6 +85,22 @@ def assert_same_h5ad(a: Path, b: Path) -> None:
         assert col in y.obs, f"{a.name}: obs['{col}']"
 
 
+def assert_same_results(out: Path, ref: Path) -> None:
+    """Two results folders hold the same files with the same contents (.h5ad, CSVs, model weights)."""
+    import torch
+
+    assert files_under(out) == files_under(ref)
+    for name in sorted(files_under(out)):
+        if name.endswith(".h5ad"):
+            assert_same_h5ad(out / name, ref / name)
+        elif name.endswith(".csv") and not name.endswith("training_curves.csv"):  # curves carry wall times
+            pd.testing.assert_frame_equal(pd.read_csv(out / name), pd.read_csv(ref / name), rtol=1e-6)
+    mine = torch.load(out / "model" / "model.pt", map_location="cpu", weights_only=False)
+    theirs = torch.load(ref / "model" / "model.pt", map_location="cpu", weights_only=False)
+    for key, value in mine["state_dict"].items():
+        assert torch.equal(value, theirs["state_dict"][key]), key
+
+
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("nf_sim")
@@ -110,18 +126,7 @@ def test_every_process_runs_and_the_layout_matches_scprospatial_run(nf_run, sim,
     ref = tmp_path / "runner"
     run_cli("run", "--samplesheet", sim / "samplesheet.csv", "--outdir", ref, "--seed", 0, "--epochs", EPOCHS,
             "--threads", 2, check=True)
-    assert files_under(out) == files_under(ref)
-    for name in sorted(files_under(out)):
-        if name.endswith(".h5ad"):
-            assert_same_h5ad(out / name, ref / name)
-        elif name.endswith(".csv") and not name.endswith("training_curves.csv"):  # curves carry wall times
-            pd.testing.assert_frame_equal(pd.read_csv(out / name), pd.read_csv(ref / name), rtol=1e-6)
-    import torch
-
-    mine = torch.load(out / "model" / "model.pt", map_location="cpu", weights_only=False)
-    theirs = torch.load(ref / "model" / "model.pt", map_location="cpu", weights_only=False)
-    for key, value in mine["state_dict"].items():
-        assert torch.equal(value, theirs["state_dict"][key]), key
+    assert_same_results(out, ref)
     versions = (out / "pipeline_info" / "software_versions.yml").read_text()
     for name in ("python:", "torch:", "numpy:", "anndata:", "scprospatial:"):
         assert name in versions

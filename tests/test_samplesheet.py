@@ -32,7 +32,7 @@ def test_valid_sheet_resolves_relative_paths_and_defaults_batch(tmp_path):
 
 
 def test_pair_of_files_for_citeseq(tmp_path):
-    p = _sheet(tmp_path, "id,kind,path\npair,citeseq,a.h5ad;b.csv\n")
+    p = _sheet(tmp_path, "id,kind,path\npair,citeseq,a.h5ad;b.h5ad\n", files=("a.h5ad", "b.h5ad"))
     (s,) = read_samplesheet(p)
     assert len(s.paths) == 2 and s.input.count(",") == 1
 
@@ -46,6 +46,8 @@ def test_pair_of_files_for_citeseq(tmp_path):
     ("id,kind,path,colour\nx,rna,a.h5ad,red\n", "colour"),
     ("id,kind,path\n", "no rows"),
     ("id,kind,path\nx,rna,a.h5ad;b.csv\n", "only a citeseq row may name two files"),
+    ("id,kind,path\nx,rna,b.csv\n", "b.csv is a cell table, which only a spatial row can be"),
+    ("id,kind,path\nx,citeseq,a.h5ad;b.csv\n", "b.csv is a cell table"),
     ("id,kind,path\nx,citeseq,a.h5ad;gone.h5ad\n", "file not found"),
 ])
 def test_invalid_sheets_name_file_and_problem(tmp_path, text, message):

@@ -27,4 +27,4 @@ def progress(iterable: Iterable[T], *, desc: str, total: int | None = None, unit
     disable = not (tty or logger.isEnabledFor(logging.INFO))
     # In a log file (Nextflow, CI) one line every 30 s is enough to show the work is alive.
     return iter(tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, disable=disable,
-                     mininterval=1.0 if tty else 30.0, dynamic_ncols=True, leave=tty))
+                     mininterval=1.0 if tty else 30.0, dynamic_ncols=True, leave=tty, delay=2.0))

@@ -1,15 +1,21 @@
 """The `scprospatial` command: one subcommand per pipeline step.
 
-Exit codes: 0 success, 2 bad input or usage, 1 internal error. Logs go to stderr.
+Exit codes: 0 success, 2 bad input or usage (one line naming the file or flag), 1 internal error. Logs go
+to stderr. Before a command works, its output locations are checked; when it fails, what it wrote there is
+removed again (docs/failures.md).
 Each subcommand parses its flags here and calls one function of the package, so everything the
 command does is importable and tested; `bin/` scripts and the Nextflow modules call this.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import logging
+import re
 import sys
 import textwrap
+from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__
@@ -24,7 +30,7 @@ from .pipeline._options import DEFAULTS as STEP
 def _common_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("common options")
-    g.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same result (default 0)")
+    g.add_argument("--seed", type=_seed, default=0, help="random seed; the same seed gives the same result (default 0)")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch and the C++ core (default: all cores)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="compute device: auto picks CUDA when a GPU is visible (default auto)")
@@ -49,6 +55,34 @@ def _spatial_format_parser() -> argparse.ArgumentParser:
     g.add_argument("--cofactor", default=None,
                    help="arcsinh cofactor, a number or 'auto' (default auto: 5 on count scales, else the panel's background)")
     return p
+
+
+def _whole(low: int, high: int | None = None, what: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number in [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {what or f'at least {low}'}, got {value}")
+        return value
+
+    return parse
+
+
+_count = _whole(1)                                          # epochs, cells, neighbours, permutations ...
+_seed = _whole(0, 2**32 - 1, "between 0 and 2**32 - 1")    # what numpy's generators accept
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def _csv_list(text: str) -> list[str]:
@@ -189,13 +223,13 @@ def _demo(args):
 
 def _add_simulate(p):
     p.add_argument("--outdir", required=True, help="folder to write the cohort into")
-    p.add_argument("--n-cells", type=int, default=2000, help="paired CITE-seq cells (default 2000)")
-    p.add_argument("--n-query", type=int, default=None, help="RNA-only query cells (default: half of --n-cells)")
-    p.add_argument("--n-spatial", type=int, default=None, help="imaged cells in the spatial table (default: 2 x --n-cells)")
+    p.add_argument("--n-cells", type=_count, default=2000, help="paired CITE-seq cells (default 2000)")
+    p.add_argument("--n-query", type=_count, default=None, help="RNA-only query cells (default: half of --n-cells)")
+    p.add_argument("--n-spatial", type=_count, default=None, help="imaged cells in the spatial table (default: 2 x --n-cells)")
     p.add_argument("--spatial-layout", choices=("codex", "cycif"), default="codex", help="column layout of the cell table")
-    p.add_argument("--n-genes", type=int, default=3000, help="genes per cell (default 3000)")
+    p.add_argument("--n-genes", type=_count, default=3000, help="genes per cell (default 3000)")
     p.add_argument("--n-cell-types", type=int, default=8, help="cell types, 2-12 (default 8)")
-    p.add_argument("--chunk-size", type=int, default=50_000,
+    p.add_argument("--chunk-size", type=_count, default=50_000,
                    help="cells generated at a time; bounds memory, never changes the result (default 50000)")
 
 
@@ -216,7 +250,7 @@ def _add_train(p):
     p.add_argument("--init-from", default=None, metavar="MODEL_PT",
                    help="model.pt of earlier stages to go on from (e.g. --stages align --init-from pretrain/model.pt); "
                         "same cohorts and seed, ends where one run of all stages ends")
-    p.add_argument("--epochs", type=int, default=None, help="override the epochs of every stage")
+    p.add_argument("--epochs", type=_count, default=None, help="override the epochs of every stage")
     p.add_argument("--ppi", default=None, help="TSV edge list (gene_a, gene_b, weight) to initialise gene embeddings")
 
 
@@ -227,7 +261,7 @@ def _add_impute(p):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--proteins", type=_csv_list, default=None, help="comma-separated proteins (default: training panel)")
     g.add_argument("--all-proteins", action="store_true", help="every vocabulary protein linked to a model gene")
-    p.add_argument("--batch-size", type=int, default=4096, help="cells per inference chunk (default 4096)")
+    p.add_argument("--batch-size", type=_count, default=4096, help="cells per inference chunk (default 4096)")
 
 
 def _add_spatial_graph(p):
@@ -235,8 +269,8 @@ def _add_spatial_graph(p):
     p.add_argument("--out", required=True, help="output .h5ad with obsp graphs (squidpy-compatible keys)")
     p.add_argument("--method", choices=("knn", "radius", "delaunay"), default=STEP.graph_method,
                    help=f"graph kind (default {STEP.graph_method})")
-    p.add_argument("--k", type=int, default=STEP.graph_k, help=f"neighbours per cell for knn (default {STEP.graph_k})")
-    p.add_argument("--radius", type=float, default=None, help="radius for method=radius, or pruning distance")
+    p.add_argument("--k", type=_count, default=STEP.graph_k, help=f"neighbours per cell for knn (default {STEP.graph_k})")
+    p.add_argument("--radius", type=_positive, default=None, help="radius for method=radius, or pruning distance")
     p.add_argument("--library-key", default=None, help="obs column of samples: one block-diagonal graph per sample")
     p.add_argument("--backend", choices=("auto", "cpp", "cuda", "scipy"), default="auto", help="kernel backend")
 
@@ -246,7 +280,7 @@ def _add_map(p):
     p.add_argument("--rna", required=True, help="scRNA-seq cells to map (any supported layout)")
     p.add_argument("--spatial", required=True, help="spatial proteomics cell table or prepared .h5ad")
     p.add_argument("--out", required=True, help="output .h5ad: imaged cells with the imputed proteome")
-    p.add_argument("--k", type=int, default=STEP.map_k, help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
+    p.add_argument("--k", type=_count, default=STEP.map_k, help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--proteins", type=_csv_list, default=None, help="comma-separated proteins (default: training panel)")
     g.add_argument("--all-proteins", action="store_true", help="every vocabulary protein linked to a model gene")
@@ -258,7 +292,7 @@ def _add_spatial_stats(p):
     p.add_argument("--out", required=True, help="folder for tables and figures")
     p.add_argument("--cluster-key", default=None, help="obs column of cell types (default: the detected one)")
     p.add_argument("--proteins", type=_csv_list, default=None, help="proteins for Moran's I and figures (default: all)")
-    p.add_argument("--n-perms", type=int, default=STEP.n_perms,
+    p.add_argument("--n-perms", type=_count, default=STEP.n_perms,
                    help=f"permutations for neighbourhood enrichment (default {STEP.n_perms})")
     p.add_argument("--library-key", default=None, help="obs column of samples (statistics per sample)")
 
@@ -268,9 +302,9 @@ def _add_evaluate(p):
     p.add_argument("--outdir", required=True, help="folder for metrics tables")
     p.add_argument("--split", default="random",
                    choices=("random", "few-shot", "leave-type-out", "cross-cohort", "leave-protein-out"))
-    p.add_argument("--n-seeds", type=int, default=5, help="repeats of the random split (default 5)")
+    p.add_argument("--n-seeds", type=_count, default=5, help="repeats of the random split (default 5)")
     p.add_argument("--methods", type=_csv_list, default=None, help="methods to run (default: model and all baselines)")
-    p.add_argument("--epochs", type=int, default=None, help="override the model's epochs")
+    p.add_argument("--epochs", type=_count, default=None, help="override the model's epochs")
     p.add_argument("--cell-type-key", default=None,
                    help="obs column of cell types for leave-type-out (default: Leiden clusters of the RNA)")
     p.add_argument("--predictions", action="store_true", help="also write every prediction (predictions.csv.gz)")
@@ -280,21 +314,21 @@ def _add_run(p):
     p.add_argument("--samplesheet", required=True, help="CSV: id,kind,path,batch[,x_col,y_col,cell_type_col]")
     p.add_argument("--outdir", required=True, help="results folder (same layout as the Nextflow pipeline)")
     p.add_argument("--model", default=None, help="start from a trained checkpoint: only impute and map")
-    p.add_argument("--epochs", type=int, default=None, help="override the model's epochs")
+    p.add_argument("--epochs", type=_count, default=None, help="override the model's epochs")
     p.add_argument("--force", action="store_true", help="re-run every step even when its outputs are up to date")
     p.add_argument("--evaluate", action="store_true",
                    help="also benchmark the model against the baselines on the citeseq rows (evaluate/)")
     p.add_argument("--evaluate-split", default="random",
                    choices=("random", "few-shot", "leave-type-out", "cross-cohort", "leave-protein-out"),
                    help="held-out split of --evaluate (default random)")
-    p.add_argument("--evaluate-seeds", type=int, default=5, help="repeats of the random split (default 5)")
+    p.add_argument("--evaluate-seeds", type=_count, default=5, help="repeats of the random split (default 5)")
     g = p.add_argument_group("step options (as the pipeline's --graph_method, --graph_k, --graph_radius, --map_k, --n_perms)")
     g.add_argument("--graph-method", choices=("knn", "radius", "delaunay"), default=STEP.graph_method,
                    help=f"spatial graph of each imaged sample (default {STEP.graph_method})")
-    g.add_argument("--graph-k", type=int, default=STEP.graph_k, help=f"neighbours of the knn graph (default {STEP.graph_k})")
-    g.add_argument("--graph-radius", type=float, default=STEP.graph_radius, help="radius graph: the radius (or pruning)")
-    g.add_argument("--map-k", type=int, default=STEP.map_k, help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
-    g.add_argument("--n-perms", type=int, default=STEP.n_perms, help=f"enrichment permutations (default {STEP.n_perms})")
+    g.add_argument("--graph-k", type=_count, default=STEP.graph_k, help=f"neighbours of the knn graph (default {STEP.graph_k})")
+    g.add_argument("--graph-radius", type=_positive, default=STEP.graph_radius, help="radius graph: the radius (or pruning)")
+    g.add_argument("--map-k", type=_count, default=STEP.map_k, help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
+    g.add_argument("--n-perms", type=_count, default=STEP.n_perms, help=f"enrichment permutations (default {STEP.n_perms})")
 
 
 def _add_report(p):
@@ -323,8 +357,8 @@ def _add_versions(p):
 
 def _add_demo(p):
     p.add_argument("--outdir", default="demo_results", help="results folder (default demo_results)")
-    p.add_argument("--n-cells", type=int, default=1500, help="simulated CITE-seq cells (default 1500)")
-    p.add_argument("--epochs", type=int, default=None, help="override the model's epochs")
+    p.add_argument("--n-cells", type=_count, default=1500, help="simulated CITE-seq cells (default 1500)")
+    p.add_argument("--epochs", type=_count, default=None, help="override the model's epochs")
 
 
 SUBCOMMANDS: dict[str, tuple[Callable, str, str, Callable, tuple[str, ...]]] = {
@@ -361,8 +395,15 @@ SUBCOMMANDS: dict[str, tuple[Callable, str, str, Callable, tuple[str, ...]]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (exit 2), like every other bad input; --help shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="scprospatial",
         description="Infer and impute single-cell spatial proteomics from scRNA-seq.",
         epilog="Run `scprospatial COMMAND --help` for a worked example of each command.",
@@ -382,27 +423,92 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ----------------------------------------------------------------------------------------------
+# Output locations of each command: checked before it starts, rolled back when it fails.
+
+
+def _output_plan(args) -> tuple[list, list, list, bool]:
+    """(output files, output folders, inputs, roll back on failure) of one command."""
+    c = args.command
+    if c == "prepare":
+        from .io import prepared_paths
+
+        return prepared_paths(args.inputs, args.outdir, args.dataset), [args.outdir], args.inputs, True
+    if c == "train":
+        out = Path(args.outdir)
+        files = [out / "model.pt", out / "metrics.json", out / "training_curves.csv"]
+        return files, [out], [*args.inputs, args.init_from, args.ppi], True
+    if c in ("impute", "spatial-graph"):
+        return [args.out], [], [args.input, getattr(args, "model", None)], True
+    if c == "map":
+        from .spatial._mapping import rna_output_path
+
+        return [args.out, rna_output_path(args.out)], [], [args.model, args.rna, args.spatial], True
+    if c == "spatial-stats":
+        from .spatial._stats import stats_path
+
+        return [stats_path(args.input, args.out)], [args.out], [args.input], True
+    if c == "evaluate":
+        return [], [args.outdir], args.inputs, True
+    if c == "report":
+        for flag, folder in (("RESULTS_DIR", args.results), ("--truth", args.truth)):
+            if folder is not None and not Path(folder).is_dir():
+                raise InputError("not found" if not Path(folder).exists() else "is not a folder", f"{flag} {folder}")
+        args.out = args.out or str(Path(args.results) / "report" / "report.html")
+        return [args.out], [], [], True
+    if c in ("run", "demo"):  # resumable: finished steps stay; `run` locks the folder instead
+        return [], [args.outdir], [getattr(args, "samplesheet", None), getattr(args, "model", None)], False
+    if c == "simulate":
+        return [], [args.outdir], [], True
+    return [], [], [], False
+
+
+_USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG,
+                errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ENOENT}
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s*\n\s*", " ", str(text)).strip()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on usage errors
     configure(-1 if args.quiet else args.verbose)
     try:
+        guard = contextlib.nullcontext()
         if args.command != "versions":  # versions.yml of a pipeline task: no torch import, no thread pools
             from ._settings import set_threads
+            from .io._outputs import Rollback, check_outputs
 
             set_threads(args.threads)
-        args.handler(args)
+            files, folders, inputs, undo = _output_plan(args)
+            check_outputs(files, folders, inputs)
+            if undo:  # a training checkpoint stays for --resume
+                guard = Rollback([*files, *folders], keep=("checkpoint.pt",) if args.command == "train" else ())
+        with guard:
+            args.handler(args)
     except InputError as exc:
-        logger.error("%s", exc)
+        logger.error("%s", _one_line(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         logger.error("interrupted")
         return 130
-    except Exception as exc:  # an internal error: one line, the traceback with -v
-        logger.error("internal error: %s: %s", type(exc).__name__, exc,
-                     exc_info=logger.isEnabledFor(logging.DEBUG))
-        return 1
+    except OSError as exc:  # the file system refused (read-only, full, permissions): the user's to fix
+        if exc.errno not in _USER_ERRNOS:
+            return _internal(exc)
+        where = exc.filename if exc.filename is not None else ""
+        logger.error("%s", _one_line(f"{where}: {exc.strerror}" if where else f"{exc.strerror or exc}"))
+        return 2
+    except Exception as exc:  # noqa: BLE001 - an internal error: one line, the traceback with -v
+        return _internal(exc)
     return 0
+
+
+def _internal(exc: BaseException) -> int:
+    logger.error("internal error: %s: %s", type(exc).__name__, _one_line(exc),
+                 exc_info=logger.isEnabledFor(logging.DEBUG))
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,6 +25,9 @@ METHODS = (*MODEL_NAMES, *BASELINE_NAMES)
 _HIDDEN_CAPABLE = ("coding_gene", *MODEL_NAMES)
 
 
+MIN_CELLS = 10
+
+
 def load_cohort(path: str | os.PathLike) -> ad.AnnData:
     """A paired cohort in the prepared layout (any supported input, prepared on the fly by scprospatial.io.load)."""
     from ..io import load
@@ -32,6 +35,8 @@ def load_cohort(path: str | os.PathLike) -> ad.AnnData:
     adata = load(path, kind="citeseq")
     if K.PROTEIN not in adata.obsm:
         raise InputError("no measured protein: evaluation needs paired CITE-seq cohorts", path)
+    if adata.n_obs < MIN_CELLS:
+        raise InputError(f"too few cells to hold any out: {adata.n_obs} (at least {MIN_CELLS})", path)
     return adata
 
 

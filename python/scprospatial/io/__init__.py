@@ -1,12 +1,19 @@
 """Readers for every supported input layout, `load` (prepared AnnData from anything) and atomic writers."""
 from ._cite import protein_frame
 from ._columns import detect_layout, is_nonmarker
-from ._prepare_files import dataset_name, load, prepare_files
+from ._outputs import Rollback, check_output, check_outputs, folder_lock, remove_stale_temporaries
+from ._prepare_files import dataset_name, load, prepare_files, prepared_paths
 from ._read import is_prepared, read_10x, read_h5mu, read_input, read_pair
 from ._tables import read_spatial_table, spatial_from_anndata
 from ._write import atomic_path, write_h5ad, write_table, write_text
 
 __all__ = [
+    "Rollback",
+    "check_output",
+    "check_outputs",
+    "folder_lock",
+    "prepared_paths",
+    "remove_stale_temporaries",
     "atomic_path",
     "dataset_name",
     "detect_layout",

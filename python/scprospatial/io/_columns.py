@@ -121,6 +121,20 @@ def _auto_markers(df: pd.DataFrame, exclude: set[str]) -> list[str]:
     return [c for c in numeric if not is_nonmarker(str(c)) and not _indicator(df[c])]
 
 
+def _check_mostly_numeric(df: pd.DataFrame, exclude: set[str], path) -> None:
+    """A column of numbers with a few stray text cells is a damaged marker column, not metadata: refuse it."""
+    for col in df.columns:
+        if col in exclude or pd.api.types.is_numeric_dtype(df[col]) or is_nonmarker(str(col)):
+            continue
+        values = df[col].dropna()
+        numbers = pd.to_numeric(values, errors="coerce")
+        bad = values[numbers.isna()]
+        if len(values) and 0 < len(bad) <= 0.1 * len(values):
+            raise InputError(f"column {col!r} is numeric except {len(bad)} cell(s) (e.g. {str(bad.iloc[0])[:40]!r} "
+                             f"in row {df.index.get_loc(bad.index[0]) + 2}); fix them, or list the markers with "
+                             "--marker-cols", path)
+
+
 def _indicator(s: pd.Series) -> bool:
     return pd.api.types.is_integer_dtype(s) and s.nunique(dropna=True) <= 2
 
@@ -148,6 +162,7 @@ def detect_layout(df: pd.DataFrame, path, *, x_col=None, y_col=None, z_col=None,
             raise InputError(f"marker column(s) {bad} are not numeric", path)
     else:
         exclude = {x, y, z, ident, cell_type, *duplicates} - {None}
+        _check_mostly_numeric(df, exclude, path)
         markers = _auto_markers(df, exclude)
     if not markers:
         raise InputError("no marker columns found (every numeric column looks like coordinates, ids, "

@@ -36,11 +36,13 @@ def load(path: PathLike | Sequence[PathLike], kind: str | None = None, *, datase
     check), anything else is read and prepared (`overrides`: x_col, y_col, z_col, marker_cols,
     cell_type_col, id_col, protein_key; imaging_method/cofactor: see `scprospatial.preprocess.arcsinh`)."""
     from ..preprocess import prepare
+    from ..preprocess._validate import check_finite
 
     adata, found = read_input(path, kind=kind, **overrides)
     if is_prepared(adata):
         if kind is not None and kind != found and not (kind == "rna" and found == "citeseq"):
             raise InputError(f"prepared as {found!r} data but {kind!r} is needed here", str(path))
+        check_finite(adata.X, str(path), "prepared values (X)", allow_negative=True)
         return adata
     return prepare(adata, found, dataset=dataset or dataset_name(path), batch=batch,
                    imaging_method=imaging_method, cofactor=cofactor)
@@ -59,14 +61,9 @@ def _summary(adata: ad.AnnData, dataset: str) -> str:
     return f"{dataset} [{kind}]: {adata.n_obs} cells, {what}; unrecognised protein names: {unknown or 'none'}"
 
 
-def prepare_files(inputs: Sequence[PathLike | Sequence[PathLike]], outdir: PathLike, *, kind: str | None = None,
-                  dataset: str | None = None, batch: str | None = None, **options) -> list[Path]:
-    """Read, validate and normalise each input; write `outdir/<dataset>.h5ad` atomically for each.
-
-    Each input is a path or an 'RNA,PROTEIN' pair; `options` are `load`'s format overrides and
-    imaging_method/cofactor.
-    """
-    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+def prepared_paths(inputs: Sequence[PathLike | Sequence[PathLike]], outdir: PathLike,
+                   dataset: str | None = None) -> list[Path]:
+    """`outdir/<dataset>.h5ad` of each input of `prepare` (InputError when two would share a name)."""
     if dataset is not None and len(inputs) != 1:
         raise InputError(f"--dataset names one input, but {len(inputs)} inputs were given")
     names = [dataset or dataset_name(p) for p in inputs]
@@ -74,10 +71,23 @@ def prepare_files(inputs: Sequence[PathLike | Sequence[PathLike]], outdir: PathL
     if repeated:
         raise InputError(f"several inputs would be written as the same dataset {repeated}; prepare them "
                          "separately with --dataset")
-    outdir = Path(outdir)
-    written = []
-    for inp, name in zip(inputs, names):
-        adata = load(inp, kind, dataset=name, batch=batch, **options)
-        logger.info(_summary(adata, name))
-        written.append(write_h5ad(adata, outdir / f"{name}.h5ad"))
-    return written
+    bad = [n for n in names if "/" in n or n in (".", "..") or "\0" in n]
+    if bad:
+        raise InputError(f"--dataset {bad[0]!r} is not a file name (no '/', not '.' or '..')")
+    return [Path(outdir) / f"{n}.h5ad" for n in names]
+
+
+def prepare_files(inputs: Sequence[PathLike | Sequence[PathLike]], outdir: PathLike, *, kind: str | None = None,
+                  dataset: str | None = None, batch: str | None = None, **options) -> list[Path]:
+    """Read, validate and normalise each input; write `outdir/<dataset>.h5ad` atomically for each.
+
+    Each input is a path or an 'RNA,PROTEIN' pair; `options` are `load`'s format overrides and
+    imaging_method/cofactor. Every input is read and checked before the first file is written, so a bad
+    input leaves nothing behind.
+    """
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    outs = prepared_paths(inputs, outdir, dataset)
+    adatas = [load(inp, kind, dataset=out.stem, batch=batch, **options) for inp, out in zip(inputs, outs)]
+    for adata, out in zip(adatas, outs):
+        logger.info(_summary(adata, out.stem))
+    return [write_h5ad(adata, out) for adata, out in zip(adatas, outs)]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import anndata as ad
@@ -27,12 +28,38 @@ def table_suffix(path: str | os.PathLike) -> str:
 
 def read_cell_table(path: str | os.PathLike) -> pd.DataFrame:
     suffix = table_suffix(path)
+    sep = "," if suffix == ".csv" else "\t"
     try:
         if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path, sep="," if suffix == ".csv" else "\t", low_memory=False)
-    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            df = _read_parquet(path)
+            header = [str(c) for c in df.columns]
+        else:  # utf-8-sig: a byte-order mark is not part of the first column's name
+            df = pd.read_csv(path, sep=sep, low_memory=False, encoding="utf-8-sig")
+            header = [str(c) for c in pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str,
+                                                  encoding="utf-8-sig").iloc[0]]
+    except (OSError, EOFError, zlib.error, ValueError, UnicodeDecodeError, IndexError, pd.errors.ParserError,
+            pd.errors.EmptyDataError) as exc:
         raise InputError(f"cannot read the cell table ({type(exc).__name__}: {exc})".splitlines()[0], path) from exc
+    _check_repeated_header(df, header, path)
+    return df
+
+
+def _read_parquet(path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - a damaged file raises pyarrow's own errors (ArrowException ...)
+        raise InputError(f"cannot read as parquet ({type(exc).__name__}: {exc})".splitlines()[0][:300], path) from exc
+
+
+def _check_repeated_header(df: pd.DataFrame, header: list[str], path) -> None:
+    """pandas renames a repeated column 'A' to 'A.1': identical copies are dropped later, different ones refused."""
+    seen: dict[str, int] = {}
+    for name in header:
+        seen[name] = seen.get(name, 0) + 1
+        n = seen[name] - 1
+        if n and f"{name}.{n}" in df.columns and name in df.columns and not df[f"{name}.{n}"].equals(df[name]):
+            raise InputError(f"column {name!r} appears {header.count(name)} times in the header with different "
+                             "values; rename the copies", path)
 
 
 def _clean_obs(meta: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    # the pid in the name lets a later write tell a killed writer's leftovers from a live one's
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -30,6 +31,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         else:
             tmp.unlink(missing_ok=True)
         raise
+    from ._outputs import remove_stale_temporaries
+
+    remove_stale_temporaries(path.parent, recursive=False, name=path.name)
 
 
 def write_h5ad(adata, path: str | os.PathLike, compression: str | None = "gzip") -> Path:

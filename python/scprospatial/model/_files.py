@@ -59,18 +59,29 @@ def train_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, 
         logger.info("%s is already trained; nothing to resume", final)
         return final
     stages = check_stages(stages)
+    if ppi is not None:  # checked before the cohorts are read and prepared
+        from ..nn._ppi import read_ppi
+
+        read_ppi(ppi)
+    if init_from is not None:
+        from ..train._checkpoint import load_checkpoint
+
+        load_checkpoint(init_from)
     adatas = [load_input(p) for p in inputs]
+    _check_trainable(inputs, adatas)
     start = _continue_from(init_from, stages, seed, epochs, adatas, device) if init_from is not None else None
     plan = stages if start is None else check_stages((*start.meta["stages_done"], *stages))
     if resume and ckpt.is_file():
         model = ScProSpatial.load(ckpt, device=device)
         _check_same_cohorts(model, adatas, ckpt)
+        _check_same_run(model, (config or ModelConfig()).with_epochs(epochs), seed, ckpt)
         logger.info("resuming from %s", ckpt)
     elif start is not None:
         model = start
         logger.info("continuing from %s (done: %s)", init_from, ", ".join(start.meta["stages_done"]))
     else:
         model = ScProSpatial.setup(adatas, (config or ModelConfig()).with_epochs(epochs), ppi=ppi, seed=seed)
+        model.meta["seed"] = seed  # in every checkpoint, so --resume can refuse another seed
     metrics = model.train(adatas, stages=plan, outdir=outdir, resume=resume or start is not None, seed=seed,
                           device=device)
     model.meta.update(inputs=[str(p) for p in inputs], stages_done=list(plan), seed=seed)
@@ -108,6 +119,35 @@ def _continue_from(path, stages: tuple[str, ...], seed: int, epochs: int | None,
     model.train_state = TrainState((*done, *stages), stage_i=len(done), history=list(state.history),
                                    rng=state.rng, seconds=state.seconds)
     return model
+
+
+MIN_TRAIN_CELLS = 10
+
+
+def _check_trainable(inputs, adatas) -> None:
+    """Imaging tables have no genes, and a handful of cells cannot be split into training and validation."""
+    for path, a in zip(inputs, adatas):
+        if a.uns[K.UNS][K.KIND] == "spatial":
+            raise InputError("is a spatial (imaging) table; train needs scRNA-seq or CITE-seq cohorts", path)
+    n = sum(a.n_obs for a in adatas if K.PROTEIN in a.obsm)
+    where = inputs[0] if len(inputs) == 1 else None
+    if n == 0:
+        raise InputError("no cohort has measured protein (obsm['protein']); give a CITE-seq cohort", where)
+    if n < MIN_TRAIN_CELLS:
+        raise InputError(f"too few cells with measured protein to train: {n} (at least {MIN_TRAIN_CELLS})", where)
+
+
+def _check_same_run(model: ScProSpatial, config: ModelConfig, seed: int, path) -> None:
+    """--resume goes on with the interrupted run's seed and epochs, or not at all."""
+    if model.meta.get("seed", seed) != seed:
+        raise InputError(f"checkpoint was started with --seed {model.meta['seed']}, got --seed {seed}: resume "
+                         "with the same seed, or train into another --outdir", path)
+    was = [model.config.epochs(s) for s in STAGES]
+    now = [config.epochs(s) for s in STAGES]
+    if was != now:
+        shown = lambda e: str(e[0]) if len(set(e)) == 1 else ",".join(map(str, e))  # noqa: E731
+        raise InputError(f"checkpoint was started with epochs {shown(was)} per stage, this run asks for "
+                         f"{shown(now)}: resume with the same --epochs, or train into another --outdir", path)
 
 
 def _check_same_cohorts(model: ScProSpatial, adatas, path) -> None:
@@ -181,7 +221,8 @@ def _impute_backed(model: ScProSpatial, path: Path, out: Path, names: list[str],
                 sd_cols = _frame(f["obsm"], K.PROTEIN_PREDICTED_SD, index, names, write_elem)
                 emb = f["obsm"].create_dataset(K.EMBEDDING, shape=(n, d), dtype="f4")
                 emb.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
-                chunks = model._predictor().chunks(lambda a, b: src.X[a:b], n, mapping, ds, names, batch_size)
+                chunks = model._predictor().chunks(lambda a, b: _finite_rows(src.X[a:b], path), n, mapping, ds,
+                                                   names, batch_size)
                 for rows, e, m, s in chunks:
                     emb[rows] = e
                     for j in range(len(names)):
@@ -192,6 +233,14 @@ def _impute_backed(model: ScProSpatial, path: Path, out: Path, names: list[str],
         src.file.close()
     logger.info("imputed %d proteins for %d cells -> %s", len(names), n, out)
     return out
+
+
+def _finite_rows(x, path):
+    """A block of a prepared matrix read from disk, checked: NaN in gives NaN out, so refuse it."""
+    from ..preprocess._validate import check_finite
+
+    check_finite(x, path, "prepared values (X)", allow_negative=True)
+    return x
 
 
 def _frame(parent: h5py.Group, key: str, index: np.ndarray, columns: list[str], write_elem) -> list:

@@ -189,7 +189,8 @@ class ScProSpatial:
 
     def gene_mapping(self, adata: ad.AnnData, path=None) -> GeneMapping:
         mapping = GeneMapping.of(adata.var_names, self.vocab)
-        check_genes(mapping, self.vocab, path)
+        info = adata.uns.get(K.UNS)
+        check_genes(mapping, self.vocab, path or (info.get("source") if isinstance(info, dict) else None))
         return mapping
 
     def predict(self, adata: ad.AnnData, *, proteins: Sequence[str] | None = None, all_proteins: bool = False,

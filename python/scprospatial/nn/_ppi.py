@@ -21,8 +21,8 @@ def read_ppi(path: str | os.PathLike) -> pd.DataFrame:
     """Read and validate an edge list; header optional, weight column optional (default 1)."""
     try:
         df = pd.read_csv(path, sep="\t", header=None, comment="#", dtype=str)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(f"cannot read PPI edge list ({exc})", path) from exc
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"cannot read PPI edge list ({type(exc).__name__}: {exc})".splitlines()[0], path) from exc
     if df.shape[1] < 2:
         raise InputError("PPI edge list needs tab-separated columns gene_a, gene_b[, weight]", path)
     if str(df.iloc[0, 0]).lower() == COLUMNS[0]:

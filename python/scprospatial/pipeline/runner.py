@@ -110,9 +110,12 @@ def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None
         steps += train_steps
         model_path = train_steps[-1].outputs[0]
     else:
+        from ..train._checkpoint import load_checkpoint
+
         model_path = Path(model)
-        if not model_path.is_file():
-            raise InputError("model checkpoint not found", model_path)
+        genes = load_checkpoint(model_path)["vocabulary"]["genes"]  # unreadable: refused before any step
+        for s in by_kind["rna"]:
+            _check_shares_genes(s, genes)
 
     for s in by_kind["rna"]:
         out = outdir / LAYOUT["imputed"] / f"{s.id}.imputed.h5ad"
@@ -171,22 +174,68 @@ def run_samplesheet(samplesheet: str | Path, outdir: str | Path, *, model: str |
     evaluate_split and evaluate_seeds as `scprospatial evaluate --split --n-seeds`), as the pipeline's
     --evaluate, --evaluate_split, --evaluate_seeds.
     """
+    from ..io._outputs import check_output, folder_lock, remove_stale_temporaries
+
     samples = read_samplesheet(samplesheet)
-    outdir = Path(outdir).resolve()
-    steps = build_steps(samples, outdir, model=model, seed=seed, device=device, threads=threads, epochs=epochs,
-                        truth=truth, evaluate=evaluate, evaluate_split=evaluate_split,
-                        evaluate_seeds=evaluate_seeds, options=options)
-    logger.info("running %d steps for %d samplesheet rows into %s", len(steps), len(samples), outdir)
-    run_steps(steps, outdir / LAYOUT["info"], force=force)
+    outdir = check_output(Path(outdir).resolve(), folder=True, inputs=[samplesheet, model], what="--outdir")
+    try:
+        steps = build_steps(samples, outdir, model=model, seed=seed, device=device, threads=threads, epochs=epochs,
+                            truth=truth, evaluate=evaluate, evaluate_split=evaluate_split,
+                            evaluate_seeds=evaluate_seeds, options=options)
+        for s in samples:
+            _check_not_inside(s, outdir)
+    except InputError as exc:
+        raise InputError(exc.problem, exc.path or samplesheet) from None
+    with folder_lock(outdir):  # one run at a time writes into a results folder
+        remove_stale_temporaries(outdir)
+        logger.info("running %d steps for %d samplesheet rows into %s", len(steps), len(samples), outdir)
+        run_steps(steps, outdir / LAYOUT["info"], force=force)
     return steps[-1].outputs[0]
+
+
+def _check_shares_genes(sample: Sample, genes: list[str]) -> None:
+    """An .h5ad RNA row sharing no gene with the model (var_names, or a gene-symbol column) cannot be imputed:
+    refused before the first step, from its var table alone (other layouts are checked by their impute step)."""
+    import anndata as ad
+
+    from ..io._cite import SYMBOL_COLUMNS
+
+    path = sample.paths[0]
+    if path.suffix != ".h5ad":
+        return
+    try:
+        var = ad.read_h5ad(path, backed="r").var
+    except Exception:  # noqa: BLE001 - unreadable: its prepare step says why, in one line
+        return
+    names = {str(v) for v in var.index}
+    for col in (c for c in SYMBOL_COLUMNS if c in var.columns):
+        names |= {str(v) for v in var[col]}
+    if not names & set(genes):
+        raise InputError(f"row {sample.id!r}: {path.name} shares no gene with the model's {len(genes)}-gene "
+                         "vocabulary (gene symbols expected in var_names)")
+
+
+def _check_not_inside(sample: Sample, outdir: Path) -> None:
+    """An input inside the run's own output folders could be overwritten by a step."""
+    managed = [outdir / sub for sub in LAYOUT.values()]
+    for p in sample.paths:
+        if any(p.resolve() == m or m in p.resolve().parents for m in managed):
+            raise InputError(f"row {sample.id!r}: input {p} lies in the results folder the run writes; move it")
 
 
 def run_demo(outdir: str | Path = "demo_results", *, n_cells: int = 1500, seed: int = 0, device: str = "auto",
              threads: int | None = None, epochs: int | None = None) -> Path:
     """Simulate a small cohort with ground truth and run the whole pipeline on it."""
-    from ..simulate import simulate
+    from ..io._outputs import folder_lock
 
     outdir = Path(outdir).resolve()
+    with folder_lock(outdir):
+        return _demo(outdir, n_cells=n_cells, seed=seed, device=device, threads=threads, epochs=epochs)
+
+
+def _demo(outdir: Path, *, n_cells: int, seed: int, device: str, threads: int | None, epochs: int | None) -> Path:
+    from ..simulate import simulate
+
     sim_dir = outdir / "simulated"
     simulate_step = Step("simulate", lambda: simulate(sim_dir, n_cells=n_cells, seed=seed),
                          outputs=[sim_dir / "samplesheet.csv"], params={"n_cells": n_cells, "seed": seed})

@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import InputError
+from ..io._tables import table_suffix
 
 OPTIONAL_COLUMNS = ("batch", "x_col", "y_col", "z_col", "marker_cols", "cell_type_col", "id_col", "protein_key")
 
@@ -63,11 +64,16 @@ def read_samplesheet(path: str | Path) -> list[Sample]:
     path = Path(path)
     if not path.is_file():
         raise InputError("samplesheet not found", path)
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None and (v or "").strip()}
-                for row in reader]
+    try:  # utf-8-sig: Excel saves CSV with a byte-order mark
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in reader.fieldnames or []]
+            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None and (v or "").strip()}
+                    for row in reader]
+    except UnicodeDecodeError:
+        raise InputError("not a UTF-8 text CSV (is it a data file given as the samplesheet?)", path) from None
+    except csv.Error as exc:
+        raise InputError(f"cannot read as CSV ({exc})", path) from None
     missing = [c for c in ("id", "kind", "path") if c not in header]
     if missing:
         raise InputError(f"missing column(s) {', '.join(missing)}; a samplesheet needs id,kind,path[,batch,...]", path)
@@ -88,6 +94,10 @@ def read_samplesheet(path: str | Path) -> list[Sample]:
                 raise InputError(f"row {i}: file not found: {p}", path)
         if len(paths) > 2 or (len(paths) == 2 and row["kind"] != "citeseq"):
             raise InputError(f"row {i}: only a citeseq row may name two files (RNA;PROTEIN)", path)
+        table = next((p for p in paths if table_suffix(p)), None)
+        if row["kind"] != "spatial" and table is not None:
+            raise InputError(f"row {i}: {table.name} is a cell table, which only a spatial row can be "
+                             f"(kind is {row['kind']!r})", path)
         options = {k: row[k] for k in OPTIONAL_COLUMNS if k in row}
         samples.append(Sample(row["id"], row["kind"], paths, row.get("batch") or None, options))
     return samples

@@ -52,7 +52,7 @@ def _provenance(adata: ad.AnnData, kind: str, dataset: str, batch: str | None, e
     adata.uns[K.UNS] = info
     if K.BATCH in adata.obs and batch is None:  # the input's own per-cell batches win over the default
         adata.obs[K.BATCH] = adata.obs[K.BATCH].astype(str).astype("category")
-        logger.info("%s: using the input's obs['%s'] (%d batches)", dataset, K.BATCH, adata.obs[K.BATCH].nunique())
+        logger.debug("%s: using the input's obs['%s'] (%d batches)", dataset, K.BATCH, adata.obs[K.BATCH].nunique())
         return
     if K.BATCH in adata.obs:
         adata.obs[f"{K.BATCH}_original"] = adata.obs.pop(K.BATCH)

@@ -22,6 +22,18 @@ table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px so
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}.note{color:#666;font-size:.85em}"""
 
 
+
+def _outputs(folder: Path, pattern: str) -> list[Path]:
+    """The results in `folder`: hidden files (temporaries of a write in progress, the run lock) are not."""
+    return sorted(p for p in folder.glob(pattern) if not p.name.startswith("."))
+
+
+def _read(path: Path):
+    """A result .h5ad; a damaged one is the results folder's problem (InputError naming it), not a crash."""
+    from ..io._read import _read_h5ad
+
+    return _read_h5ad(path)
+
 def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
@@ -43,7 +55,7 @@ def _read_obs_summary(path: Path) -> dict:
 
 
 def _section_inputs(outdir: Path) -> str:
-    files = sorted((outdir / "prepared").glob("*.h5ad"))
+    files = _outputs(outdir / "prepared", "*.h5ad")
     if not files:
         return ""
     df = pd.DataFrame([_read_obs_summary(f) for f in files]).set_index("file")
@@ -85,8 +97,8 @@ def _section_imputed(outdir: Path, truth_dir: Path | None) -> str:
     from ..evaluate.metrics import interval_coverage, pearson  # the metrics `evaluate` reports
 
     parts = []
-    for f in sorted((outdir / "imputed").glob("*.h5ad")):
-        a = ad.read_h5ad(f)
+    for f in _outputs(outdir / "imputed", "*.h5ad"):
+        a = _read(f)
         pred = a.obsm[K.PROTEIN_PREDICTED]
         sd = a.obsm.get(K.PROTEIN_PREDICTED_SD)
         meta = a.uns.get(K.PROTEIN_PREDICTED, {})
@@ -115,8 +127,8 @@ def _section_spatial(outdir: Path) -> str:
     import anndata as ad
 
     parts = []
-    for f in sorted((outdir / "spatial").glob("*.h5ad")):
-        a = ad.read_h5ad(f)
+    for f in _outputs(outdir / "spatial", "*.h5ad"):
+        a = _read(f)
         coords = np.asarray(a.obsm[K.SPATIAL])
         conn = a.obsp.get(K.SPATIAL_CONNECTIVITIES)
         params = a.uns.get(K.SPATIAL_NEIGHBORS, {}).get("params", {})
@@ -140,10 +152,10 @@ def _section_mapped(outdir: Path) -> str:
     from ..evaluate.metrics import pearson
 
     parts = []
-    for f in sorted((outdir / "mapped").glob("*.h5ad")):
+    for f in _outputs(outdir / "mapped", "*.h5ad"):
         if f.name.endswith(".rna.h5ad"):
             continue
-        a = ad.read_h5ad(f)
+        a = _read(f)
         pred = a.obsm[K.PROTEIN_PREDICTED]
         conf = a.obs[K.MAPPING_CONFIDENCE].to_numpy(float)
         shared = [p for p in pred.columns if p in a.var_names]
@@ -166,7 +178,7 @@ def _section_mapped(outdir: Path) -> str:
 def _section_stats(outdir: Path) -> str:
     """Spatial statistics: neighbourhood enrichment heatmap and the most autocorrelated proteins."""
     parts = []
-    for d in sorted(p for p in (outdir / "stats").glob("*") if p.is_dir()):
+    for d in (p for p in _outputs(outdir / "stats", "*") if p.is_dir()):
         parts.append(f"<h3>{html.escape(d.name)}</h3>")
         heatmap = d / "nhood_enrichment.png"
         if heatmap.exists():

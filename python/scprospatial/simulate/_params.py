@@ -102,7 +102,7 @@ def _gene_names(n_genes: int, filler_names: str = "generic") -> tuple[np.ndarray
     real data), then GENE00001... Names are labels only: the counts are the same either way."""
     real = real_genes()
     if n_genes < len(real):
-        raise InputError(f"n_genes={n_genes} is too small: the simulator needs at least {len(real)} "
+        raise InputError(f"--n-genes {n_genes} is too small: the simulator needs at least {len(real)} "
                          "(the panel's coding genes and cell-type markers)")
     if filler_names not in FILLER_NAMES:
         raise InputError(f"filler_names={filler_names!r}: choose one of {', '.join(FILLER_NAMES)}")
@@ -193,7 +193,7 @@ def _niches(types) -> tuple[np.ndarray, tuple[str, ...]]:
 def draw_params(seed: int, *, n_genes: int, n_cell_types: int, filler_names: str = "generic") -> SimParams:
     """All random parameters of the model for `seed` (independent of the number of cells)."""
     if not 2 <= n_cell_types <= len(CELL_TYPES):
-        raise InputError(f"n_cell_types={n_cell_types}: choose between 2 and {len(CELL_TYPES)}")
+        raise InputError(f"--n-cell-types {n_cell_types}: choose between 2 and {len(CELL_TYPES)}")
     types = CELL_TYPES[:n_cell_types]
     genes, ids = _gene_names(n_genes, filler_names)
     rng = stream(seed, 0)

@@ -173,9 +173,9 @@ def _check(n_cells, n_query, n_spatial, chunk_size, spatial_layout) -> None:
     for name, value, low in (("n_cells", n_cells, 2), ("n_query", n_query, 1), ("n_spatial", n_spatial, 1),
                              ("chunk_size", chunk_size, 1)):
         if int(value) != value or value < low:
-            raise InputError(f"{name}={value!r}: must be an integer >= {low}")
+            raise InputError(f"--{name.replace('_', '-')} {value!r}: must be an integer >= {low}")
     if spatial_layout not in LAYOUTS:
-        raise InputError(f"spatial_layout={spatial_layout!r}: choose one of {', '.join(LAYOUTS)}")
+        raise InputError(f"--spatial-layout {spatial_layout!r}: choose one of {', '.join(LAYOUTS)}")
 
 
 def simulate(outdir: str | os.PathLike, *, n_cells: int = 2000, n_query: int | None = None,

@@ -309,6 +309,13 @@ def spatial_stats_file(input, outdir, *, cluster_key: str | None = None, protein
     set_threads(threads)
     outdir = Path(outdir)
     adata = load(input, kind="spatial")
+    if library_key is not None and library_key not in adata.obs:
+        raise InputError(f"--library-key {library_key!r} is not an obs column", input)
+    if proteins is not None:
+        try:
+            protein_tables(adata, proteins)
+        except InputError as exc:
+            raise InputError(exc.problem, input) from None
     if K.SPATIAL_CONNECTIVITIES not in adata.obsp:
         logger.info("%s has no spatial graph: building a 10-nearest-neighbour graph", input)
         spatial_neighbors(adata, library_key=library_key, threads=threads)
@@ -340,5 +347,11 @@ def spatial_stats_file(input, outdir, *, cluster_key: str | None = None, protein
         label = {"measured": "measured", "predicted": "imputed"}
         panels = {p: {label[s]: f[p] for s, f in tables.items() if p in f} for p in shown}
         protein_maps(np.asarray(adata.obsm[K.SPATIAL]), panels, outdir / "protein_maps.png")
-    stem = Path(input).name.split(".")[0]
-    return write_h5ad(adata, outdir / f"{stem}.stats.h5ad")
+    return write_h5ad(adata, stats_path(input, outdir))
+
+
+def stats_path(input, outdir) -> "Path":
+    """`<outdir>/<input stem>.stats.h5ad`: the .h5ad that spatial-stats writes."""
+    from pathlib import Path
+
+    return Path(outdir) / f"{Path(input).name.split('.')[0]}.stats.h5ad"

@@ -29,7 +29,8 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> dict:
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input problem
-        raise InputError(f"not a readable scprospatial checkpoint ({type(exc).__name__}: {exc})", path) from exc
+        raise InputError(f"not a readable scprospatial checkpoint: truncated, corrupted or another kind of file "
+                         f"({type(exc).__name__})", path) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise InputError("not a scprospatial model checkpoint", path)
     if payload.get("format_version", 0) > FORMAT_VERSION:
