@@ -11,7 +11,7 @@ process PREPARE {
     container 'ghcr.io/scprospatial/scprospatial:0.1.0'
 
     input:
-    tuple val(meta), path(input)
+    tuple val(meta), path(input, stageAs: 'input/*')    // staged apart: an input named <id>.h5ad is never the output
 
     output:
     tuple val(meta), path("${prefix}.h5ad"), emit: h5ad
