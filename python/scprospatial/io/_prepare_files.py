@@ -11,7 +11,7 @@ import anndata as ad
 from .. import _constants as K
 from .._logging import logger
 from ..errors import InputError
-from ._read import is_prepared, read_input, split_input
+from ._read import IN_MEMORY, is_in_memory, is_prepared, read_input, split_input
 from ._write import write_h5ad
 
 PathLike = str | os.PathLike
@@ -21,6 +21,9 @@ _COMPOUND = re.compile(r"(\.(csv|tsv|txt|parquet|pq|h5ad|h5mu|h5))?(\.(gz|bz2|xz
 def dataset_name(path: PathLike | Sequence[PathLike]) -> str:
     """Default dataset id: the file stem ('cells.csv.gz' -> 'cells'); for a 10x `filtered_feature_bc_matrix`
     (or `outs`) folder, the sample folder above it; for an RNA,PROTEIN pair, the RNA file's stem."""
+    if is_in_memory(path):
+        uns = getattr(path, "uns", {})
+        return str(uns.get(K.UNS, {}).get(K.DATASET, "adata")) if isinstance(uns.get(K.UNS), dict) else "adata"
     first = split_input(path)[0]
     parts = list(Path(os.path.abspath(first)).parts)  # the name as given: staged symlinks keep their own name
     while len(parts) > 1 and parts[-1] in ("filtered_feature_bc_matrix", "raw_feature_bc_matrix", "outs"):
@@ -29,21 +32,50 @@ def dataset_name(path: PathLike | Sequence[PathLike]) -> str:
     return name or "dataset"
 
 
-def load(path: PathLike | Sequence[PathLike], kind: str | None = None, *, dataset: str | None = None,
-         batch: str | None = None, imaging_method: str = "arcsinh", cofactor: float | str = "auto",
+def load(path, kind: str | None = None, *, dataset: str | None = None, batch: str | None = None,
+         imaging_method: str = "arcsinh", cofactor: float | str = "auto", copy: bool = True,
          **overrides) -> ad.AnnData:
-    """A prepared AnnData from any supported input: prepared files are returned as they are (after a kind
-    check), anything else is read and prepared (`overrides`: x_col, y_col, z_col, marker_cols,
-    cell_type_col, id_col, protein_key; imaging_method/cofactor: see `scprospatial.preprocess.arcsinh`)."""
+    """A prepared AnnData from any supported input.
+
+    Parameters
+    ----------
+    path
+        A file or folder path, an 'RNA,PROTEIN' pair, or an in-memory object: an AnnData (CITE-seq with ADT
+        counts in obsm, e.g. ``obsm['protein_counts']`` or scvi-tools' ``obsm['protein_expression']`` +
+        ``uns['protein_names']``; RNA-only; or imaged cells with coordinates), a MuData with ``rna``/``prot``
+        modalities, or a pandas cell table.
+    kind
+        'citeseq', 'rna' or 'spatial'; None detects it.
+    dataset
+        Dataset id (default: the file stem; for an in-memory object its ``uns['scprospatial']['dataset']``
+        or 'adata').
+    batch
+        Batch label of every cell (default: the input's ``obs['batch']``, else the dataset id).
+    imaging_method, cofactor
+        Imaging normalisation, see `scprospatial.preprocess.arcsinh`.
+    copy
+        An already prepared AnnData object is returned as a copy (default) or, with copy=False, as the same
+        object. Anything else is read into a new object: the input is never modified.
+    **overrides
+        Format overrides: x_col, y_col, z_col, marker_cols, cell_type_col, id_col, protein_key.
+
+    Returns
+    -------
+    AnnData in the prepared layout (docs/anndata_layout.md).
+    """
     from ..preprocess import prepare
 
     adata, found = read_input(path, kind=kind, **overrides)
     if is_prepared(adata):
         if kind is not None and kind != found and not (kind == "rna" and found == "citeseq"):
-            raise InputError(f"prepared as {found!r} data but {kind!r} is needed here", str(path))
-        return adata
+            raise InputError(f"prepared as {found!r} data but {kind!r} is needed here", _where(path))
+        return adata.copy() if copy and adata is path else adata
     return prepare(adata, found, dataset=dataset or dataset_name(path), batch=batch,
                    imaging_method=imaging_method, cofactor=cofactor)
+
+
+def _where(path) -> str:
+    return IN_MEMORY if is_in_memory(path) else str(path)
 
 
 def _summary(adata: ad.AnnData, dataset: str) -> str:
