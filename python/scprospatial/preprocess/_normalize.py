@@ -19,17 +19,23 @@ def _record(adata: ad.AnnData, modality: str, entry: dict) -> None:
 
 
 # --- RNA ---------------------------------------------------------------------------------------------
+def log1p_library_size(counts, target_sum: float = 1e4) -> sp.csr_matrix:
+    """log1p of each cell's counts scaled to `target_sum` (row-wise, so a block of rows is normalised exactly as
+    in the whole matrix); CSR float32, the input is not modified."""
+    counts = sp.csr_matrix(counts, dtype=np.float32)
+    totals = np.asarray(counts.sum(axis=1)).ravel()
+    scale = np.divide(target_sum, totals, out=np.zeros_like(totals, dtype=np.float64), where=totals > 0)
+    x = sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ counts, dtype=np.float32)
+    np.log1p(x.data, out=x.data)
+    return x
+
+
 def normalize_rna(adata: ad.AnnData, *, target_sum: float = 1e4, copy: bool = False) -> ad.AnnData | None:
     """Library-size normalise to `target_sum` and log1p; raw counts kept in layers['counts'] (CSR float32)."""
     adata = adata.copy() if copy else adata
     counts = sp.csr_matrix(adata.X, dtype=np.float32)
     adata.layers[K.COUNTS_LAYER] = counts
-    totals = np.asarray(counts.sum(axis=1)).ravel()
-    scale = np.divide(target_sum, totals, out=np.zeros_like(totals, dtype=np.float64), where=totals > 0)
-    x = sp.diags(scale.astype(np.float32)) @ counts
-    x = sp.csr_matrix(x, dtype=np.float32)
-    np.log1p(x.data, out=x.data)
-    adata.X = x
+    adata.X = log1p_library_size(counts, target_sum)
     _record(adata, "rna", {"method": "log1p_library_size", "target_sum": float(target_sum)})
     return adata if copy else None
 
