@@ -204,6 +204,27 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
     Returns
     -------
     None (copy=False), or the (spatial, rna) copies holding the results (copy=True).
+
+    Parameters
+    ----------
+    model
+        A trained ScProSpatial.
+    rna, spatial
+        scRNA-seq cells and prepared imaged cells (``obsm['protein']``, ``obsm[spatial_key]``).
+    k, temperature
+        Neighbours per imaged cell and the softmax temperature of their weights (default: the model's).
+    proteins, all_proteins
+        Proteins to impute (as in `ScProSpatial.predict`).
+    backend, threads, block_size
+        Similarity search backend, CPU threads and imaged cells per block.
+    rna_cell_type_key, spatial_key
+        obs column of scRNA-seq labels; obsm key of the coordinates.
+    method, fuse_weight, adapt_epochs, seed
+        Mapping space (see above).
+    copy
+        Work on copies and return them instead of writing into `rna` and `spatial`.
+    key_added
+        Key of the predictions.
     """
     if copy:
         rna, spatial = rna.copy(), spatial.copy()
