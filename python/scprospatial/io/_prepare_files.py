@@ -1,6 +1,7 @@
 """`load` (what every command calls) and `prepare_files` (the `scprospatial prepare` command)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -19,11 +20,15 @@ _COMPOUND = re.compile(r"(\.(csv|tsv|txt|parquet|pq|h5ad|h5mu|h5))?(\.(gz|bz2|xz
 
 
 def dataset_name(path: PathLike | Sequence[PathLike]) -> str:
-    """Default dataset id: the file stem ('cells.csv.gz' -> 'cells'); for a 10x `filtered_feature_bc_matrix`
+    """Default dataset id (also of an in-memory object, see `load`): the file stem ('cells.csv.gz' -> 'cells'); for a 10x `filtered_feature_bc_matrix`
     (or `outs`) folder, the sample folder above it; for an RNA,PROTEIN pair, the RNA file's stem."""
     if is_in_memory(path):
-        uns = getattr(path, "uns", {})
-        return str(uns.get(K.UNS, {}).get(K.DATASET, "adata")) if isinstance(uns.get(K.UNS), dict) else "adata"
+        info = path.uns.get(K.UNS) if hasattr(path, "uns") else None
+        if isinstance(info, dict) and K.DATASET in info:
+            return str(info[K.DATASET])
+        # no file name to go by: name it by its cells, so a query is never taken for the training cohort
+        cells = path.obs_names if hasattr(path, "obs_names") else path.index
+        return "adata-" + hashlib.sha1("\n".join(map(str, cells)).encode()).hexdigest()[:8]
     first = split_input(path)[0]
     parts = list(Path(os.path.abspath(first)).parts)  # the name as given: staged symlinks keep their own name
     while len(parts) > 1 and parts[-1] in ("filtered_feature_bc_matrix", "raw_feature_bc_matrix", "outs"):
@@ -47,8 +52,9 @@ def load(path, kind: str | None = None, *, dataset: str | None = None, batch: st
     kind
         'citeseq', 'rna' or 'spatial'; None detects it.
     dataset
-        Dataset id (default: the file stem; for an in-memory object its ``uns['scprospatial']['dataset']``
-        or 'adata').
+        Dataset id (default: the file stem; for an in-memory object its ``uns['scprospatial']['dataset']``,
+        else 'adata-' and a hash of its cell names). Cells of a dataset the model was trained on share
+        its batch embedding: give query cohorts their own name.
     batch
         Batch label of every cell (default: the input's ``obs['batch']``, else the dataset id).
     imaging_method, cofactor

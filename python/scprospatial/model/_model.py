@@ -231,10 +231,9 @@ class ScProSpatial:
         scaled to their target sum), with a warning; X itself is never changed. Anything else (scaled values)
         is an InputError saying what to run first.
         """
-        from ..io import is_prepared
         from ..preprocess import log1p_library_size, rna_input_state
 
-        if is_prepared(adata) or rna_input_state(adata.X) == "lognorm":
+        if rna_input_state(adata.X) == "lognorm":  # checked even when prepared: X may have been scaled since
             return (lambda a, b: adata.X[a:b]), "log-normalised"
         ts = self._target_sum()
         logger.warning("X looks like raw counts: it is log-normalised for the model (log1p of counts scaled to %g "

@@ -68,6 +68,17 @@ def rna_input_state(x, path=None) -> str:
 
     Looks at the first rows only. Values that are neither (negative, e.g. scaled with scanpy.pp.scale, or too
     large for log scale) raise an InputError saying what to run first.
+
+    Parameters
+    ----------
+    x
+        Cells x genes matrix (dense or sparse), e.g. ``adata.X``.
+    path
+        Input named in the error message.
+
+    Returns
+    -------
+    'counts' or 'lognorm'.
     """
     sample = x[: min(x.shape[0], INPUT_SAMPLE_ROWS)]
     data = np.asarray(_values(sample), dtype=np.float64)
