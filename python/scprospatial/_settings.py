@@ -5,8 +5,8 @@ import functools
 import inspect
 import os
 import random
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import numpy as np
 

@@ -5,6 +5,7 @@
 >>> imaged = scp.pp.read(cell_table_df, kind="spatial")
 """
 from .io import load as read
-from .preprocess import arcsinh, clr, normalize_rna as normalize, rna_input_state
+from .preprocess import arcsinh, clr, rna_input_state
+from .preprocess import normalize_rna as normalize
 
 __all__ = ["arcsinh", "clr", "normalize", "read", "rna_input_state"]

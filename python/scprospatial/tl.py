@@ -4,10 +4,16 @@ Every function takes AnnData objects, writes its results into them (copy=False) 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import _constants as K
-from .spatial import map_cells, nhood_enrichment, niche_composition, spatial_autocorr, spatial_neighbors
+from .spatial import (
+    map_cells,
+    nhood_enrichment,
+    niche_composition,
+    spatial_autocorr,
+    spatial_neighbors,
+)
 
 __all__ = ["map_cells", "nhood_enrichment", "niche_composition", "predict_proteins", "spatial_autocorr",
            "spatial_neighbors"]
