@@ -106,11 +106,11 @@ class StubModel:
         self.module = torch.nn.Module()
         self.module.log_temperature = torch.nn.Parameter(torch.tensor(np.log(0.1)))
 
-    def predict(self, adata, *, proteins=None, all_proteins=False, copy=True):
-        adata.obsm[K.PROTEIN_PREDICTED] = pd.DataFrame(self.mean, index=adata.obs_names, columns=self.names)
-        adata.obsm[K.PROTEIN_PREDICTED_SD] = pd.DataFrame(self.sd, index=adata.obs_names, columns=self.names)
+    def predict(self, adata, *, proteins=None, all_proteins=False, copy=True, key_added=K.PROTEIN_PREDICTED):
+        adata.obsm[key_added] = pd.DataFrame(self.mean, index=adata.obs_names, columns=self.names)
+        adata.obsm[key_added + K.SD_SUFFIX] = pd.DataFrame(self.sd, index=adata.obs_names, columns=self.names)
         adata.obsm[K.EMBEDDING] = self.rna_emb
-        adata.uns[K.PROTEIN_PREDICTED] = {"model_id": "stub", "scale": "clr", "measured_in_training": self.names[:1]}
+        adata.uns[key_added] = {"model_id": "stub", "scale": "clr", "measured_in_training": self.names[:1]}
 
     def embed_protein(self, adata):
         return self.prot_emb

@@ -17,6 +17,7 @@ PROTEIN_PREDICTED_SD = "protein_predicted_sd"    # obsm: predictive SD, same col
 PROTEIN_PREDICTED_LOWER = "protein_predicted_lower"
 PROTEIN_PREDICTED_UPPER = "protein_predicted_upper"
 EMBEDDING = "X_scprospatial"                     # obsm: joint-space cell embedding
+SD_SUFFIX = "_sd"   # key_added + SD_SUFFIX: the SD of a prediction written under key_added (PROTEIN_PREDICTED_SD)
 
 # --- spatial graph (squidpy-compatible) -------------------------------------------------
 SPATIAL_CONNECTIVITIES = "spatial_connectivities"  # obsp

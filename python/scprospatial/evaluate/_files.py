@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from .. import _constants as K
 from .._logging import logger
-from .._settings import seed_everything, set_threads
+from .._settings import scoped_threads, seed_everything, thread_count
 from ..errors import InputError
 from ..io._write import write_table, write_text
 from . import splits as S
@@ -92,6 +92,7 @@ def _run_info(inputs, adatas, split, splits, methods, seed, threads) -> dict:
                          "python": platform.python_version()}}
 
 
+@scoped_threads
 def evaluate_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, *, split: str = "random",
                    seeds: int = 5, methods: Sequence[str] | None = None, seed: int = 0, device: str = "auto",
                    threads: int | None = None, epochs: int | None = None, predictions: bool = False,
@@ -107,7 +108,7 @@ def evaluate_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLik
     """
     if seeds < 1:
         raise InputError(f"--n-seeds must be >= 1, got {seeds}")
-    threads = set_threads(threads)
+    threads = thread_count(threads)
     seed_everything(seed)
     chosen = [*make_methods(methods, split=split, epochs=epochs, device=device, seed=seed), *extra_methods]
     names = [m.name for m in chosen]

@@ -1,6 +1,7 @@
 """`load` (what every command calls) and `prepare_files` (the `scprospatial prepare` command)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -11,7 +12,7 @@ import anndata as ad
 from .. import _constants as K
 from .._logging import logger
 from ..errors import InputError
-from ._read import is_prepared, read_input, split_input
+from ._read import IN_MEMORY, is_in_memory, is_prepared, read_input, split_input
 from ._write import write_h5ad
 
 PathLike = str | os.PathLike
@@ -19,8 +20,15 @@ _COMPOUND = re.compile(r"(\.(csv|tsv|txt|parquet|pq|h5ad|h5mu|h5))?(\.(gz|bz2|xz
 
 
 def dataset_name(path: PathLike | Sequence[PathLike]) -> str:
-    """Default dataset id: the file stem ('cells.csv.gz' -> 'cells'); for a 10x `filtered_feature_bc_matrix`
+    """Default dataset id (also of an in-memory object, see `load`): the file stem ('cells.csv.gz' -> 'cells'); for a 10x `filtered_feature_bc_matrix`
     (or `outs`) folder, the sample folder above it; for an RNA,PROTEIN pair, the RNA file's stem."""
+    if is_in_memory(path):
+        info = path.uns.get(K.UNS) if hasattr(path, "uns") else None
+        if isinstance(info, dict) and K.DATASET in info:
+            return str(info[K.DATASET])
+        # no file name to go by: name it by its cells, so a query is never taken for the training cohort
+        cells = path.obs_names if hasattr(path, "obs_names") else path.index
+        return "adata-" + hashlib.sha1("\n".join(map(str, cells)).encode()).hexdigest()[:8]
     first = split_input(path)[0]
     parts = list(Path(os.path.abspath(first)).parts)  # the name as given: staged symlinks keep their own name
     while len(parts) > 1 and parts[-1] in ("filtered_feature_bc_matrix", "raw_feature_bc_matrix", "outs"):
@@ -29,23 +37,53 @@ def dataset_name(path: PathLike | Sequence[PathLike]) -> str:
     return name or "dataset"
 
 
-def load(path: PathLike | Sequence[PathLike], kind: str | None = None, *, dataset: str | None = None,
-         batch: str | None = None, imaging_method: str = "arcsinh", cofactor: float | str = "auto",
+def load(path, kind: str | None = None, *, dataset: str | None = None, batch: str | None = None,
+         imaging_method: str = "arcsinh", cofactor: float | str = "auto", copy: bool = True,
          **overrides) -> ad.AnnData:
-    """A prepared AnnData from any supported input: prepared files are returned as they are (after a kind
-    check), anything else is read and prepared (`overrides`: x_col, y_col, z_col, marker_cols,
-    cell_type_col, id_col, protein_key; imaging_method/cofactor: see `scprospatial.preprocess.arcsinh`)."""
+    """A prepared AnnData from any supported input.
+
+    Parameters
+    ----------
+    path
+        A file or folder path, an 'RNA,PROTEIN' pair, or an in-memory object: an AnnData (CITE-seq with ADT
+        counts in obsm, e.g. ``obsm['protein_counts']`` or scvi-tools' ``obsm['protein_expression']`` +
+        ``uns['protein_names']``; RNA-only; or imaged cells with coordinates), a MuData with ``rna``/``prot``
+        modalities, or a pandas cell table.
+    kind
+        'citeseq', 'rna' or 'spatial'; None detects it.
+    dataset
+        Dataset id (default: the file stem; for an in-memory object its ``uns['scprospatial']['dataset']``,
+        else 'adata-' and a hash of its cell names). Cells of a dataset the model was trained on share
+        its batch embedding: give query cohorts their own name.
+    batch
+        Batch label of every cell (default: the input's ``obs['batch']``, else the dataset id).
+    imaging_method, cofactor
+        Imaging normalisation, see `scprospatial.preprocess.arcsinh`.
+    copy
+        An already prepared AnnData object is returned as a copy (default) or, with copy=False, as the same
+        object. Anything else is read into a new object: the input is never modified.
+    **overrides
+        Format overrides: x_col, y_col, z_col, marker_cols, cell_type_col, id_col, protein_key.
+
+    Returns
+    -------
+    AnnData in the prepared layout (docs/anndata_layout.md).
+    """
     from ..preprocess import prepare
     from ..preprocess._validate import check_finite
 
     adata, found = read_input(path, kind=kind, **overrides)
     if is_prepared(adata):
         if kind is not None and kind != found and not (kind == "rna" and found == "citeseq"):
-            raise InputError(f"prepared as {found!r} data but {kind!r} is needed here", str(path))
-        check_finite(adata.X, str(path), "prepared values (X)", allow_negative=True)
-        return adata
+            raise InputError(f"prepared as {found!r} data but {kind!r} is needed here", _where(path))
+        check_finite(adata.X, _where(path), "prepared values (X)", allow_negative=True)
+        return adata.copy() if copy and adata is path else adata
     return prepare(adata, found, dataset=dataset or dataset_name(path), batch=batch,
                    imaging_method=imaging_method, cofactor=cofactor)
+
+
+def _where(path) -> str:
+    return IN_MEMORY if is_in_memory(path) else str(path)
 
 
 def _summary(adata: ad.AnnData, dataset: str) -> str:

@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Sequence
 
 import anndata as ad
+import pandas as pd
 
 from .. import _constants as K
 from .._logging import logger
 from ..errors import InputError
 from ._cite import PROTEIN_KEYS, align_pair, protein_from_modality, read_h5ad_cite, rna_from_anndata, split_10x
-from ._tables import OVERRIDES, read_spatial_table, spatial_from_anndata, table_suffix
+from ._tables import OVERRIDES, read_spatial_table, spatial_from_anndata, table_suffix, table_to_anndata
 
 PathLike = str | os.PathLike
 RNA_MODALITIES = ("rna", "RNA", "gex", "GEX")
@@ -81,6 +82,11 @@ def read_h5mu(path: PathLike, *, rna_only: bool = False) -> ad.AnnData:
         mdata = mudata.read_h5mu(path)
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"cannot read as .h5mu ({type(exc).__name__}: {str(exc)[:200]})", path) from exc
+    return mudata_to_raw(mdata, path, rna_only=rna_only)
+
+
+def mudata_to_raw(mdata, path, *, rna_only: bool = False) -> ad.AnnData:
+    """An in-memory MuData (RNA modality 'rna'/'gex', optional protein 'prot'/'adt') -> raw standard layout."""
     rna_key = next((m for m in RNA_MODALITIES if m in mdata.mod), None)
     if rna_key is None:
         raise InputError(f"no RNA modality (looked for {RNA_MODALITIES}; found {sorted(mdata.mod)})", path)
@@ -125,12 +131,15 @@ def _kind_of(adata: ad.AnnData) -> str:
 def read_input(path: PathLike | Sequence[PathLike], kind: str | None = None, **overrides) -> tuple[ad.AnnData, str]:
     """Read any supported input into its raw standard AnnData; returns (adata, kind).
 
+    `path` may also be an in-memory AnnData, MuData or pandas cell table (see `object_to_raw`).
     Formats: .h5ad (CITE-seq layouts, RNA-only, spatial, or already prepared), an RNA,PROTEIN .h5ad pair,
     .h5mu, 10x folder or .h5, and cell tables (.csv/.tsv/.parquet). Kind: 'spatial' for tables and h5ad
     with coordinates, 'citeseq' when protein counts are present, 'rna' otherwise.
     """
     if kind is not None and kind not in K.KINDS:
         raise InputError(f"unknown kind {kind!r}; choose one of {', '.join(K.KINDS)}", str(path))
+    if is_in_memory(path):
+        return object_to_raw(path, kind, **overrides)
     parts = split_input(path)
     first = parts[0]
     rna_only = kind == "rna"
@@ -147,18 +156,16 @@ def read_input(path: PathLike | Sequence[PathLike], kind: str | None = None, **o
         _check_overrides(overrides, (), first)
         adata = read_h5mu(first, rna_only=rna_only)
     elif first.suffix.lower() == ".h5ad":
-        raw = _read_h5ad(first)
-        if is_prepared(raw):
-            return raw, raw.uns[K.UNS][K.KIND]
-        if kind == "spatial" or (kind is None and _is_spatial_h5ad(raw)):
-            adata = spatial_from_anndata(raw, first, **_check_overrides(overrides, OVERRIDES, first))
-            return adata, "spatial"
-        allowed = ("protein_key",)
-        adata = read_h5ad_cite(raw, first, rna_only=rna_only, **_check_overrides(overrides, allowed, first))
+        return anndata_to_raw(_read_h5ad(first), first, kind, **overrides)
     else:
         raise InputError("unsupported input format (expected .h5ad, .h5mu, a 10x folder or .h5, "
                          ".csv/.tsv/.parquet, or RNA,PROTEIN .h5ad pair)", first)
-    return _require(adata, _kind_of(adata), kind, first), (kind or _kind_of(adata))
+    return _checked(adata, kind, first)
+
+
+def _checked(adata: ad.AnnData, kind: str | None, path) -> tuple[ad.AnnData, str]:
+    """(adata, kind) of an RNA/CITE-seq reader's output, after checking it fits the kind asked for."""
+    return _require(adata, _kind_of(adata), kind, path), (kind or _kind_of(adata))
 
 
 def _require(adata: ad.AnnData, found: str, wanted: str | None, path) -> ad.AnnData:
@@ -168,3 +175,37 @@ def _require(adata: ad.AnnData, found: str, wanted: str | None, path) -> ad.AnnD
         raise InputError("no protein measurements found (expected ADT counts in obsm, a protein modality, "
                          "Antibody Capture features or an RNA,PROTEIN pair)", path)
     raise InputError(f"input looks like {found!r} data but --kind {wanted} was given", path)
+
+
+IN_MEMORY = "<in-memory>"  # the 'path' named in messages about an in-memory object
+
+
+def is_in_memory(obj) -> bool:
+    """True for an AnnData, a MuData or a pandas DataFrame (anything `object_to_raw` reads)."""
+    return isinstance(obj, (ad.AnnData, pd.DataFrame)) or type(obj).__name__ == "MuData"
+
+
+def anndata_to_raw(raw: ad.AnnData, path, kind: str | None = None, **overrides) -> tuple[ad.AnnData, str]:
+    """An AnnData (read from .h5ad or in memory) -> (raw standard layout, kind); a prepared one is returned
+    as it is. Readers build new objects: `raw` is not modified."""
+    if is_prepared(raw):
+        return raw, raw.uns[K.UNS][K.KIND]
+    if kind == "spatial" or (kind is None and _is_spatial_h5ad(raw)):
+        return spatial_from_anndata(raw, path, **_check_overrides(overrides, OVERRIDES, path)), "spatial"
+    adata = read_h5ad_cite(raw, path, rna_only=kind == "rna", **_check_overrides(overrides, ("protein_key",), path))
+    return _checked(adata, kind, path)
+
+
+def object_to_raw(obj, kind: str | None = None, **overrides) -> tuple[ad.AnnData, str]:
+    """An in-memory AnnData, MuData or pandas cell table -> (raw standard layout, kind), as `read_input`
+    does for the same content in a file. The object itself is never modified."""
+    path = IN_MEMORY
+    if isinstance(obj, pd.DataFrame):
+        return _require(table_to_anndata(obj, path, reader="dataframe", **_check_overrides(overrides, OVERRIDES,
+                                                                                            path)),
+                        "spatial", kind, path), "spatial"
+    if isinstance(obj, ad.AnnData):
+        return anndata_to_raw(obj, path, kind, **overrides)
+    _check_overrides(overrides, (), path)
+    adata = mudata_to_raw(obj, path, rna_only=kind == "rna")
+    return _checked(adata, kind, path)

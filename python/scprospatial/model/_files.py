@@ -14,7 +14,7 @@ import pandas as pd
 
 from .. import _constants as K
 from .._logging import logger
-from .._settings import resolve_device, set_threads
+from .._settings import resolve_device, scoped_threads
 from ..errors import InputError
 from ..io._write import atomic_path, write_h5ad, write_table, write_text
 from ..train import TrainState
@@ -33,6 +33,7 @@ def load_input(path: str | os.PathLike, kind: str | None = None) -> ad.AnnData:
     return load(path, kind=kind)
 
 
+@scoped_threads
 def train_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, *, stages=STAGES,
                 resume: bool = False, seed: int = 0, device: str = "auto", threads: int | None = None,
                 epochs: int | None = None, ppi: str | os.PathLike | None = None,
@@ -46,10 +47,9 @@ def train_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, 
     (same seed, same cohorts); a stage whose prerequisite the checkpoint has not done is refused.
     model.pt records the stages done (meta['stages_done']), the seed and the final training state.
     """
-    set_threads(threads)
     if threads is None:
         # The model's ops are small: extra torch threads mostly spin. Measured on MALT (all three stages,
-        # 2-core machine): 27 s with 1 thread, 55 s with 2. --threads N still sets N.
+        # 2-core machine): 27 s with 1 thread, 55 s with 2. --threads N still sets N. Restored after the call.
         import torch
 
         torch.set_num_threads(1)

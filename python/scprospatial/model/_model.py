@@ -30,7 +30,17 @@ CHECKPOINT = "checkpoint.pt"
 
 
 def _as_list(adatas) -> list[ad.AnnData]:
-    return [adatas] if isinstance(adatas, ad.AnnData) else list(adatas)
+    from ..io._read import is_in_memory
+
+    return [adatas] if is_in_memory(adatas) else list(adatas)
+
+
+def _prepared(adatas) -> list[ad.AnnData]:
+    """The cohorts in the prepared layout: objects not prepared yet (an in-memory CITE-seq AnnData with ADT counts
+    in obsm, a MuData with rna/prot modalities) are prepared into new objects by `scprospatial.io.load`."""
+    from ..io import is_prepared, load
+
+    return [a if isinstance(a, ad.AnnData) and is_prepared(a) else load(a) for a in _as_list(adatas)]
 
 
 class ScProSpatial:
@@ -50,10 +60,29 @@ class ScProSpatial:
               seed: int = 0) -> "ScProSpatial":
         """Build the vocabularies from the training cohorts and initialise the network (seeded).
 
-        gene_links: protein -> coding genes (mapping or callable; default: the shipped vocabulary);
-        extra_proteins: proteins requestable through their gene link (default: the whole vocabulary).
+        Parameters
+        ----------
+        adatas
+            One training cohort or a list: prepared AnnData (`scprospatial.pp.read`), or in-memory CITE-seq
+            objects as they come (an AnnData with raw counts and ADT counts in ``obsm['protein_counts']``, or
+            ``obsm['protein_expression']`` + ``uns['protein_names']`` as scvi-tools stores them; a MuData with
+            ``rna``/``prot`` modalities), which are prepared into new objects (the inputs are not modified).
+        config
+            Model configuration (default `ModelConfig()`).
+        gene_links
+            protein -> coding genes (mapping or callable; default: the shipped vocabulary).
+        extra_proteins
+            Proteins requestable through their gene link (default: the whole vocabulary).
+        ppi
+            Protein-protein interaction table to initialise gene embeddings from.
+        seed
+            Seed of the initialisation.
+
+        Returns
+        -------
+        An untrained ScProSpatial.
         """
-        adatas, config = _as_list(adatas), config or ModelConfig()
+        adatas, config = _prepared(adatas), config or ModelConfig()
         if not adatas:
             raise InputError("no training cohort given")
         vocab = build_vocabulary(adatas, config.n_hvg, gene_links, extra_proteins)
@@ -78,10 +107,12 @@ class ScProSpatial:
               stop: Callable[[TrainState], bool] | None = None) -> dict:
         """Run the stages; with `outdir`, checkpoint every epoch to outdir/checkpoint.pt (resumable).
 
+        `adatas` are the cohorts given to `setup` (in-memory objects are prepared the same way).
+
         `stop(state)` is a hook checked after every epoch (returns True to interrupt, e.g. in tests).
         Returns the metrics dict (also in self.meta['metrics']).
         """
-        adatas, stages = _as_list(adatas), check_stages(stages)
+        adatas, stages = _prepared(adatas), check_stages(stages)
         self._to(resolve_device(device))
         pool = build_pool(adatas, self.vocab, self.datasets)
         rng = np.random.default_rng(seed)
@@ -193,19 +224,65 @@ class ScProSpatial:
         check_genes(mapping, self.vocab, path or (info.get("source") if isinstance(info, dict) else None))
         return mapping
 
+    def rna_rows(self, adata: ad.AnnData) -> tuple[Callable, str]:
+        """(rows(start, stop) -> log-normalised RNA block, what X held) for the model's inputs.
+
+        X may hold log-normalised values (as `scprospatial.pp.read` prepares them, or scanpy's normalize_total +
+        log1p) or raw counts, which are normalised block by block as the training cohorts were (log1p of counts
+        scaled to their target sum), with a warning; X itself is never changed. Anything else (scaled values)
+        is an InputError saying what to run first.
+        """
+        from ..preprocess import log1p_library_size, rna_input_state
+
+        if rna_input_state(adata.X) == "lognorm":  # checked even when prepared: X may have been scaled since
+            return (lambda a, b: adata.X[a:b]), "log-normalised"
+        ts = self._target_sum()
+        logger.warning("X looks like raw counts: it is log-normalised for the model (log1p of counts scaled to %g "
+                       "per cell, as scprospatial.pp.normalize does); X itself is left unchanged", ts)
+        return (lambda a, b: log1p_library_size(adata.X[a:b], ts)), f"raw counts, log1p_library_size {ts:g}"
+
+    def _target_sum(self) -> float:
+        """The RNA target sum the training cohorts were normalised with (1e4 when none is recorded)."""
+        sums = [c.get("normalisation", {}).get("rna", {}).get("target_sum") for c in self.meta.get("cohorts", [])]
+        return float(next((t for t in sums if t), 1e4))
+
     def predict(self, adata: ad.AnnData, *, proteins: Sequence[str] | None = None, all_proteins: bool = False,
-                batch_size: int = 4096, copy: bool = True) -> ad.AnnData:
-        """Predict proteins (CLR scale) with SDs for RNA cells; returns an AnnData (a copy unless copy=False)."""
+                batch_size: int = 4096, copy: bool = True,
+                key_added: str = K.PROTEIN_PREDICTED) -> ad.AnnData | None:
+        """Predict proteins (CLR scale) with SDs for RNA cells.
+
+        Parameters
+        ----------
+        adata
+            RNA cells: X log-normalised or raw counts (normalised for the model with a warning, see `rna_rows`;
+            X is never changed). Its genes are matched to the model's by name.
+        proteins
+            Proteins to predict (default: those measured in training).
+        all_proteins
+            Predict every protein of the vocabulary (through the gene link where never measured).
+        batch_size
+            Cells per chunk.
+        copy
+            Return a new AnnData with the predictions (default, for backward compatibility); with copy=False
+            write them into `adata` and return None (scanpy convention).
+        key_added
+            obsm/uns key of the predicted means; the SDs go to ``key_added + '_sd'`` (defaults:
+            'protein_predicted', 'protein_predicted_sd'); the embedding to obsm['X_scprospatial'].
+
+        Returns
+        -------
+        The AnnData with the predictions when copy=True, else None.
+        """
         names = resolve_proteins(self.vocab, proteins, all_proteins)
         mapping = self.gene_mapping(adata)
         ds = dataset_index(dataset_names(adata), self.datasets)
+        rows_of, state = self.rna_rows(adata)
         emb, mean, sd = self._allocate(adata.n_obs, len(names))
-        for rows, e, m, s in self._predictor().chunks(lambda a, b: adata.X[a:b], adata.n_obs, mapping, ds, names,
-                                                        batch_size):
+        for rows, e, m, s in self._predictor().chunks(rows_of, adata.n_obs, mapping, ds, names, batch_size):
             emb[rows], mean[rows], sd[rows] = e, m, s
         out = adata.copy() if copy else adata
-        self.write_predictions(out, names, emb, mean, sd, mapping, ds)
-        return out
+        self.write_predictions(out, names, emb, mean, sd, mapping, ds, key_added=key_added, input_state=state)
+        return out if copy else None
 
     def _allocate(self, n: int, n_prot: int):
         d = self.module.rna_proj.out_features
@@ -223,19 +300,20 @@ class ScProSpatial:
                 "sd_scale": float(self.meta.get("scale", 1.0)), "coverage_nominal": self.config.coverage,
                 "n_cells_unknown_dataset": int((ds == 0).sum()), **mapping.as_dict()}
 
-    def write_predictions(self, adata: ad.AnnData, names, emb, mean, sd, mapping, ds) -> None:
+    def write_predictions(self, adata: ad.AnnData, names, emb, mean, sd, mapping, ds, *,
+                          key_added: str = K.PROTEIN_PREDICTED, input_state: str = "log-normalised") -> None:
         idx = adata.obs_names
-        adata.obsm[K.PROTEIN_PREDICTED] = pd.DataFrame(mean, index=idx, columns=list(names))
-        adata.obsm[K.PROTEIN_PREDICTED_SD] = pd.DataFrame(sd, index=idx, columns=list(names))
+        adata.obsm[key_added] = pd.DataFrame(mean, index=idx, columns=list(names))
+        adata.obsm[key_added + K.SD_SUFFIX] = pd.DataFrame(sd, index=idx, columns=list(names))
         adata.obsm[K.EMBEDDING] = emb
-        adata.uns[K.PROTEIN_PREDICTED] = self.prediction_info(names, mapping, ds)
+        adata.uns[key_added] = {**self.prediction_info(names, mapping, ds), "input_rna": input_state}
 
     def embed_rna(self, adata: ad.AnnData, *, batch_size: int = 4096) -> np.ndarray:
         """Joint-space (L2-normalised) embedding of RNA cells."""
         mapping = self.gene_mapping(adata)
         ds = dataset_index(dataset_names(adata), self.datasets)
         emb, _, _ = self._allocate(adata.n_obs, 0)
-        for rows, e, _m, _s in self._predictor().chunks(lambda a, b: adata.X[a:b], adata.n_obs, mapping, ds, [],
+        for rows, e, _m, _s in self._predictor().chunks(self.rna_rows(adata)[0], adata.n_obs, mapping, ds, [],
                                                           batch_size):
             emb[rows] = e
         return emb

@@ -19,17 +19,37 @@ def _record(adata: ad.AnnData, modality: str, entry: dict) -> None:
 
 
 # --- RNA ---------------------------------------------------------------------------------------------
+def log1p_library_size(counts, target_sum: float = 1e4) -> sp.csr_matrix:
+    """log1p of each cell's counts scaled to `target_sum` (row-wise, so a block of rows is normalised exactly as
+    in the whole matrix); CSR float32, the input is not modified."""
+    counts = sp.csr_matrix(counts, dtype=np.float32)
+    totals = np.asarray(counts.sum(axis=1)).ravel()
+    scale = np.divide(target_sum, totals, out=np.zeros_like(totals, dtype=np.float64), where=totals > 0)
+    x = sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ counts, dtype=np.float32)
+    np.log1p(x.data, out=x.data)
+    return x
+
+
 def normalize_rna(adata: ad.AnnData, *, target_sum: float = 1e4, copy: bool = False) -> ad.AnnData | None:
-    """Library-size normalise to `target_sum` and log1p; raw counts kept in layers['counts'] (CSR float32)."""
+    """Library-size normalise to `target_sum` and log1p; raw counts kept in layers['counts'] (CSR float32).
+
+    Parameters
+    ----------
+    adata
+        Cells with raw RNA counts in X.
+    target_sum
+        Counts each cell is scaled to before log1p.
+    copy
+        Return a new AnnData instead of writing into `adata`.
+
+    Returns
+    -------
+    The AnnData when copy=True, else None (results written into `adata`).
+    """
     adata = adata.copy() if copy else adata
     counts = sp.csr_matrix(adata.X, dtype=np.float32)
     adata.layers[K.COUNTS_LAYER] = counts
-    totals = np.asarray(counts.sum(axis=1)).ravel()
-    scale = np.divide(target_sum, totals, out=np.zeros_like(totals, dtype=np.float64), where=totals > 0)
-    x = sp.diags(scale.astype(np.float32)) @ counts
-    x = sp.csr_matrix(x, dtype=np.float32)
-    np.log1p(x.data, out=x.data)
-    adata.X = x
+    adata.X = log1p_library_size(counts, target_sum)
     _record(adata, "rna", {"method": "log1p_library_size", "target_sum": float(target_sum)})
     return adata if copy else None
 
@@ -46,7 +66,25 @@ def clr_transform(x: np.ndarray, *, axis: str = "cell", pseudocount: float = 1.0
 
 def clr(adata: ad.AnnData, *, key: str = K.PROTEIN_RAW, key_added: str = K.PROTEIN, axis: str = "cell",
         pseudocount: float = 1.0, copy: bool = False) -> ad.AnnData | None:
-    """CLR-normalise the ADT counts in obsm[key] into obsm[key_added] (same columns)."""
+    """CLR-normalise the ADT counts in obsm[key] into obsm[key_added] (same columns).
+
+    Parameters
+    ----------
+    adata
+        Cells with ADT counts in ``obsm[key]`` (DataFrame).
+    key, key_added
+        obsm keys of the counts and of the result.
+    axis
+        'cell' (each cell's proteins, the default) or 'protein'.
+    pseudocount
+        Added before the log.
+    copy
+        Return a new AnnData instead of writing into `adata`.
+
+    Returns
+    -------
+    The AnnData when copy=True, else None (results written into `adata`).
+    """
     if axis not in ("cell", "protein"):
         raise ValueError(f"axis must be 'cell' or 'protein', not {axis!r}")
     adata = adata.copy() if copy else adata
@@ -102,7 +140,23 @@ def _set_imaging(adata: ad.AnnData, values: np.ndarray, layer: str | None, entry
 def arcsinh(adata: ad.AnnData, *, cofactor: float | str = DEFAULT_COFACTOR, layer: str | None = None,
             copy: bool = False) -> ad.AnnData | None:
     """X <- arcsinh(raw / cofactor); raw intensities kept in layers['raw']. cofactor='auto' uses
-    `choose_cofactor`."""
+    `choose_cofactor`.
+
+    Parameters
+    ----------
+    adata
+        Imaged cells with raw marker intensities in X (or `layer`).
+    cofactor
+        Divisor before arcsinh, or 'auto'.
+    layer
+        Layer to read instead of X.
+    copy
+        Return a new AnnData instead of writing into `adata`.
+
+    Returns
+    -------
+    The AnnData when copy=True, else None (results written into `adata`).
+    """
     adata = adata.copy() if copy else adata
     raw = _imaging_input(adata, layer)
     c = choose_cofactor(raw) if cofactor == "auto" else float(cofactor)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .._logging import logger
 from ..errors import InputError
 
 
@@ -55,6 +56,44 @@ def looks_log_normalised(x) -> bool:
     sums = np.asarray(rows.sum(axis=1)).ravel()
     sums = sums[sums > 0]
     return sums.size > 0 and float(np.std(sums) / np.mean(sums)) < 0.05
+
+
+INPUT_SAMPLE_ROWS = 2000  # rows inspected to tell raw counts from log-normalised values
+RAW_COUNTS_HINT = ("run scanpy.pp.normalize_total + scanpy.pp.log1p on raw counts, or scprospatial.pp.normalize "
+                   "(or scprospatial.pp.read, which prepares any input) first")
+
+
+def rna_input_state(x, path=None) -> str:
+    """What a model input's X holds: 'counts' (non-negative integers) or 'lognorm' (log-normalised values).
+
+    Looks at the first rows only. Values that are neither (negative, e.g. scaled with scanpy.pp.scale, or too
+    large for log scale) raise an InputError saying what to run first.
+
+    Parameters
+    ----------
+    x
+        Cells x genes matrix (dense or sparse), e.g. ``adata.X``.
+    path
+        Input named in the error message.
+
+    Returns
+    -------
+    'counts' or 'lognorm'.
+    """
+    sample = x[: min(x.shape[0], INPUT_SAMPLE_ROWS)]
+    data = np.asarray(_values(sample), dtype=np.float64)
+    if data.size and not np.isfinite(data).all():
+        raise InputError("X contains NaN or Inf values; " + RAW_COUNTS_HINT, path)
+    if data.size == 0 or (data.min() >= 0 and np.all(np.mod(data, 1) == 0)):
+        return "counts"
+    if data.min() < 0 or data.max() > 30:
+        raise InputError(f"X looks neither like raw counts nor log-normalised values (range {data.min():.3g} to "
+                         f"{data.max():.3g}; scaled or batch-corrected data cannot be used); {RAW_COUNTS_HINT}",
+                         path)
+    if not looks_log_normalised(sample):
+        logger.info("X is not integer and its cells do not share one library size after expm1 (a gene subset or "
+                    "another normalisation?); it is used as log-normalised values")
+    return "lognorm"
 
 
 def rna_counts_status(x, path) -> str:

@@ -66,7 +66,7 @@ def predict_panel(model, rna, markers: list[str], batch_size: int = 4096, head_o
         return out
     mapping = model.gene_mapping(rna)
     ds = dataset_index(dataset_names(rna), model.datasets)
-    for rows, _e, mean, _s in model._predictor().chunks(lambda a, b: rna.X[a:b], rna.n_obs, mapping, ds, markers,
+    for rows, _e, mean, _s in model._predictor().chunks(model.rna_rows(rna)[0], rna.n_obs, mapping, ds, markers,
                                                           batch_size, head_only=head_only):
         out[rows] = mean
     return out

@@ -39,6 +39,7 @@ from scipy import sparse
 from .. import _constants as K
 from .. import _ext
 from .._logging import logger, progress
+from .._settings import scoped_threads
 from ..errors import InputError
 from ._gather import gather_mixture
 from ._fuse import FUSE_WEIGHT, mapping_space, panel_markers, predict_panel
@@ -187,7 +188,7 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
               threads: int | None = None, rna_cell_type_key: str | None = None,
               spatial_key: str = K.SPATIAL, block_size: int = QUERY_BLOCK, method: str = "fused",
               fuse_weight: float = FUSE_WEIGHT, adapt_epochs: int = ADAPT_EPOCHS, seed: int = 0,
-              copy: bool = False):
+              copy: bool = False, key_added: str = K.PROTEIN_PREDICTED):
     """Map the scRNA-seq cells in `rna` onto the imaged cells in `spatial` and impute the imaged cells' proteome.
 
     Writes the keys listed in the module docstring onto both AnnData objects (in place unless copy=True,
@@ -196,20 +197,48 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
     method: 'fused' (default: adapted joint space + predicted-vs-measured panel, weight `fuse_weight` on the
     joint cosine) or 'joint' (the joint space of the unadapted encoder alone); adapt_epochs: epochs of the
     encoder's self-supervised adaptation to the panel (0: none); seed: the adaptation's seed.
+    key_added: obsm/uns key of the predicted proteins on both sides (SDs under key_added + '_sd'; default
+    'protein_predicted'). `rna` may hold raw counts (see ScProSpatial.predict); `spatial` must be prepared
+    (scprospatial.pp.read(..., kind='spatial')).
+
+    Returns
+    -------
+    None (copy=False), or the (spatial, rna) copies holding the results (copy=True).
+
+    Parameters
+    ----------
+    model
+        A trained ScProSpatial.
+    rna, spatial
+        scRNA-seq cells and prepared imaged cells (``obsm['protein']``, ``obsm[spatial_key]``).
+    k, temperature
+        Neighbours per imaged cell and the softmax temperature of their weights (default: the model's).
+    proteins, all_proteins
+        Proteins to impute (as in `ScProSpatial.predict`).
+    backend, threads, block_size
+        Similarity search backend, CPU threads and imaged cells per block.
+    rna_cell_type_key, spatial_key
+        obs column of scRNA-seq labels; obsm key of the coordinates.
+    method, fuse_weight, adapt_epochs, seed
+        Mapping space (see above).
+    copy
+        Work on copies and return them instead of writing into `rna` and `spatial`.
+    key_added
+        Key of the predictions.
     """
     if copy:
         rna, spatial = rna.copy(), spatial.copy()
     if spatial_key not in spatial.obsm:
         raise InputError(f"no coordinates: obsm[{spatial_key!r}] is missing from the spatial input")
     tau = _temperature(model, temperature)
-    model.predict(rna, proteins=proteins, all_proteins=all_proteins, copy=False)  # predict once per RNA cell
+    model.predict(rna, proteins=proteins, all_proteins=all_proteins, copy=False, key_added=key_added)  # predict once per RNA cell
     markers = panel_markers(model, spatial) if method == "fused" else []
     space = mapping_space(model, spatial, rna.obsm[K.EMBEDDING], predict_panel(model, rna, markers), markers,
                           method=method, weight=fuse_weight, adapt_epochs=adapt_epochs, seed=seed)
     query, ref = space.query, space.ref
-    mean = np.ascontiguousarray(rna.obsm[K.PROTEIN_PREDICTED].to_numpy(np.float32))
-    sd = np.ascontiguousarray(rna.obsm[K.PROTEIN_PREDICTED_SD].to_numpy(np.float32))
-    names = list(rna.obsm[K.PROTEIN_PREDICTED].columns)
+    mean = np.ascontiguousarray(rna.obsm[key_added].to_numpy(np.float32))
+    sd = np.ascontiguousarray(rna.obsm[key_added + K.SD_SUFFIX].to_numpy(np.float32))
+    names = list(rna.obsm[key_added].columns)
     n = spatial.n_obs
     out_mean, out_sd = np.empty((n, len(names)), np.float32), np.empty((n, len(names)), np.float32)
     confidence = np.empty(n, np.float32)
@@ -224,7 +253,7 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
         confidence[rows] = (w * sim).sum(axis=1)
         blocks.append(wm)
     weights = sparse.vstack(blocks, format="csr") if blocks else sparse.csr_matrix((0, rna.n_obs))
-    _write_spatial(spatial, names, out_mean, out_sd, confidence, space.joint, rna.uns[K.PROTEIN_PREDICTED],
+    _write_spatial(spatial, names, out_mean, out_sd, confidence, space.joint, rna.uns[key_added], key_added,
                    {"backend": used, "k": int(k), "temperature": tau, "n_rna_cells": int(rna.n_obs), **space.info})
     distribution = _write_rna(rna, weights, np.asarray(spatial.obsm[spatial_key], dtype=np.float64))
     _transfer_labels(rna, spatial, weights, rna_cell_type_key)
@@ -235,14 +264,14 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
     return (spatial, rna) if copy else None
 
 
-def _write_spatial(spatial, names, mean, sd, confidence, emb, info: dict, extra: dict) -> None:
+def _write_spatial(spatial, names, mean, sd, confidence, emb, info: dict, key: str, extra: dict) -> None:
     idx = spatial.obs_names
-    spatial.obsm[K.PROTEIN_PREDICTED] = pd.DataFrame(mean, index=idx, columns=names)
-    spatial.obsm[K.PROTEIN_PREDICTED_SD] = pd.DataFrame(sd, index=idx, columns=names)
+    spatial.obsm[key] = pd.DataFrame(mean, index=idx, columns=names)
+    spatial.obsm[key + K.SD_SUFFIX] = pd.DataFrame(sd, index=idx, columns=names)
     spatial.obsm[K.EMBEDDING] = emb
     spatial.obs[K.MAPPING_CONFIDENCE] = confidence
     keep = ("model_id", "scale", "measured_in_training", "predicted_via_gene_link", "sd_scale", "coverage_nominal")
-    spatial.uns[K.PROTEIN_PREDICTED] = {**{k: info[k] for k in keep if k in info}, **extra}
+    spatial.uns[key] = {**{k: info[k] for k in keep if k in info}, **extra}
 
 
 def _write_rna(rna, weights: sparse.csr_matrix, coords: np.ndarray) -> sparse.csr_matrix:
@@ -305,6 +334,7 @@ def rna_output_path(out: str | os.PathLike) -> Path:
     return out.with_name(out.name[:-len(".h5ad")] + RNA_SUFFIX if out.name.endswith(".h5ad") else out.name + RNA_SUFFIX)
 
 
+@scoped_threads
 def map_files(model, rna, spatial, out, *, k: int = 10, proteins: Sequence[str] | None = None,
               all_proteins: bool = False, device: str = "auto", threads: int | None = None, backend: str = "auto",
               seed: int = 0, temperature: float | None = None, rna_cell_type_key: str | None = None,
@@ -315,9 +345,8 @@ def map_files(model, rna, spatial, out, *, k: int = 10, proteins: Sequence[str] 
     (scRNA-seq cells with mapped_location), both atomically. Returns `out`."""
     from ..io import load, write_h5ad
     from ..model import ScProSpatial
-    from .._settings import resolve_device, seed_everything, set_threads
+    from .._settings import resolve_device, seed_everything
 
-    set_threads(threads)
     seed_everything(seed)
     if not isinstance(model, ScProSpatial):
         model = ScProSpatial.load(model, device=device)

@@ -58,6 +58,27 @@ def spatial_neighbors(adata, *, method: str = "knn", n_neighs: int = 10, radius:
     coord_type must be None or 'generic' (cell tables; squidpy handles Visium 'grid' coordinates) and
     delaunay=True means method='delaunay'.
     Returns the AnnData when copy=True, else None.
+
+    Parameters
+    ----------
+    adata
+        Cells with coordinates in ``obsm[spatial_key]``.
+    method, n_neighs, radius
+        Graph type and its size (see above).
+    library_key
+        obs column of samples (one graph each), or None.
+    backend, threads
+        Compiled-kernel backend ('auto', 'cpp', 'python') and CPU threads.
+    spatial_key, key_added
+        Coordinates key; prefix of the written keys.
+    coord_type, delaunay
+        squidpy-compatible aliases.
+    copy
+        Return a new AnnData instead of writing into `adata`.
+
+    Returns
+    -------
+    The AnnData when copy=True, else None (results written into `adata`).
     """
     if coord_type not in (None, "generic"):
         raise InputError(f"coord_type={coord_type!r}: only 'generic' coordinates (cell tables) are supported; "

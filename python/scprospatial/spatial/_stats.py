@@ -12,6 +12,7 @@ from scipy import sparse, stats
 
 from .. import _constants as K
 from .._logging import logger
+from .._settings import scoped_threads
 from ..errors import InputError
 
 ALL = "all"                      # library label of pooled results
@@ -116,6 +117,25 @@ def nhood_enrichment(adata, *, cluster_key: str, n_perms: int = 1000, seed: int 
     count[a, b] = graph edges from a cell of type a to one of type b; z = (count - mean) / sd over
     `n_perms` seeded permutations of the labels (within each library when `library_key` is given).
     Writes uns['{cluster_key}_nhood_enrichment'] = {'zscore', 'count', 'categories', 'n_perms', 'seed'}.
+
+    Parameters
+    ----------
+    adata
+        Cells with a spatial graph (`spatial_neighbors` first) and labels in ``obs[cluster_key]``.
+    cluster_key
+        obs column of cell-type labels.
+    n_perms, seed
+        Number of label permutations and their seed.
+    library_key
+        obs column of samples (labels permuted within each), or None.
+    connectivity_key
+        obsp key of the graph.
+    copy
+        Return a new AnnData instead of writing into `adata`.
+
+    Returns
+    -------
+    The AnnData when copy=True, else None (results written into `adata`).
     """
     adata = adata.copy() if copy else adata
     if n_perms < 1:
@@ -197,6 +217,26 @@ def spatial_autocorr(adata, *, proteins=None, library_key: str | None = None, tw
     cells together, of the imputed proteins (obsm['protein_predicted']) when there are any, else of the
     measured ones; and uns['scprospatial_moranI'], the long table of every (library, source, protein) that
     spatial-stats writes as moran.csv.
+
+    Parameters
+    ----------
+    adata
+        Cells with a spatial graph (`spatial_neighbors` first) and proteins in obsm['protein'] and/or
+        obsm['protein_predicted'].
+    proteins
+        Proteins to test (default: all).
+    library_key
+        obs column of samples, or None.
+    two_tailed
+        Two-sided p-values instead of one-sided.
+    connectivity_key
+        obsp key of the graph.
+    copy
+        Return a new AnnData instead of writing into `adata`.
+
+    Returns
+    -------
+    The AnnData when copy=True, else None (results written into `adata`).
     """
     adata = adata.copy() if copy else adata
     graph = connectivities(adata, connectivity_key=connectivity_key)
@@ -235,7 +275,25 @@ def squidpy_moran_table(table: pd.DataFrame) -> pd.DataFrame:
 def niche_composition(adata, *, cluster_key: str, library_key: str | None = None,
                       connectivity_key: str = K.SPATIAL_CONNECTIVITIES, copy: bool = False):
     """Fraction of each cell's graph neighbours of every type (obsm['niche_composition'], DataFrame) and
-    its mean per centre cell type (uns['{cluster_key}_niche_composition'], long DataFrame per library)."""
+    its mean per centre cell type (uns['{cluster_key}_niche_composition'], long DataFrame per library).
+
+    Parameters
+    ----------
+    adata
+        Cells with a spatial graph (`spatial_neighbors` first) and labels in ``obs[cluster_key]``.
+    cluster_key
+        obs column of cell-type labels.
+    library_key
+        obs column of samples, or None.
+    connectivity_key
+        obsp key of the graph.
+    copy
+        Return a new AnnData instead of writing into `adata`.
+
+    Returns
+    -------
+    The AnnData when copy=True, else None (results written into `adata`).
+    """
     adata = adata.copy() if copy else adata
     codes, names = cluster_codes(adata, cluster_key)
     counts, total = neighbour_counts(connectivities(adata, connectivity_key=connectivity_key), codes, len(names))
@@ -278,6 +336,13 @@ def _enrichment_table(adata, cluster_key: str, library_key: str | None, n_perms:
     return pd.concat(frames, ignore_index=True)
 
 
+def protein_map_panels(adata, proteins) -> dict[str, dict[str, pd.Series]]:
+    """{protein: {'measured': values, 'imputed': values}} of `proteins`, for `protein_maps`."""
+    tables = protein_tables(adata, proteins)
+    label = {"measured": "measured", "predicted": "imputed"}
+    return {p: {label[s]: f[p] for s, f in tables.items() if p in f} for p in proteins}
+
+
 def _figure_proteins(adata, proteins, moran: pd.DataFrame, limit: int = 4) -> list[str]:
     """Requested proteins, else those both measured and imputed (highest imputed Moran's I first)."""
     if proteins is not None:
@@ -290,6 +355,7 @@ def _figure_proteins(adata, proteins, moran: pd.DataFrame, limit: int = 4) -> li
     return (both or by_source["predicted"] or by_source["measured"])[:limit]
 
 
+@scoped_threads
 def spatial_stats_file(input, outdir, *, cluster_key: str | None = None, proteins=None, n_perms: int = 1000,
                        library_key: str | None = None, seed: int = 0, threads: int | None = None):
     """`scprospatial spatial-stats`: statistics of one spatial .h5ad on one graph (built when absent).
@@ -300,13 +366,11 @@ def spatial_stats_file(input, outdir, *, cluster_key: str | None = None, protein
     """
     from pathlib import Path
 
-    from .._settings import set_threads
     from ..io import load, write_h5ad, write_table
     from ._figures import enrichment_heatmap, protein_maps
     from ._mapping import spatial_cell_type_key
     from ._neighbors import spatial_neighbors
 
-    set_threads(threads)
     outdir = Path(outdir)
     adata = load(input, kind="spatial")
     if library_key is not None and library_key not in adata.obs:
@@ -343,10 +407,7 @@ def spatial_stats_file(input, outdir, *, cluster_key: str | None = None, protein
     write_table(moran, outdir / "moran.csv", index=False)
     shown = _figure_proteins(adata, proteins, moran)
     if shown:
-        tables = protein_tables(adata, shown)
-        label = {"measured": "measured", "predicted": "imputed"}
-        panels = {p: {label[s]: f[p] for s, f in tables.items() if p in f} for p in shown}
-        protein_maps(np.asarray(adata.obsm[K.SPATIAL]), panels, outdir / "protein_maps.png")
+        protein_maps(np.asarray(adata.obsm[K.SPATIAL]), protein_map_panels(adata, shown), outdir / "protein_maps.png")
     return write_h5ad(adata, stats_path(input, outdir))
 
 
