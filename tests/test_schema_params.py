@@ -145,7 +145,7 @@ def test_modules_config_selects_only_existing_processes():
 def test_step_options_have_one_default_shared_with_scprospatial_run():
     """graph_method, graph_k, graph_radius, map_k, n_perms: unset in the pipeline, so each task runs the command's
     default, which is StepOptions' (the runner's); the schema documents the same value."""
-    from scprospatial.pipeline._options import DEFAULTS as STEP
+    from scprospatial._step_options import DEFAULTS as STEP
 
     described = schema_params()
     for name, value in STEP.as_dict().items():

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 from . import __version__
 from ._logging import configure, logger
 from .errors import InputError
-from .pipeline._options import DEFAULTS as STEP
+from ._step_options import DEFAULTS as STEP
 
 # ----------------------------------------------------------------------------------------------
 # Shared flag groups (one definition each, attached as argparse parents).
@@ -192,7 +192,7 @@ def _evaluate(args):
 
 def _run(args):
     from .pipeline import run_samplesheet
-    from .pipeline._options import StepOptions
+    from ._step_options import StepOptions
 
     options = StepOptions(graph_method=args.graph_method, graph_k=args.graph_k, graph_radius=args.graph_radius,
                           map_k=args.map_k, n_perms=args.n_perms)

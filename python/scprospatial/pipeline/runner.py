@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .._logging import logger
 from ..errors import InputError
-from ._options import DEFAULTS, StepOptions
+from .._step_options import DEFAULTS, StepOptions
 from .samplesheet import Sample, read_samplesheet
 from .steps import Step, run_steps
 

@@ -1,4 +1,5 @@
-"""Per-step options of the pipeline, in one place.
+"""Per-step options of the pipeline, in one place (a module of its own so that the CLI reads them without
+importing the runner).
 
 These are the defaults of `scprospatial spatial-graph`, `map` and `spatial-stats`, of `scprospatial run`
 (which passes them to those steps), and of the Nextflow pipeline, whose parameters (graph_method, graph_k,
