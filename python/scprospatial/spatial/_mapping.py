@@ -201,10 +201,6 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
     'protein_predicted'). `rna` may hold raw counts (see ScProSpatial.predict); `spatial` must be prepared
     (scprospatial.pp.read(..., kind='spatial')).
 
-    Returns
-    -------
-    None (copy=False), or the (spatial, rna) copies holding the results (copy=True).
-
     Parameters
     ----------
     model
@@ -225,6 +221,10 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
         Work on copies and return them instead of writing into `rna` and `spatial`.
     key_added
         Key of the predictions.
+
+    Returns
+    -------
+    None (copy=False), or the (spatial, rna) copies holding the results (copy=True).
     """
     if copy:
         rna, spatial = rna.copy(), spatial.copy()
