@@ -210,7 +210,7 @@ def markdown(results: list[dict]) -> str:
 
 def section(results: list[dict], meta: dict) -> str:
     """The bench_knn README section: bars at 10^6 cells, then the table."""
-    lines = ["## Spatial kNN graph (k = %d)" % meta["k"], ""]
+    lines = [f"## Spatial kNN graph (k = {meta['k']})", ""]
     ups = speedups(results)
     for r in (r for r in results if r["method"] == "scprospatial" and r["n"] >= 1_000_000):
         checks = []

@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 from scipy import sparse, stats
-from _mapping_tables import (grid_key, kernel_timings, label_agreement, rna_coarse_labels, runs,  # noqa: E402
-                             write_readme)
+
+from _mapping_tables import grid_key, kernel_timings, label_agreement, rna_coarse_labels, runs, write_readme  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -103,7 +103,7 @@ def mapping_weights(model, spatial, hidden, remb, pred, args, rng) -> tuple[dict
     tau, k, th = args.tau, args.k, args.threads
     x, mu = panel_vectors(masked, markers, rna_panel)
     grid = {}
-    for variant, epochs in (("adapted", args.adapt_epochs), ("aligned", 0)):
+    for epochs in (args.adapt_epochs, 0):  # adapted to the panel, aligned input only
         joint = mapping_space(model, masked, remb, rna_panel, markers, adapt_epochs=epochs, seed=args.seed).joint
         grid.update({grid_key(epochs > 0, a): topk_weights(*fuse(joint, remb, x, mu, a), k, tau, th) for a in GRID})
     # `map`'s defaults are one point of the grid (same seed, same code path: identical weights), not recomputed

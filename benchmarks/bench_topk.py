@@ -45,6 +45,7 @@ def run_backend(backend: str, q: np.ndarray, r: np.ndarray, k: int, threads: int
 
         return _ext.core().topk_similarity(q, r, k, threads=threads, device="cuda" if "cuda" in backend else "cpu")
     import torch
+
     from scprospatial.spatial._mapping import _topk_torch
 
     torch.set_num_threads(threads)

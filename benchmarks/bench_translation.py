@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+
 from _readme import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 from _translation_readme import section  # noqa: E402
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+
 import scprospatial as scp
 from scprospatial import _constants as K
 from scprospatial.errors import InputError
@@ -68,8 +69,9 @@ def test_rna_input_state_tells_counts_lognorm_and_scaled():
 # ------------------------------------------------------------------ thread limits
 def test_library_calls_leave_the_process_thread_limits_alone(tmp_path):
     import torch
-    from scprospatial.spatial import spatial_stats_file
     from threadpoolctl import threadpool_info, threadpool_limits
+
+    from scprospatial.spatial import spatial_stats_file
 
     rng = np.random.default_rng(0)
     table = pd.DataFrame({"X": rng.uniform(0, 100, 200), "Y": rng.uniform(0, 100, 200),

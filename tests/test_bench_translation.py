@@ -19,7 +19,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from peers import adapter as A  # noqa: E402
-
 from scprospatial import _constants as K  # noqa: E402
 from scprospatial import evaluate as E  # noqa: E402
 from scprospatial.preprocess import clr_transform  # noqa: E402

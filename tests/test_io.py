@@ -7,6 +7,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+
 from scprospatial import _constants as K
 from scprospatial.errors import InputError
 from scprospatial.io import dataset_name, load, prepare_files, read_input

@@ -11,9 +11,9 @@ from scipy import sparse
 
 from scprospatial import _constants as K
 from scprospatial import _ext
+from scprospatial._constants import MAPPED_CELL_TYPE, MAPPING_WEIGHT
 from scprospatial.errors import InputError
 from scprospatial.spatial import map_cells, map_files, rna_output_path, topk_similarity
-from scprospatial._constants import MAPPED_CELL_TYPE, MAPPING_WEIGHT
 from scprospatial.spatial._mapping import mixture, softmax_weights
 
 BACKENDS = ["torch"] + (["cpp"] if _ext.core() is not None else [])

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
-import anndata as ad
 
 from scprospatial import _constants as K
 from scprospatial.errors import InputError

@@ -7,9 +7,7 @@ import pytest
 import torch
 
 from scprospatial.errors import InputError
-from scprospatial.nn import (ProteinQueries, TokenSetEncoder, TranslatorHead, gaussian_nll, info_nce, ppi_init,
-                             read_ppi)
-
+from scprospatial.nn import ProteinQueries, TokenSetEncoder, TranslatorHead, gaussian_nll, info_nce, ppi_init, read_ppi
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+
 from scprospatial import _constants as K
 from scprospatial.errors import InputError
 from scprospatial.preprocess import (

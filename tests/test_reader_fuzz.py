@@ -175,7 +175,7 @@ def test_10x_folder_read_or_refuse(data):
     n_genes, n_cells = 12, 8
     entries = [(g + 1, c + 1, int(rng.integers(1, 9))) for g in range(n_genes) for c in range(n_cells)
                if rng.random() < 0.5]
-    lines = [f"%%MatrixMarket matrix coordinate integer general", f"{n_genes} {n_cells} {len(entries)}",
+    lines = ["%%MatrixMarket matrix coordinate integer general", f"{n_genes} {n_cells} {len(entries)}",
              *(f"{g} {c} {v}" for g, c, v in entries)]
     features = [f"ENSG{i}\t{'CD3' if i == 0 else f'G{i}'}\t{'Antibody Capture' if i < 2 else 'Gene Expression'}"
                 for i in range(n_genes)]

@@ -14,8 +14,15 @@ from scipy.spatial import Delaunay, cKDTree
 from scprospatial import _constants as K
 from scprospatial import _ext
 from scprospatial.errors import InputError
-from scprospatial.spatial import (DelaunayBuilder, KNNBuilder, RadiusBuilder, graph_file, graph_keys, knn_graph,
-                                  spatial_neighbors)
+from scprospatial.spatial import (
+    DelaunayBuilder,
+    KNNBuilder,
+    RadiusBuilder,
+    graph_file,
+    graph_keys,
+    knn_graph,
+    spatial_neighbors,
+)
 
 core = _ext.core()
 

@@ -10,8 +10,14 @@ from scipy import stats
 
 from scprospatial import _constants as K
 from scprospatial.errors import InputError, MissingStepError
-from scprospatial.spatial import (morans_i, nhood_enrichment, niche_composition, spatial_autocorr,
-                                  spatial_neighbors, spatial_stats_file)
+from scprospatial.spatial import (
+    morans_i,
+    nhood_enrichment,
+    niche_composition,
+    spatial_autocorr,
+    spatial_neighbors,
+    spatial_stats_file,
+)
 from scprospatial.spatial._stats import NICHE, connectivities, enrichment_key
 
 

@@ -18,7 +18,6 @@ from scprospatial.train._trainer import WeightAverage
 
 from .test_model import TINY, make_cohort
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

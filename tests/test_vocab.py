@@ -7,6 +7,7 @@ import re
 import anndata as ad
 import pandas as pd
 import pytest
+
 from scprospatial.errors import InputError
 from scprospatial.io import detect_layout
 from scprospatial.vocab import ISOTYPE_CONTROL, ProteinVocabulary, get_vocabulary, normalise_protein_name

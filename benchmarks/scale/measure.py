@@ -6,11 +6,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-
 
 # A small launcher that spawns the command and reports its rusage. The measuring process cannot spawn the command
 # itself: Linux carries the parent's peak RSS over fork and exec into the child's ru_maxrss, so a child of a large

@@ -87,8 +87,8 @@ def main(argv=None) -> None:
 
     t0 = time.perf_counter()
     import torch
-
     from panel import first_predictable
+
     from scprospatial._settings import set_threads
     from scprospatial.model import ScProSpatial, impute_file
 

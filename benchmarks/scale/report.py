@@ -133,7 +133,7 @@ def gpu_lines(profiles: dict, tflops: float = GPU_TFLOPS) -> list[str]:
     """One GPU, projected (no GPU was measured): the CPU-side parts per cell as measured here, plus the
     forward pass at `tflops` sustained."""
     lines = []
-    for key, p in sorted(profiles.items()):
+    for _key, p in sorted(profiles.items()):
         if p.get("device") != "cpu" or not p.get("forward_mflop_per_cell"):
             continue
         n, parts = p["n"], p["parts_s"]

@@ -8,9 +8,9 @@ from __future__ import annotations
 import csv
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 SCP = [sys.executable, "-m", "scprospatial"]   # the `scprospatial` command of this interpreter
 SPATIAL_CELL_TYPE_COL = "ClusterName"   # the CODEX layout's cell-type column (simulate's default layout)

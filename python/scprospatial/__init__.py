@@ -3,7 +3,8 @@
 Learns RNA→protein translation from paired CITE-seq cohorts, predicts protein abundance
 for RNA-only cells, and maps scRNA-seq cells onto spatial proteomics images.
 """
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 try:
     __version__ = _version("scprospatial")

@@ -15,13 +15,13 @@ import logging
 import re
 import sys
 import textwrap
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from . import __version__
 from ._logging import configure, logger
-from .errors import InputError
 from ._step_options import DEFAULTS as STEP
+from .errors import InputError
 
 # ----------------------------------------------------------------------------------------------
 # Shared flag groups (one definition each, attached as argparse parents).
@@ -191,8 +191,8 @@ def _evaluate(args):
 
 
 def _run(args):
-    from .pipeline import run_samplesheet
     from ._step_options import StepOptions
+    from .pipeline import run_samplesheet
 
     options = StepOptions(graph_method=args.graph_method, graph_k=args.graph_k, graph_radius=args.graph_radius,
                           map_k=args.map_k, n_perms=args.n_perms)

@@ -2,11 +2,29 @@
 from ._files import METHODS, evaluate_files, load_cohort, make_methods, make_splits
 from ._model import ScProSpatialMethod, model_available
 from ._run import MethodFailed, run_splits, summarise, summary_markdown
-from .baselines import (KNN, CodingGene, Features, KernelRidgeSVD, MeanPredictor, Method, Ridge, SVDFeatures,
-                        coding_gene_links, default_baselines)
+from .baselines import (
+                        KNN,
+                        CodingGene,
+                        Features,
+                        KernelRidgeSVD,
+                        MeanPredictor,
+                        Method,
+                        Ridge,
+                        SVDFeatures,
+                        coding_gene_links,
+                        default_baselines,
+)
 from .metrics import ccc, interval_coverage, pearson, pooled_cosine, rmse, score_proteins, spearman
-from .splits import (SPLITS, Split, cell_types, cross_cohort_splits, few_shot_splits, leave_protein_out_splits,
-                     leave_type_out_splits, random_splits)
+from .splits import (
+                        SPLITS,
+                        Split,
+                        cell_types,
+                        cross_cohort_splits,
+                        few_shot_splits,
+                        leave_protein_out_splits,
+                        leave_type_out_splits,
+                        random_splits,
+)
 
 __all__ = [
     "METHODS", "SPLITS", "KNN", "CodingGene", "Features", "KernelRidgeSVD", "MeanPredictor", "Method",

@@ -5,8 +5,8 @@ import json
 import os
 import platform
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import anndata as ad
 from threadpoolctl import threadpool_limits
@@ -19,7 +19,7 @@ from ..io._write import write_table, write_text
 from . import splits as S
 from ._model import MODEL_NAMES, ScProSpatialMethod, model_available
 from ._run import run_splits, summarise, summary_markdown
-from .baselines import BASELINE_NAMES, CodingGene, KernelRidgeSVD, KNN, MeanPredictor, N_PCS, Ridge
+from .baselines import BASELINE_NAMES, KNN, N_PCS, CodingGene, KernelRidgeSVD, MeanPredictor, Ridge
 
 METHODS = (*MODEL_NAMES, *BASELINE_NAMES)
 _HIDDEN_CAPABLE = ("coding_gene", *MODEL_NAMES)

@@ -5,7 +5,7 @@ them: the test cells are never seen) and predicts mean and SD for the test cells
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import anndata as ad
 import pandas as pd

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Mapping, Protocol, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import anndata as ad
 import numpy as np
@@ -82,7 +83,7 @@ def _cells_key(adata: ad.AnnData) -> tuple:
 
 
 @functools.lru_cache(maxsize=4)
-def _fit_features(key: tuple, n_hvg: int, n_pcs: int | None, train: "_Hold") -> tuple:
+def _fit_features(key: tuple, n_hvg: int, n_pcs: int | None, train: _Hold) -> tuple:
     genes = highly_variable_genes(train.adata, n_hvg)
     if not n_pcs:
         return genes, None, None
@@ -118,7 +119,7 @@ class Features:
     def __init__(self, n_hvg: int = N_HVG, n_pcs: int | None = None):
         self.n_hvg, self.n_pcs = n_hvg, n_pcs
 
-    def fit(self, train: ad.AnnData) -> "Features":
+    def fit(self, train: ad.AnnData) -> Features:
         self.genes, self.scaler, self.pca = _fit_features(_cells_key(train), self.n_hvg, self.n_pcs, _Hold(train))
         return self
 
@@ -249,7 +250,7 @@ class SVDFeatures:
         pick = sp.csr_matrix((np.ones(len(have)), (idx[have], have)), shape=(adata.n_vars, len(self.genes)))
         return sp.csr_matrix(x @ pick, dtype=np.float32)
 
-    def fit(self, train: ad.AnnData) -> "SVDFeatures":
+    def fit(self, train: ad.AnnData) -> SVDFeatures:
         self.genes = train.var_names.copy()
         x = self._matrix(train)
         n = max(1, min(self.n_components, x.shape[0] - 1, x.shape[1] - 1))
@@ -277,7 +278,7 @@ class _CentredKRR:
     def __init__(self, alpha: float, gamma: float):
         self.alpha, self.gamma = alpha, gamma
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> "_CentredKRR":
+    def fit(self, x: np.ndarray, y: np.ndarray) -> _CentredKRR:
         from sklearn.kernel_ridge import KernelRidge
 
         self.mean = y.mean(0)

@@ -18,8 +18,8 @@ import glob
 import os
 import re
 import shutil
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 from .._logging import logger
 from ..errors import InputError
@@ -99,7 +99,7 @@ class Rollback:
         self.before: set[Path] = set()
         self.tops: list[Path] = []
 
-    def __enter__(self) -> "Rollback":
+    def __enter__(self) -> Rollback:
         for root in self.roots:
             top = root
             while not top.exists() and top != top.parent:

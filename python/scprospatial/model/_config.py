@@ -49,7 +49,7 @@ class ModelConfig:
     def epochs(self, stage: str) -> int:
         return getattr(self, f"epochs_{stage}")
 
-    def with_epochs(self, epochs: int | None) -> "ModelConfig":
+    def with_epochs(self, epochs: int | None) -> ModelConfig:
         """A copy with every stage's epochs set to `epochs` (None: unchanged)."""
         if epochs is None:
             return self
@@ -61,7 +61,7 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:

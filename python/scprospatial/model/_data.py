@@ -1,8 +1,8 @@
 """AnnData -> model inputs: RNA on the gene vocabulary (CSR), protein on the protein vocabulary + masks."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import anndata as ad
 import numpy as np
@@ -23,7 +23,7 @@ class GeneMapping:
     n_unknown: int        # cohort genes not in the vocabulary
 
     @classmethod
-    def of(cls, var_names: Sequence[str], vocab: Vocabulary) -> "GeneMapping":
+    def of(cls, var_names: Sequence[str], vocab: Vocabulary) -> GeneMapping:
         cols = vocab.gene_index.get_indexer(pd.Index(var_names).astype(str))
         n_shared = int(np.unique(cols[cols >= 0]).size)
         return cls(cols, n_shared, len(vocab.genes) - n_shared, int((cols < 0).sum()))

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import anndata as ad
 import numpy as np
@@ -57,7 +57,7 @@ class ScProSpatial:
     @classmethod
     def setup(cls, adatas, config: ModelConfig | None = None, *, gene_links: GeneLinks | None = None,
               extra_proteins: Sequence[str] | None = None, ppi: str | os.PathLike | None = None,
-              seed: int = 0) -> "ScProSpatial":
+              seed: int = 0) -> ScProSpatial:
         """Build the vocabularies from the training cohorts and initialise the network (seeded).
 
         Parameters
@@ -337,7 +337,7 @@ class ScProSpatial:
         return save_checkpoint(payload, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "auto") -> "ScProSpatial":
+    def load(cls, path: str | os.PathLike, device: str = "auto") -> ScProSpatial:
         device = resolve_device(device)
         ck = load_checkpoint(path)
         config, vocab = ModelConfig.from_dict(ck["config"]), Vocabulary.from_dict(ck["vocabulary"])

@@ -1,8 +1,8 @@
 """Chunked inference: RNA cells -> joint embedding, protein mean and SD (streams over cells)."""
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch

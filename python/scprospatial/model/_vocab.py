@@ -1,9 +1,9 @@
 """The model's gene vocabulary (HVGs + coding genes) and protein vocabulary (with gene links)."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable, Iterable, Mapping, Sequence
 
 import anndata as ad
 import numpy as np
@@ -58,7 +58,7 @@ class Vocabulary:
                 "inputs": list(self.inputs)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Vocabulary":
+    def from_dict(cls, d: dict) -> Vocabulary:
         return cls(list(d["genes"]), list(d["proteins"]), {p: list(g) for p, g in d["gene_links"].items()},
                    list(d.get("measured", [])), d.get("inputs"))
 

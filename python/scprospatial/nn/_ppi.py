@@ -6,7 +6,7 @@ interaction graph, so neighbours share directions while the overall scale stays 
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

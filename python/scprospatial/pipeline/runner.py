@@ -27,8 +27,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._logging import logger
-from ..errors import InputError
 from .._step_options import DEFAULTS, StepOptions
+from ..errors import InputError
 from .samplesheet import Sample, read_samplesheet
 from .steps import Step, run_steps
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Iterable
+from collections.abc import Iterable
 
 import anndata as ad
 import numpy as np

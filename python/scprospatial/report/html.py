@@ -92,7 +92,6 @@ def _truth_table(truth_dir: Path, pred: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def _section_imputed(outdir: Path, truth_dir: Path | None) -> str:
-    import anndata as ad
 
     from ..evaluate.metrics import interval_coverage, pearson  # the metrics `evaluate` reports
 
@@ -124,7 +123,6 @@ def _section_imputed(outdir: Path, truth_dir: Path | None) -> str:
 
 
 def _section_spatial(outdir: Path) -> str:
-    import anndata as ad
 
     parts = []
     for f in _outputs(outdir / "spatial", "*.h5ad"):
@@ -147,7 +145,6 @@ def _section_spatial(outdir: Path) -> str:
 
 def _section_mapped(outdir: Path) -> str:
     """Imaged cells that received a proteome: measured marker beside its imputed value, and confidence."""
-    import anndata as ad
 
     from ..evaluate.metrics import pearson
 

@@ -29,8 +29,8 @@ averaged over the distribution: the spatial niche the scRNA-seq cell belongs to.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,9 +41,9 @@ from .. import _ext
 from .._logging import logger, progress
 from .._settings import scoped_threads
 from ..errors import InputError
-from ._gather import gather_mixture
-from ._fuse import FUSE_WEIGHT, mapping_space, panel_markers, predict_panel
 from ._adapt import ADAPT_EPOCHS
+from ._fuse import FUSE_WEIGHT, mapping_space, panel_markers, predict_panel
+from ._gather import gather_mixture
 from ._kernels import _threads, knn_graph
 from ._stats import cluster_codes, connectivities, neighbour_counts
 
@@ -343,9 +343,9 @@ def map_files(model, rna, spatial, out, *, k: int = 10, proteins: Sequence[str] 
     """`scprospatial map`: read the scRNA-seq and spatial inputs (any supported layout; `overrides` are the
     spatial table's format overrides), map, write `out` (imaged cells) and `<out stem>.rna.h5ad`
     (scRNA-seq cells with mapped_location), both atomically. Returns `out`."""
+    from .._settings import resolve_device, seed_everything
     from ..io import load, write_h5ad
     from ..model import ScProSpatial
-    from .._settings import resolve_device, seed_everything
 
     seed_everything(seed)
     if not isinstance(model, ScProSpatial):

@@ -411,8 +411,8 @@ def spatial_stats_file(input, outdir, *, cluster_key: str | None = None, protein
     return write_h5ad(adata, stats_path(input, outdir))
 
 
-def stats_path(input, outdir) -> "Path":
-    """`<outdir>/<input stem>.stats.h5ad`: the .h5ad that spatial-stats writes."""
+def stats_path(input, outdir):
+    """`<outdir>/<input stem>.stats.h5ad` (a Path): the .h5ad that spatial-stats writes."""
     from pathlib import Path
 
     return Path(outdir) / f"{Path(input).name.split('.')[0]}.stats.h5ad"

@@ -1,6 +1,6 @@
 """Training loops for the three stages (pretrain, align, translate), checkpoints and resume."""
-from ._checkpoint import load_checkpoint, save_checkpoint
 from ._calibration import calibrate_scale, z_value
+from ._checkpoint import load_checkpoint, save_checkpoint
 from ._metrics import foscttm, interval_coverage, matching_accuracy, pearson_per_column
 from ._trainer import Trainer, TrainState
 

@@ -25,7 +25,7 @@ class Batch:
     has_rna: torch.Tensor      # (B,) bool
 
     @classmethod
-    def of(cls, pool: Pool, idx: np.ndarray, device) -> "Batch":
+    def of(cls, pool: Pool, idx: np.ndarray, device) -> Batch:
         return cls(sparse_tensor(pool.rna[idx], device), torch.from_numpy(pool.protein[idx]).to(device),
                    torch.from_numpy(pool.pmask[idx]).to(device), torch.from_numpy(pool.dataset[idx]).to(device),
                    torch.from_numpy(pool.has_rna[idx]).to(device))

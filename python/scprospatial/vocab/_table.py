@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import pandas as pd
 
@@ -86,7 +86,7 @@ class ProteinVocabulary:
         level[key] = canonical
 
     @classmethod
-    def from_tsv(cls, path: str | os.PathLike) -> "ProteinVocabulary":
+    def from_tsv(cls, path: str | os.PathLike) -> ProteinVocabulary:
         try:
             table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
         except (OSError, ValueError) as exc:
