@@ -38,8 +38,8 @@ class ModelConfig:
                                       # to read a protein's own gene (the signal that carries across cohorts)
     support_quantile: float = 1.0     # a coding gene's training support: this quantile of its training values
                                       # (1.0: the largest); beyond it the prediction extends with the gene link's
-                                      # slope (> 1: no extrapolation). 0.99 moved more (PBMC 5k 0.542 vs 0.522)
-                                      # but cost 0.012 on the random split
+                                      # slope (> 1: no extrapolation). 0.99 cost 0.012 on the random split
+                                      # (development, benchmarks/PROTOCOL.md)
     encoder_lr_scale: float = 0.3     # encoder learning-rate factor while translating
     mse_weight: float = 1.0           # extra MSE on the mean next to the Gaussian NLL
     ema_decay: float = 0.98           # in (0, 1): translate keeps a per-step moving average of the weights
