@@ -31,10 +31,12 @@ def _common_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("common options")
     g.add_argument("--seed", type=_seed, default=0, help="random seed; the same seed gives the same result (default 0)")
-    g.add_argument("--threads", type=int, default=None, help="CPU threads for torch and the C++ core (default: all cores)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch and the C++ core (default: all cores)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="compute device: auto picks CUDA when a GPU is visible (default auto)")
-    g.add_argument("-v", "--verbose", action="count", default=0, help="debug logging, with tracebacks of internal errors")
+    g.add_argument("-v", "--verbose", action="count", default=0,
+                   help="debug logging, with tracebacks of internal errors")
     g.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     return p
 
@@ -53,7 +55,8 @@ def _spatial_format_parser() -> argparse.ArgumentParser:
     g.add_argument("--imaging-norm", choices=("arcsinh", "quantile"), default=None,
                    help="normalisation of imaging intensities (default arcsinh)")
     g.add_argument("--cofactor", default=None,
-                   help="arcsinh cofactor, a number or 'auto' (default auto: 5 on count scales, else the panel's background)")
+                   help="arcsinh cofactor, a number or 'auto' "
+                        "(default auto: 5 on count scales, else the panel's background)")
     return p
 
 
@@ -225,8 +228,10 @@ def _add_simulate(p):
     p.add_argument("--outdir", required=True, help="folder to write the cohort into")
     p.add_argument("--n-cells", type=_count, default=2000, help="paired CITE-seq cells (default 2000)")
     p.add_argument("--n-query", type=_count, default=None, help="RNA-only query cells (default: half of --n-cells)")
-    p.add_argument("--n-spatial", type=_count, default=None, help="imaged cells in the spatial table (default: 2 x --n-cells)")
-    p.add_argument("--spatial-layout", choices=("codex", "cycif"), default="codex", help="column layout of the cell table")
+    p.add_argument("--n-spatial", type=_count, default=None,
+                   help="imaged cells in the spatial table (default: 2 x --n-cells)")
+    p.add_argument("--spatial-layout", choices=("codex", "cycif"), default="codex",
+                   help="column layout of the cell table")
     p.add_argument("--n-genes", type=_count, default=3000, help="genes per cell (default 3000)")
     p.add_argument("--n-cell-types", type=int, default=8, help="cell types, 2-12 (default 8)")
     p.add_argument("--chunk-size", type=_count, default=50_000,
@@ -259,7 +264,8 @@ def _add_impute(p):
     p.add_argument("--model", required=True, help="checkpoint written by `scprospatial train` (model.pt)")
     p.add_argument("--out", required=True, help="output .h5ad")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--proteins", type=_csv_list, default=None, help="comma-separated proteins (default: training panel)")
+    g.add_argument("--proteins", type=_csv_list, default=None,
+                   help="comma-separated proteins (default: training panel)")
     g.add_argument("--all-proteins", action="store_true", help="every vocabulary protein linked to a model gene")
     p.add_argument("--batch-size", type=_count, default=4096, help="cells per inference chunk (default 4096)")
 
@@ -269,7 +275,8 @@ def _add_spatial_graph(p):
     p.add_argument("--out", required=True, help="output .h5ad with obsp graphs (squidpy-compatible keys)")
     p.add_argument("--method", choices=("knn", "radius", "delaunay"), default=STEP.graph_method,
                    help=f"graph kind (default {STEP.graph_method})")
-    p.add_argument("--k", type=_count, default=STEP.graph_k, help=f"neighbours per cell for knn (default {STEP.graph_k})")
+    p.add_argument("--k", type=_count, default=STEP.graph_k,
+                   help=f"neighbours per cell for knn (default {STEP.graph_k})")
     p.add_argument("--radius", type=_positive, default=None, help="radius for method=radius, or pruning distance")
     p.add_argument("--library-key", default=None, help="obs column of samples: one block-diagonal graph per sample")
     p.add_argument("--backend", choices=("auto", "cpp", "cuda", "scipy"), default="auto", help="kernel backend")
@@ -280,9 +287,11 @@ def _add_map(p):
     p.add_argument("--rna", required=True, help="scRNA-seq cells to map (any supported layout)")
     p.add_argument("--spatial", required=True, help="spatial proteomics cell table or prepared .h5ad")
     p.add_argument("--out", required=True, help="output .h5ad: imaged cells with the imputed proteome")
-    p.add_argument("--k", type=_count, default=STEP.map_k, help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
+    p.add_argument("--k", type=_count, default=STEP.map_k,
+                   help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--proteins", type=_csv_list, default=None, help="comma-separated proteins (default: training panel)")
+    g.add_argument("--proteins", type=_csv_list, default=None,
+                   help="comma-separated proteins (default: training panel)")
     g.add_argument("--all-proteins", action="store_true", help="every vocabulary protein linked to a model gene")
     p.add_argument("--backend", choices=("auto", "cpp", "cuda", "torch"), default="auto", help="top-k search backend")
 
@@ -322,13 +331,18 @@ def _add_run(p):
                    choices=("random", "few-shot", "leave-type-out", "cross-cohort", "leave-protein-out"),
                    help="held-out split of --evaluate (default random)")
     p.add_argument("--evaluate-seeds", type=_count, default=5, help="repeats of the random split (default 5)")
-    g = p.add_argument_group("step options (as the pipeline's --graph_method, --graph_k, --graph_radius, --map_k, --n_perms)")
+    g = p.add_argument_group("step options "
+                             "(as the pipeline's --graph_method, --graph_k, --graph_radius, --map_k, --n_perms)")
     g.add_argument("--graph-method", choices=("knn", "radius", "delaunay"), default=STEP.graph_method,
                    help=f"spatial graph of each imaged sample (default {STEP.graph_method})")
-    g.add_argument("--graph-k", type=_count, default=STEP.graph_k, help=f"neighbours of the knn graph (default {STEP.graph_k})")
-    g.add_argument("--graph-radius", type=_positive, default=STEP.graph_radius, help="radius graph: the radius (or pruning)")
-    g.add_argument("--map-k", type=_count, default=STEP.map_k, help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
-    g.add_argument("--n-perms", type=_count, default=STEP.n_perms, help=f"enrichment permutations (default {STEP.n_perms})")
+    g.add_argument("--graph-k", type=_count, default=STEP.graph_k,
+                   help=f"neighbours of the knn graph (default {STEP.graph_k})")
+    g.add_argument("--graph-radius", type=_positive, default=STEP.graph_radius,
+                   help="radius graph: the radius (or pruning)")
+    g.add_argument("--map-k", type=_count, default=STEP.map_k,
+                   help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
+    g.add_argument("--n-perms", type=_count, default=STEP.n_perms,
+                   help=f"enrichment permutations (default {STEP.n_perms})")
 
 
 def _add_report(p):
@@ -376,7 +390,8 @@ SUBCOMMANDS: dict[str, tuple[Callable, str, str, Callable, tuple[str, ...]]] = {
                       "scprospatial spatial-graph codex.csv --out codex_graph.h5ad --method knn --k 10",
                       _add_spatial_graph, ("format",)),
     "map": (_map, "map scRNA-seq cells onto a spatial proteomics sample and impute its proteome",
-            "scprospatial map --model model/model.pt --rna query.h5ad --spatial codex.csv --out codex_mapped.h5ad --k 10",
+            "scprospatial map --model model/model.pt --rna query.h5ad --spatial codex.csv "
+            "--out codex_mapped.h5ad --k 10",
             _add_map, ("format",)),
     "spatial-stats": (_spatial_stats, "neighbourhood enrichment, Moran's I and niche composition on one graph",
                       "scprospatial spatial-stats codex_mapped.h5ad --out codex_stats --cluster-key ClusterName",

@@ -20,8 +20,9 @@ _COMPOUND = re.compile(r"(\.(csv|tsv|txt|parquet|pq|h5ad|h5mu|h5))?(\.(gz|bz2|xz
 
 
 def dataset_name(path: PathLike | Sequence[PathLike]) -> str:
-    """Default dataset id (also of an in-memory object, see `load`): the file stem ('cells.csv.gz' -> 'cells'); for a 10x `filtered_feature_bc_matrix`
-    (or `outs`) folder, the sample folder above it; for an RNA,PROTEIN pair, the RNA file's stem."""
+    """Default dataset id (also of an in-memory object, see `load`): the file stem ('cells.csv.gz' -> 'cells');
+    for a 10x `filtered_feature_bc_matrix` (or `outs`) folder, the sample folder above it; for an RNA,PROTEIN pair,
+    the RNA file's stem."""
     if is_in_memory(path):
         info = path.uns.get(K.UNS) if hasattr(path, "uns") else None
         if isinstance(info, dict) and K.DATASET in info:

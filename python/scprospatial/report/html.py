@@ -18,7 +18,8 @@ from . import figures
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}.note{color:#666;font-size:.85em}"""
 
 
@@ -59,7 +60,8 @@ def _section_inputs(outdir: Path) -> str:
     if not files:
         return ""
     df = pd.DataFrame([_read_obs_summary(f) for f in files]).set_index("file")
-    return "<h2>Inputs</h2><p>Each samplesheet row after validation and normalisation (<code>prepared/</code>).</p>" + _table(df)
+    return ("<h2>Inputs</h2><p>Each samplesheet row after validation and normalisation (<code>prepared/</code>).</p>"
+            + _table(df))
 
 
 def _section_model(outdir: Path) -> str:
@@ -166,8 +168,8 @@ def _section_mapped(outdir: Path) -> str:
             parts.append("<p>Markers both measured on the image and imputed from RNA (a consistency check, "
                          "not a held-out test: the measured panel was used for mapping):</p>" + _table(df))
             best = df.index[0]
-            values = {f"{best} measured": np.asarray(a[:, best].X).ravel(), f"{best} imputed": pred[best].to_numpy(float),
-                      "mapping confidence": conf}
+            values = {f"{best} measured": np.asarray(a[:, best].X).ravel(),
+                      f"{best} imputed": pred[best].to_numpy(float), "mapping confidence": conf}
             parts.append(_img(figures.spatial_scatter(np.asarray(a.obsm[K.SPATIAL]), values), "imputed vs measured"))
     return ("<h2>Imaged cells with imputed proteomes</h2>" + "".join(parts)) if parts else ""
 

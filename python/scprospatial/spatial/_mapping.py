@@ -231,7 +231,8 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
     if spatial_key not in spatial.obsm:
         raise InputError(f"no coordinates: obsm[{spatial_key!r}] is missing from the spatial input")
     tau = _temperature(model, temperature)
-    model.predict(rna, proteins=proteins, all_proteins=all_proteins, copy=False, key_added=key_added)  # predict once per RNA cell
+    # predict once per RNA cell
+    model.predict(rna, proteins=proteins, all_proteins=all_proteins, copy=False, key_added=key_added)
     markers = panel_markers(model, spatial) if method == "fused" else []
     space = mapping_space(model, spatial, rna.obsm[K.EMBEDDING], predict_panel(model, rna, markers), markers,
                           method=method, weight=fuse_weight, adapt_epochs=adapt_epochs, seed=seed)

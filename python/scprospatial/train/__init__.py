@@ -4,5 +4,5 @@ from ._checkpoint import load_checkpoint, save_checkpoint
 from ._metrics import foscttm, interval_coverage, matching_accuracy, pearson_per_column
 from ._trainer import Trainer, TrainState
 
-__all__ = ["Trainer", "TrainState", "calibrate_scale", "load_checkpoint", "save_checkpoint", "foscttm", "interval_coverage", "matching_accuracy",
-           "pearson_per_column", "z_value"]
+__all__ = ["Trainer", "TrainState", "calibrate_scale", "load_checkpoint", "save_checkpoint", "foscttm",
+           "interval_coverage", "matching_accuracy", "pearson_per_column", "z_value"]
