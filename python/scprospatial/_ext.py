@@ -18,7 +18,7 @@ def core() -> ModuleType | None:
     if not _tried:
         _tried = True
         try:
-            from . import _core as mod  # type: ignore[attr-defined]
+            from . import _core as mod
 
             _core = mod
         except ImportError as exc:
@@ -30,6 +30,17 @@ def core() -> ModuleType | None:
                 stacklevel=2,
             )
     return _core
+
+
+def require() -> ModuleType:
+    """The compiled core, for code paths chosen because it is available (e.g. backend 'cpp'); an InputError
+    saying so when it is not."""
+    mod = core()
+    if mod is None:
+        from .errors import InputError
+
+        raise InputError("this needs scprospatial's compiled extension (scprospatial._core), which is not available")
+    return mod
 
 
 def cuda_compiled() -> bool:

@@ -27,8 +27,8 @@ from .errors import InputError
 # Shared flag groups (one definition each, attached as argparse parents).
 
 
-def _common_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+def _common_parser() -> _Parser:
+    p = _Parser(add_help=False)
     g = p.add_argument_group("common options")
     g.add_argument("--seed", type=_seed, default=0, help="random seed; the same seed gives the same result (default 0)")
     g.add_argument("--threads", type=int, default=None,
@@ -41,9 +41,9 @@ def _common_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _spatial_format_parser() -> argparse.ArgumentParser:
+def _spatial_format_parser() -> _Parser:
     """Overrides for cell-table layouts the auto-detection does not know."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(add_help=False)
     g = p.add_argument_group("format overrides (spatial tables and CITE-seq layouts)")
     g.add_argument("--x-col", help="column holding x coordinates (default: detected, e.g. X, X_position, x)")
     g.add_argument("--y-col", help="column holding y coordinates")
@@ -456,11 +456,11 @@ def _output_plan(args) -> tuple[list, list, list, bool]:
     if c in ("impute", "spatial-graph"):
         return [args.out], [], [args.input, getattr(args, "model", None)], True
     if c == "map":
-        from .spatial._mapping import rna_output_path
+        from .spatial import rna_output_path
 
         return [args.out, rna_output_path(args.out)], [], [args.model, args.rna, args.spatial], True
     if c == "spatial-stats":
-        from .spatial._stats import stats_path
+        from .spatial import stats_path
 
         return [stats_path(args.input, args.out)], [args.out], [args.input], True
     if c == "evaluate":
@@ -482,7 +482,7 @@ _USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQU
                 errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ENOENT}
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     return re.sub(r"\s*\n\s*", " ", str(text)).strip()
 
 
@@ -491,10 +491,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)  # exits 2 on usage errors
     configure(-1 if args.quiet else args.verbose)
     try:
-        guard = contextlib.nullcontext()
+        guard: contextlib.AbstractContextManager = contextlib.nullcontext()
         if args.command != "versions":  # versions.yml of a pipeline task: no torch import, no thread pools
             from ._settings import set_threads
-            from .io._outputs import Rollback, check_outputs
+            from .io import Rollback, check_outputs
 
             set_threads(args.threads)
             files, folders, inputs, undo = _output_plan(args)

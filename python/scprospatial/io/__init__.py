@@ -1,13 +1,14 @@
 """Readers for every supported input layout, `load` (prepared AnnData from anything) and atomic writers."""
-from ._cite import protein_frame
+from ._cite import SYMBOL_COLUMNS, protein_frame
 from ._columns import detect_layout, is_nonmarker
 from ._outputs import Rollback, check_output, check_outputs, folder_lock, remove_stale_temporaries
 from ._prepare_files import dataset_name, load, prepare_files, prepared_paths
-from ._read import is_prepared, read_10x, read_h5mu, read_input, read_pair
-from ._tables import read_spatial_table, spatial_from_anndata
-from ._write import atomic_path, write_h5ad, write_table, write_text
+from ._read import is_in_memory, is_prepared, read_10x, read_h5ad, read_h5mu, read_input, read_pair
+from ._tables import read_spatial_table, spatial_from_anndata, table_suffix
+from ._write import atomic_path, write_bytes, write_h5ad, write_table, write_text
 
 __all__ = [
+    "SYMBOL_COLUMNS",
     "Rollback",
     "check_output",
     "check_outputs",
@@ -17,17 +18,21 @@ __all__ = [
     "atomic_path",
     "dataset_name",
     "detect_layout",
+    "is_in_memory",
     "is_nonmarker",
     "is_prepared",
     "load",
     "prepare_files",
     "protein_frame",
     "read_10x",
+    "read_h5ad",
     "read_h5mu",
     "read_input",
     "read_pair",
     "read_spatial_table",
     "spatial_from_anndata",
+    "table_suffix",
+    "write_bytes",
     "write_h5ad",
     "write_table",
     "write_text",

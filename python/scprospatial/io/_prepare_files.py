@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 
@@ -24,11 +25,12 @@ def dataset_name(path: PathLike | Sequence[PathLike]) -> str:
     for a 10x `filtered_feature_bc_matrix` (or `outs`) folder, the sample folder above it; for an RNA,PROTEIN pair,
     the RNA file's stem."""
     if is_in_memory(path):
-        info = path.uns.get(K.UNS) if hasattr(path, "uns") else None
+        obj: Any = path  # an AnnData, MuData or DataFrame, read by what it has
+        info = obj.uns.get(K.UNS) if hasattr(obj, "uns") else None
         if isinstance(info, dict) and K.DATASET in info:
             return str(info[K.DATASET])
         # no file name to go by: name it by its cells, so a query is never taken for the training cohort
-        cells = path.obs_names if hasattr(path, "obs_names") else path.index
+        cells = obj.obs_names if hasattr(obj, "obs_names") else obj.index
         return "adata-" + hashlib.sha1("\n".join(map(str, cells)).encode()).hexdigest()[:8]
     first = split_input(path)[0]
     parts = list(Path(os.path.abspath(first)).parts)  # the name as given: staged symlinks keep their own name
@@ -70,8 +72,7 @@ def load(path, kind: str | None = None, *, dataset: str | None = None, batch: st
     -------
     AnnData in the prepared layout (docs/anndata_layout.md).
     """
-    from ..preprocess import prepare
-    from ..preprocess._validate import check_finite
+    from ..preprocess import check_finite, prepare
 
     adata, found = read_input(path, kind=kind, **overrides)
     if is_prepared(adata):

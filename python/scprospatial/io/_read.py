@@ -35,7 +35,8 @@ def split_input(path: PathLike | Sequence[PathLike]) -> list[Path]:
     return parts
 
 
-def _read_h5ad(path: Path) -> ad.AnnData:
+def read_h5ad(path: Path) -> ad.AnnData:
+    """An .h5ad file; one that cannot be read is an InputError naming it (not a crash)."""
     try:
         return ad.read_h5ad(path)
     except Exception as exc:  # noqa: BLE001 - h5py/anndata raise many types for a bad file
@@ -66,8 +67,8 @@ def _check_overrides(overrides: dict, allowed: Sequence[str], path) -> dict:
 
 def read_pair(rna_path: PathLike, protein_path: PathLike, *, rna_only: bool = False) -> ad.AnnData:
     """Two .h5ad files with the same cells: RNA counts, and ADT counts (X, var_names = antibody names)."""
-    rna = _read_h5ad(Path(rna_path))
-    prot = _read_h5ad(Path(protein_path))
+    rna = read_h5ad(Path(rna_path))
+    prot = read_h5ad(Path(protein_path))
     protein = None if rna_only else align_pair(rna, protein_from_modality(prot), protein_path)
     out = rna_from_anndata(rna, rna_path, reader="h5ad_pair", protein=protein)
     out.uns[K.UNS]["source"] = f"{rna_path},{protein_path}"
@@ -156,7 +157,7 @@ def read_input(path: PathLike | Sequence[PathLike], kind: str | None = None, **o
         _check_overrides(overrides, (), first)
         adata = read_h5mu(first, rna_only=rna_only)
     elif first.suffix.lower() == ".h5ad":
-        return anndata_to_raw(_read_h5ad(first), first, kind, **overrides)
+        return anndata_to_raw(read_h5ad(first), first, kind, **overrides)
     else:
         raise InputError("unsupported input format (expected .h5ad, .h5mu, a 10x folder or .h5, "
                          ".csv/.tsv/.parquet, or RNA,PROTEIN .h5ad pair)", first)

@@ -16,7 +16,7 @@ from .. import _constants as K
 from .._logging import logger
 from .._settings import resolve_device, scoped_threads
 from ..errors import InputError
-from ..io._write import atomic_path, write_h5ad, write_table, write_text
+from ..io import atomic_path, write_h5ad, write_table, write_text
 from ..train import TrainState
 from ._config import STAGES, ModelConfig, check_stages
 from ._data import GeneMapping, dataset_index, dataset_names
@@ -60,11 +60,11 @@ def train_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, 
         return final
     stages = check_stages(stages)
     if ppi is not None:  # checked before the cohorts are read and prepared
-        from ..nn._ppi import read_ppi
+        from ..nn import read_ppi
 
         read_ppi(ppi)
     if init_from is not None:
-        from ..train._checkpoint import load_checkpoint
+        from ..train import load_checkpoint
 
         load_checkpoint(init_from)
     adatas = [load_input(p) for p in inputs]
@@ -90,6 +90,7 @@ def train_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, 
                "n_proteins": len(model.vocab.proteins), "measured_in_training": model.vocab.measured,
                "cohorts": model.meta["cohorts"], **metrics}
     write_text(json.dumps(summary, indent=2, default=float) + "\n", outdir / METRICS_FILE)
+    assert model.train_state is not None  # set by model.train
     write_table(pd.DataFrame(model.train_state.history), outdir / CURVES_FILE, index=False)
     ckpt.unlink(missing_ok=True)
     return final
@@ -173,7 +174,7 @@ def impute_file(model, input: str | os.PathLike, out: str | os.PathLike, *, prot
     if not isinstance(model, ScProSpatial):
         model = ScProSpatial.load(model, device=device)
     else:
-        model._to(resolve_device(device))
+        model.to(resolve_device(device))
     names = resolve_proteins(model.vocab, proteins, all_proteins, input)
     if _is_prepared_h5ad(input):
         return _impute_backed(model, Path(input), Path(out), names, batch_size)
@@ -237,7 +238,7 @@ def _impute_backed(model: ScProSpatial, path: Path, out: Path, names: list[str],
 
 def _finite_rows(x, path):
     """A block of a prepared matrix read from disk, checked: NaN in gives NaN out, so refuse it."""
-    from ..preprocess._validate import check_finite
+    from ..preprocess import check_finite
 
     check_finite(x, path, "prepared values (X)", allow_negative=True)
     return x

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -17,9 +18,17 @@ from .._logging import logger
 from .._settings import resolve_device, seed_everything
 from ..errors import InputError
 from ..nn import ScProSpatialModule, ppi_init, read_ppi
-from ..train import Trainer, TrainState, calibrate_scale, interval_coverage, load_checkpoint, save_checkpoint, z_value
-from ..train._loops import Batch
-from ..train._metrics import pearson_per_column
+from ..train import (
+    Batch,
+    Trainer,
+    TrainState,
+    calibrate_scale,
+    interval_coverage,
+    load_checkpoint,
+    pearson_per_column,
+    save_checkpoint,
+    z_value,
+)
 from ._config import STAGES, ModelConfig, check_stages
 from ._data import GeneMapping, build_pool, dataset_index, dataset_names, map_protein, split_cells
 from ._predict import Predictor, check_genes, resolve_proteins
@@ -30,7 +39,7 @@ CHECKPOINT = "checkpoint.pt"
 
 
 def _as_list(adatas) -> list[ad.AnnData]:
-    from ..io._read import is_in_memory
+    from ..io import is_in_memory
 
     return [adatas] if is_in_memory(adatas) else list(adatas)
 
@@ -91,7 +100,7 @@ class ScProSpatial:
         datasets = list(dict.fromkeys(n for i, a in enumerate(adatas) for n in dataset_names(a, i)))
         rng = seed_everything(seed)
         module = _module(vocab, config, len(datasets))
-        meta = {"cohorts": [_describe(a, i) for i, a in enumerate(adatas)], "ppi": None}
+        meta: dict[str, Any] = {"cohorts": [_describe(a, i) for i, a in enumerate(adatas)], "ppi": None}
         if ppi is not None:
             emb, n_linked = ppi_init(read_ppi(ppi), vocab.genes, config.d_model, rng)
             with torch.no_grad():
@@ -113,7 +122,7 @@ class ScProSpatial:
         Returns the metrics dict (also in self.meta['metrics']).
         """
         adatas, stages = _prepared(adatas), check_stages(stages)
-        self._to(resolve_device(device))
+        self.to(resolve_device(device))
         pool = build_pool(adatas, self.vocab, self.datasets)
         rng = np.random.default_rng(seed)
         train_idx, val_idx = split_cells(pool, self.config.val_fraction, rng)
@@ -154,8 +163,8 @@ class ScProSpatial:
             metrics["gene_link_fit"] = self._fit_gene_link(b, measured, truth, mask)
             metrics["coding_gene_support"] = self._fit_support(pool, train_idx, measured)
             with torch.no_grad():
-                mean, logvar = self.module.translate(b.rna, b.dataset, measured.to(self.device))
-            mean, sd = mean.cpu().numpy(), torch.exp(0.5 * logvar).cpu().numpy()
+                pred, logvar = self.module.translate(b.rna, b.dataset, measured.to(self.device))
+            mean, sd = pred.cpu().numpy(), torch.exp(0.5 * logvar).cpu().numpy()
             scale = calibrate_scale(mean, sd, truth, mask, self.config.coverage)
             self.meta["scale"] = scale
             r = pearson_per_column(mean, truth, mask)
@@ -210,13 +219,35 @@ class ScProSpatial:
             h.update(v.detach().cpu().numpy().tobytes())
         return f"scprospatial-{h.hexdigest()[:12]}"
 
-    def _to(self, device: str) -> None:
+    def to(self, device: str) -> ScProSpatial:
+        """Move the network to `device` ('cpu', 'cuda', 'cuda:1'; resolved, not 'auto'); returns the model."""
         self.device = device
         self.module.to(device)
+        return self
 
     # ------------------------------------------------------------------ inference
     def _predictor(self) -> Predictor:
         return Predictor(self.module, self.vocab, float(self.meta.get("scale", 1.0)), self.device)
+
+    def dataset_ids(self, adata: ad.AnnData) -> np.ndarray:
+        """Each cell's dataset id as the network embeds it: the position of its dataset among the training
+        cohorts' (1-based), 0 ('unknown dataset') for cells of any other dataset."""
+        return dataset_index(dataset_names(adata), self.datasets)
+
+    def protein_values(self, adata: ad.AnnData, rows=None) -> tuple[np.ndarray, np.ndarray]:
+        """obsm['protein'] of `adata` (the cells `rows`, default all) on the model's protein vocabulary:
+        (values, measured mask), both cells x vocabulary proteins; proteins outside the vocabulary are left out."""
+        return map_protein(adata, self.vocab, rows)
+
+    def predict_chunks(self, adata: ad.AnnData, proteins: Sequence[str], *, batch_size: int = 4096,
+                       head_only: bool = False) -> Iterator[tuple[slice, np.ndarray, np.ndarray, np.ndarray]]:
+        """Stream the predictions for RNA cells, `batch_size` cells at a time: yields (rows, joint embedding,
+        mean, SD) per chunk, rows a slice of `adata`'s cells, mean and SD cells x `proteins` (canonical
+        vocabulary names, as `predict` resolves them). X is read as `rna_rows` describes. head_only: the
+        translator head predicts every protein, also those otherwise predicted through the gene link."""
+        mapping = self.gene_mapping(adata)
+        return self._predictor().chunks(self.rna_rows(adata)[0], adata.n_obs, mapping, self.dataset_ids(adata),
+                                        proteins, batch_size, head_only=head_only)
 
     def gene_mapping(self, adata: ad.AnnData, path=None) -> GeneMapping:
         mapping = GeneMapping.of(adata.var_names, self.vocab)

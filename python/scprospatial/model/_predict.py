@@ -9,8 +9,7 @@ import torch
 
 from .._logging import logger, progress
 from ..errors import InputError
-from ..nn import ScProSpatialModule
-from ..nn._sparse import dense_tokens, sparse_tensor
+from ..nn import ScProSpatialModule, dense_tokens, sparse_tensor
 from ._data import GeneMapping, map_rna
 from ._vocab import Vocabulary
 

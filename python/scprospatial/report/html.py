@@ -13,7 +13,7 @@ import pandas as pd
 from .. import __version__
 from .. import _constants as K
 from .._logging import logger
-from ..io._write import write_text
+from ..io import write_text
 from . import figures
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
@@ -31,9 +31,9 @@ def _outputs(folder: Path, pattern: str) -> list[Path]:
 
 def _read(path: Path):
     """A result .h5ad; a damaged one is the results folder's problem (InputError naming it), not a crash."""
-    from ..io._read import _read_h5ad
+    from ..io import read_h5ad
 
-    return _read_h5ad(path)
+    return read_h5ad(path)
 
 def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'

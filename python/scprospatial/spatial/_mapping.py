@@ -45,7 +45,7 @@ from ._adapt import ADAPT_EPOCHS
 from ._fuse import FUSE_WEIGHT, mapping_space, panel_markers, predict_panel
 from ._gather import gather_mixture
 from ._kernels import _threads, knn_graph
-from ._stats import cluster_codes, connectivities, neighbour_counts
+from ._neighbourhood import cluster_codes, connectivities, neighbour_counts, spatial_cell_type_key
 
 TOPK_BACKENDS = ("auto", "cpp", "cuda", "torch")
 RNA_CELL_TYPE_KEY = "cell_type"           # default obs column of scRNA-seq cell types
@@ -127,7 +127,7 @@ def topk_similarity(query, ref, k: int = 10, *, backend: str = "auto", threads: 
         raise InputError(f"k={k} neighbours need at least {k} reference cells, got {len(r)}")
     used = resolve_topk_backend(backend, device)
     if used == "cpp":
-        idx, sim = _ext.core().topk_similarity(q, r, int(k), threads=_threads(threads))
+        idx, sim = _ext.require().topk_similarity(q, r, int(k), threads=_threads(threads))
     else:
         idx, sim = _topk_torch(q, r, int(k), "cuda" if used == "cuda" else device)
     return idx, sim, used
@@ -155,6 +155,7 @@ def mixture(idx: np.ndarray, w: np.ndarray, mean: np.ndarray, sd: np.ndarray, *,
     """Weighted mixture mean and SD of the neighbours' Gaussians (predictive variance + spread): the compiled
     gather-average over the top-k (scipy reference without the extension); no float64 copy of the profiles."""
     got = gather_mixture(idx, w, mean, sd, as_sd=True, threads=threads, out=out)
+    assert got.var is not None  # variance=True (the default) computes it
     return got.mean, got.var
 
 
@@ -177,10 +178,6 @@ def _temperature(model, temperature: float | None) -> float:
     if temperature is not None:
         return float(temperature)
     return float(np.exp(model.module.log_temperature.detach().cpu().item()))
-
-
-def spatial_cell_type_key(adata) -> str | None:
-    return adata.uns.get(K.UNS, {}).get(K.CELL_TYPE_KEY)
 
 
 def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | None = None,
@@ -352,7 +349,7 @@ def map_files(model, rna, spatial, out, *, k: int = 10, proteins: Sequence[str] 
     if not isinstance(model, ScProSpatial):
         model = ScProSpatial.load(model, device=device)
     else:
-        model._to(resolve_device(device))
+        model.to(resolve_device(device))
     rna_data = load(rna, kind="rna")
     spatial_data = load(spatial, kind="spatial", **overrides)
     if rna_data.n_obs < k:

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
-from ..io._write import atomic_path
+from ..io import atomic_path
 
 FORMAT = "scprospatial-model"
 FORMAT_VERSION = 1
