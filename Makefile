@@ -1,7 +1,7 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   virtual environment, install, build the C++ core, run the pipeline on a simulated cohort
-#   make test   the same environment and the Nextflow runtime (where java and mvn exist), then the test suite
-#               (what CI runs)
+#   make test   the same environment and the Nextflow runtime (where java and mvn exist), the static checks
+#               (make lint-python: ruff, mypy), then the test suite (what CI runs)
 # Also: make nextflow (the Nextflow runtime from Maven Central), make nextflow-test (a real `nextflow run` of
 # the test profile and its -resume), make container-test (the CPU image built and the test profile run in it
 # with podman).
@@ -20,7 +20,7 @@ CORE_SRC   := $(shell find csrc -type f) CMakeLists.txt pyproject.toml
 NXF_DIR    := .nextflow-runtime
 NXF_VERSION_PIN := $(shell sed -n 's:.*<nextflow.version>\(.*\)</nextflow.version>.*:\1:p' tools/nextflow/pom.xml)
 
-.PHONY: all venv demo test lint bench bench-all clean nextflow nextflow-test
+.PHONY: all venv demo test lint lint-python bench bench-all clean nextflow nextflow-test
 
 all: demo
 
@@ -38,7 +38,7 @@ demo: venv
 	$(VENV)/bin/scprospatial demo --outdir $(DEMO_OUT)
 	@echo "Open $(DEMO_OUT)/report/report.html in a browser."
 
-test: venv
+test: venv lint-python
 	@if command -v nextflow >/dev/null; then echo "make test: the real Nextflow runs use $$(command -v nextflow)"; \
 	 elif command -v java >/dev/null && command -v mvn >/dev/null; then $(MAKE) --no-print-directory nextflow; \
 	 else echo "make test: no nextflow, java or mvn: the real Nextflow runs (tests/test_nextflow_run.py) will be skipped"; fi
@@ -61,8 +61,20 @@ $(NXF_DIR)/nextflow: tools/nextflow/pom.xml tools/nextflow/launcher.sh
 nextflow-test: venv nextflow
 	NEXTFLOW=$(abspath $(NXF_DIR))/nextflow $(PY) -m pytest -q tests/test_nextflow_run.py -k "every_process or resume"
 
-lint:
-	../shared/tools/nflint -q . || true
+# Static checks of the Python code (configured in pyproject.toml): ruff (style, import order, likely bugs) on the
+# package, scripts, tests and benchmarks; mypy on the package. Any finding fails.
+lint-python: venv
+	$(PY) -m ruff check python bin tests benchmarks
+	$(PY) -m mypy
+
+# lint-python, then the Nextflow parser where ../shared/tools/nflint is present (errors fail; a machine without it,
+# or without java, skips it with a note; tests/test_nextflow.py runs it too)
+NFLINT ?= ../shared/tools/nflint
+lint: lint-python
+	@if [ ! -x $(NFLINT) ]; then echo "make lint: $(NFLINT) not found: Nextflow scripts not linted"; \
+	 else rc=0; $(NFLINT) -q . || rc=$$?; \
+	   if [ $$rc -eq 2 ]; then echo "make lint: nflint could not run (exit 2): Nextflow scripts not linted"; \
+	   elif [ $$rc -ne 0 ]; then exit $$rc; fi; fi
 
 bench: venv
 	$(PY) benchmarks/bench_knn.py
@@ -80,7 +92,7 @@ bench-all: venv
 	$(PY) benchmarks/bench_scale.py --max-map-pairs 1e12
 
 clean:
-	rm -rf build $(VENV) $(DEMO_OUT) .pytest_cache $(NXF_DIR)
+	rm -rf build $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache $(NXF_DIR)
 
 # Container images built with podman on this kind of machine (root, no Docker engine, no Docker Hub): a Debian
 # base made with debootstrap from the host's apt mirror, torch from PyPI. Opt-in, not part of `make test`;

@@ -161,7 +161,7 @@ def detect_layout(df: pd.DataFrame, path, *, x_col=None, y_col=None, z_col=None,
         if bad:
             raise InputError(f"marker column(s) {bad} are not numeric", path)
     else:
-        exclude = {x, y, z, ident, cell_type, *duplicates} - {None}
+        exclude = {c for c in (x, y, z, ident, cell_type, *duplicates) if c is not None}
         _check_mostly_numeric(df, exclude, path)
         markers = _auto_markers(df, exclude)
     if not markers:

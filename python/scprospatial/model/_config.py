@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import InputError
 
@@ -55,7 +56,8 @@ class ModelConfig:
             return self
         if epochs < 1:
             raise InputError(f"epochs must be >= 1, got {epochs}")
-        return dataclasses.replace(self, **{f"epochs_{s}": epochs for s in STAGES})
+        changes: dict[str, Any] = {f"epochs_{s}": epochs for s in STAGES}
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

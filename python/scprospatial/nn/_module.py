@@ -11,6 +11,12 @@ from ._heads import ProteinQueries, TranslatorHead
 
 
 class ScProSpatialModule(nn.Module):
+    # buffers (registered in __init__)
+    output_genes: torch.Tensor
+    measured: torch.Tensor
+    link_fit: torch.Tensor
+    own_support: torch.Tensor
+
     def __init__(self, n_genes: int, n_proteins: int, n_datasets: int, link: torch.Tensor, *,
                  d_model: int = 128, d_joint: int = 64, d_hidden: int = 64, n_blocks: int = 2,
                  dropout: float = 0.1, n_bins: int = 4, gene_inputs: torch.Tensor | None = None,

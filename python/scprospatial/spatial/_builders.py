@@ -71,7 +71,7 @@ class RadiusBuilder(GraphBuilder):
 
     method = "radius"
 
-    def __init__(self, radius: float, **kwargs):
+    def __init__(self, radius: float | None, **kwargs):
         super().__init__(**kwargs)
         if radius is None:
             raise InputError("method 'radius' needs a radius")

@@ -111,9 +111,9 @@ def gather_mixture(idx, w, mean, sd=None, *, variance: bool = True, as_sd: bool 
         _scipy(ix, wt, mu, s, variance, as_sd, om, ov)
     else:
         try:
-            _ext.core().gather_mixture(ix, wt, mu, s, threads=_threads(threads),
-                                       device="cuda" if used == "cuda" else "cpu", variance=variance,
-                                       as_sd=as_sd, out_mean=om, out_var=ov)
+            _ext.require().gather_mixture(ix, wt, mu, s, threads=_threads(threads),
+                                          device="cuda" if used == "cuda" else "cpu", variance=variance,
+                                          as_sd=as_sd, out_mean=om, out_var=ov)
         except IndexError as exc:
             raise InputError(str(exc)) from None
     return Mixture(om, ov, used)

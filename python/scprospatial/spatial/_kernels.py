@@ -54,6 +54,7 @@ def resolve_backend(backend: str, *, cuda_kernel: bool = True) -> str:
     if backend in ("cpp", "cuda") and core is None:
         raise InputError(f"backend {backend!r} needs the compiled extension, which is not available")
     if backend == "cuda":
+        assert core is not None  # refused above
         if not core.compiled_with_cuda():
             raise InputError("backend 'cuda': scprospatial was built without CUDA (reinstall with SCPROSPATIAL_CUDA=1)")
         if core.cuda_device_count() == 0:
@@ -95,7 +96,8 @@ def sort_rows(rows: np.ndarray, cols: np.ndarray, dist: np.ndarray, n: int, incl
     return indptr, cols[order].astype(index_dtype), np.maximum(dist[order], 0).astype(dtype)
 
 
-def _knn_scipy(x: np.ndarray, k: int, threads: int, include_self: bool, dtype):
+def _knn_scipy(x: np.ndarray, k: int, threads: int, include_self: bool,
+               dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from scipy.spatial import cKDTree
 
     n = len(x)
@@ -107,7 +109,8 @@ def _knn_scipy(x: np.ndarray, k: int, threads: int, include_self: bool, dtype):
     return sort_rows(rows, idx[keep], dist[keep], n, include_self, dtype)
 
 
-def _radius_scipy(x: np.ndarray, radius: float, threads: int, include_self: bool, dtype):
+def _radius_scipy(x: np.ndarray, radius: float, threads: int, include_self: bool,
+                  dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from scipy.spatial import cKDTree
 
     n = len(x)
@@ -131,9 +134,9 @@ def knn_arrays(coords, k: int = 10, *, backend: str = "auto", threads: int | Non
     if used == "scipy":
         return CSRArrays(*_knn_scipy(x, k, _threads(threads), include_self, np.dtype(dtype)), used)
     device = "cuda" if used == "cuda" else "cpu"
-    arrays = _ext.core().knn_graph(x, k, include_self=include_self, threads=_threads(threads), device=device,
-                                   float32=float32)
-    return CSRArrays(*arrays, used)
+    indptr, indices, distances = _ext.require().knn_graph(x, k, include_self=include_self, threads=_threads(threads),
+                                                          device=device, float32=float32)
+    return CSRArrays(indptr, indices, distances, used)
 
 
 def radius_arrays(coords, radius: float, *, backend: str = "auto", threads: int | None = None,
@@ -145,9 +148,10 @@ def radius_arrays(coords, radius: float, *, backend: str = "auto", threads: int 
     used = resolve_backend(backend, cuda_kernel=False)
     if used == "scipy":
         return CSRArrays(*_radius_scipy(x, float(radius), _threads(threads), include_self, np.dtype(dtype)), used)
-    arrays = _ext.core().radius_graph(x, float(radius), include_self=include_self, threads=_threads(threads),
-                                      float32=np.dtype(dtype) == np.float32)
-    return CSRArrays(*arrays, used)
+    indptr, indices, distances = _ext.require().radius_graph(x, float(radius), include_self=include_self,
+                                                             threads=_threads(threads),
+                                                             float32=np.dtype(dtype) == np.float32)
+    return CSRArrays(indptr, indices, distances, used)
 
 
 def knn_graph(coords, k: int = 10, *, backend: str = "auto", threads: int | None = None,
