@@ -39,7 +39,8 @@ myst_heading_anchors = 3
 myst_enable_extensions = ["colon_fence"]
 source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "_ext"]
-suppress_warnings = []
+# help texts and docstrings are shown as written: `--n-cells` stays two hyphens, quotes stay straight
+smartquotes = False
 
 # ---------------------------------------------------------------------------------- API reference
 default_role = "py:obj"               # `name` in a docstring links to the object where it is documented

@@ -8,11 +8,9 @@ from __future__ import annotations
 import ast
 import inspect
 import io
-import re
 import tokenize
 
 from docutils import nodes
-from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
 
 
@@ -51,10 +49,25 @@ def constant_rows(source: str) -> list[tuple[str, list[tuple[str, str, str]]]]:
     return sections
 
 
-def _cell(text: str) -> list[str]:
-    """A list-table cell holding `text` as plain text (reStructuredText's inline markup escaped)."""
-    escaped = re.sub(r"([\\`*|_])", r"\\\1", text)
-    return [f"     - {escaped}" if text else "     -"]
+def _entry(*children: nodes.Node) -> nodes.entry:
+    return nodes.entry("", nodes.paragraph("", "", *children))
+
+
+def _table(title: str, rows: list[tuple[str, str, str]]) -> nodes.table:
+    """A docutils table (built as nodes, so it renders the same under MyST and reStructuredText)."""
+    table = nodes.table("", nodes.title(text=title))
+    group = nodes.tgroup(cols=3)
+    table += group
+    for width in (25, 25, 50):
+        group += nodes.colspec(colwidth=width)
+    head, body = nodes.thead(), nodes.tbody()
+    head += nodes.row("", *(_entry(nodes.Text(h)) for h in ("constant", "value", "meaning")))
+    for name, value, comment in rows:
+        body += nodes.row("", _entry(nodes.literal(text=f"keys.{name}")), _entry(nodes.literal(text=value)),
+                          _entry(nodes.Text(comment)))
+    group += head
+    group += body
+    return table
 
 
 class KeysTable(SphinxDirective):
@@ -70,16 +83,7 @@ class KeysTable(SphinxDirective):
         self.env.note_dependency(path)
         with open(path, encoding="utf-8") as fh:
             sections = constant_rows(fh.read())
-        lines: list[str] = []
-        for title, rows in sections:
-            lines += [f".. list-table:: {title}", "   :header-rows: 1", "   :widths: 25 25 50", "",
-                      "   * - constant", "     - value", "     - meaning"]
-            for name, value, comment in rows:
-                lines += [f"   * - ``keys.{name}``", f"     - ``{value}``", *_cell(comment)]
-            lines.append("")
-        container = nodes.container()
-        self.state.nested_parse(StringList(lines, source=path), self.content_offset, container)
-        return container.children
+        return [_table(title, rows) for title, rows in sections]
 
 
 def setup(app):
