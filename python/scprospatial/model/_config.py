@@ -12,6 +12,15 @@ STAGES = ("pretrain", "align", "translate")
 
 @dataclass
 class ModelConfig:
+    """Model and training configuration: every field has a default, and each checkpoint stores them all.
+
+    The fields set the vocabulary (``n_hvg``), the network's size (``d_model``, ``d_joint``, ``d_hidden``,
+    ``n_blocks``), the optimisation (``lr``, ``batch_size``, ...), the epochs of each stage (``epochs_pretrain``,
+    ``epochs_align``, ``epochs_translate``; training stops early after ``patience`` epochs without improvement on
+    the validation cells) and the nominal ``coverage`` the predictive SD is calibrated to. The comments next to
+    the fields in ``scprospatial/model/_config.py`` say what each does and how its default was chosen.
+    """
+
     # vocabulary
     n_hvg: int = 500                  # highly variable genes per training cohort (union), plus coding genes;
                                       # fewer HVGs transfer better across cohorts (chosen on validation cells)

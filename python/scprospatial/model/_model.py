@@ -53,7 +53,11 @@ def _prepared(adatas) -> list[ad.AnnData]:
 
 
 class ScProSpatial:
-    """RNA -> protein translation with a joint RNA/protein embedding (the scProSpatial method)."""
+    """RNA -> protein translation with a joint RNA/protein embedding (the scProSpatial method).
+
+    Build one from training cohorts with `ScProSpatial.setup` and `train` it, or read a checkpoint with
+    `ScProSpatial.load`; the constructor takes the parts that these assemble.
+    """
 
     def __init__(self, module: ScProSpatialModule, vocab: Vocabulary, config: ModelConfig, datasets: list[str],
                  meta: dict | None = None, device: str = "cpu"):
@@ -114,12 +118,32 @@ class ScProSpatial:
     def train(self, adatas, *, stages: Sequence[str] = STAGES, outdir: str | os.PathLike | None = None,
               resume: bool = False, seed: int = 0, device: str = "auto",
               stop: Callable[[TrainState], bool] | None = None) -> dict:
-        """Run the stages; with `outdir`, checkpoint every epoch to outdir/checkpoint.pt (resumable).
+        """Train the model: the stages of `scprospatial train` (pretrain, align, translate), seeded.
 
-        `adatas` are the cohorts given to `setup` (in-memory objects are prepared the same way).
+        Parameters
+        ----------
+        adatas
+            The cohorts given to `setup` (in-memory objects are prepared the same way; the inputs are not modified).
+        stages
+            Stages to run, in order (default all three).
+        outdir
+            With a folder, checkpoint every epoch to ``outdir/checkpoint.pt`` so that ``resume=True`` can go on
+            after an interruption; None keeps everything in memory.
+        resume
+            Continue the training state of this object (or of a loaded checkpoint) instead of starting anew.
+        seed
+            Seed of the training/validation split, batches and dropout: the same seed gives the same model.
+        device
+            'auto' (CUDA when torch sees a GPU), 'cpu' or 'cuda'.
+        stop
+            Hook called with the training state after every epoch; returning True interrupts (e.g. in tests).
 
-        `stop(state)` is a hook checked after every epoch (returns True to interrupt, e.g. in tests).
-        Returns the metrics dict (also in self.meta['metrics']).
+        Returns
+        -------
+        dict
+            The metrics (also in ``self.meta['metrics']``): seconds, cell counts, each stage's best validation
+            losses, ``validation_pearson`` per measured protein, the SD calibration and the gene-link fit, all on
+            validation cells held out of the training cells. Empty when `stop` interrupted the training.
         """
         adatas, stages = _prepared(adatas), check_stages(stages)
         self.to(resolve_device(device))
@@ -360,6 +384,20 @@ class ScProSpatial:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, *, training_state: TrainState | None = None) -> Path:
+        """Write the model to one self-describing checkpoint (what `scprospatial train` writes as model.pt).
+
+        Parameters
+        ----------
+        path
+            File to write (atomically: an interrupted save leaves no partial file).
+        training_state
+            Also store this training state, so that `train` can resume from the file.
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
+        """
         payload = {"version": __version__, "config": self.config.to_dict(), "vocabulary": self.vocab.to_dict(),
                    "datasets": self.datasets, "meta": self.meta,
                    "state_dict": {k: v.detach().cpu() for k, v in self.module.state_dict().items()}}
@@ -369,6 +407,20 @@ class ScProSpatial:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> ScProSpatial:
+        """Read a checkpoint written by `save` or by `scprospatial train`.
+
+        Parameters
+        ----------
+        path
+            The checkpoint file, or a folder holding ``model.pt``.
+        device
+            'auto' (CUDA when torch sees a GPU), 'cpu' or 'cuda'.
+
+        Returns
+        -------
+        ScProSpatial
+            The model, ready to predict (and to resume training when the checkpoint holds a training state).
+        """
         device = resolve_device(device)
         ck = load_checkpoint(path)
         config, vocab = ModelConfig.from_dict(ck["config"]), Vocabulary.from_dict(ck["vocabulary"])

@@ -188,7 +188,7 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
               copy: bool = False, key_added: str = K.PROTEIN_PREDICTED):
     """Map the scRNA-seq cells in `rna` onto the imaged cells in `spatial` and impute the imaged cells' proteome.
 
-    Writes the keys listed in the module docstring onto both AnnData objects (in place unless copy=True,
+    Writes the mapping keys described in docs/anndata_layout.md onto both AnnData objects (in place unless copy=True,
     then returns (spatial, rna) copies). `rna_cell_type_key`: obs column of scRNA-seq labels (default
     'cell_type' when present); spatial labels come from uns['scprospatial']['cell_type_key'].
     method: 'fused' (default: adapted joint space + predicted-vs-measured panel, weight `fuse_weight` on the
