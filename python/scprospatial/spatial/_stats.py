@@ -373,6 +373,7 @@ def spatial_stats_file(input, outdir, *, cluster_key: str | None = None, protein
 
     outdir = Path(outdir)
     adata = load(input, kind="spatial")
+    library_key = library_key or adata.uns[K.UNS].get(K.LIBRARY_KEY)  # several images: statistics per image
     if library_key is not None and library_key not in adata.obs:
         raise InputError(f"--library-key {library_key!r} is not an obs column", input)
     if proteins is not None:
