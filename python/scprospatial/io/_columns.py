@@ -45,8 +45,8 @@ MORPHOLOGY = re.compile(
     r"aspectratio|filledarea|compactness|roundness|diameter|length|width|homogeneity|profilehomogeneity)"
 )
 _META_PARTS = ("centroid", "cluster", "withintile", "neighbo", "index", "phenotype", "celltype", "patient", "sample",
-               "region", "fov", "slide", "file", "image", "label", "spot", "group", "batch", "donor", "event", "condition",
-               "number", "lineage", "annotation")
+               "region", "fov", "slide", "file", "image", "label", "spot", "group", "batch", "donor", "event",
+               "condition", "number", "lineage", "annotation")
 _META_EXACT = ("x", "y", "z", "class", "core", "roi", "tma", "object", "cell", "type", "status")
 
 

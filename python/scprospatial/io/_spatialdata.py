@@ -5,6 +5,8 @@ The `spatialdata` package is optional (`pip install 'scprospatial[spatialdata]'`
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import shutil
@@ -28,6 +30,21 @@ REGION_KEY, INSTANCE_KEY = "region", "instance_id"   # of a table written for ce
 _NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 
+@contextlib.contextmanager
+def _quiet():
+    """spatialdata, zarr and ome-zarr warn about their own internals (zarr v3 sharding, label parents): not ours to
+    show; a failure still raises."""
+    ome = logging.getLogger("ome_zarr")
+    level = ome.level
+    ome.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        ome.setLevel(level)
+
+
 def _package(path):
     try:
         import spatialdata
@@ -47,8 +64,7 @@ def is_spatialdata_store(path: str | os.PathLike) -> bool:
 def read_sdata(path: str | os.PathLike):
     sd = _package(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _quiet():
             return sd.read_zarr(path)
     except Exception as exc:  # noqa: BLE001 - zarr, ome-zarr and pydantic raise many types for a bad store
         raise InputError(f"cannot read as a SpatialData store ({type(exc).__name__}: {exc})".splitlines()[0][:300],
@@ -56,11 +72,15 @@ def read_sdata(path: str | os.PathLike):
 
 
 def _pick_table(sdata, table_name: str | None, path) -> str:
+    """The table asked for, else the store's only table (leaving out result tables that scprospatial wrote)."""
     names = list(sdata.tables)
     if table_name is not None:
         if table_name not in names:
             raise InputError(f"no table {table_name!r} in the store (tables: {names or 'none'})", path)
         return table_name
+    inputs = [n for n in names if K.UNS not in sdata.tables[n].uns]  # not the results scprospatial wrote there
+    if len(inputs) == 1 and len(names) > 1:
+        return inputs[0]
     if len(names) != 1:
         raise InputError(f"the store has {len(names)} tables ({names}); choose one with --table-name" if names else
                          "the store has no table (scprospatial reads cells from a table annotating shapes or labels)",
@@ -89,8 +109,7 @@ def _coordinates(sd, sdata, table: ad.AnnData, attrs: dict, systems: dict, path)
     coords = np.full((table.n_obs, 3), np.nan)
     for region, system in systems.items():
         rows = np.flatnonzero(regions == region)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _quiet():
             centroids = sd.get_centroids(sdata[region], coordinate_system=system).compute()
         found = centroids.reindex(ids[rows])
         lost = found.index[found.isna().any(axis=1)]
@@ -222,8 +241,7 @@ def result_table(sd, adata: ad.AnnData) -> tuple[ad.AnnData, dict, dict | None]:
         attrs["region"] = [str(r) for r in np.atleast_1d(attrs["region"])]
         table.obs[attrs["region_key"]] = table.obs[attrs["region_key"]].astype(str).astype("category")
     table = _sanitized(sd, table)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _quiet():
         table = TableModel.parse(table, region=attrs["region"], region_key=attrs["region_key"],
                                  instance_key=attrs["instance_key"], overwrite_metadata=True)
     return table, shapes, link
@@ -243,7 +261,21 @@ def check_spatialdata_out(store: str | os.PathLike, table_name: str) -> None:
                          "path", f"--spatialdata-out {store}")
     if not os.access(store, os.W_OK | os.X_OK):
         raise InputError("is not writable", f"--spatialdata-out {store}")
-    _package(store)
+    _check_free(read_sdata(store), table_name, f"--spatialdata-out {store}")
+
+
+def _check_free(sdata, table_name: str, where: str) -> bool:
+    """True when `table_name` is a table scprospatial wrote before (it is replaced); InputError when the name is
+    taken by anything else."""
+    if table_name in sdata.tables:
+        if K.UNS not in sdata.tables[table_name].uns:
+            raise InputError(f"the store already has a table {table_name!r} that scprospatial did not write; choose "
+                             "another --spatialdata-table", where)
+        return True
+    if table_name in sdata:
+        raise InputError(f"the store already has an element named {table_name!r}; choose another "
+                         "--spatialdata-table", where)
+    return False
 
 
 def write_spatialdata(adata: ad.AnnData, store: str | os.PathLike, *, table_name: str = "scprospatial") -> Path:
@@ -262,7 +294,8 @@ def write_spatialdata(adata: ad.AnnData, store: str | os.PathLike, *, table_name
     regions = list(table.uns["spatialdata_attrs"]["region"] if not isinstance(
         table.uns["spatialdata_attrs"]["region"], str) else [table.uns["spatialdata_attrs"]["region"]])
     if store.exists():
-        check_spatialdata_out(store, table_name)
+        if not is_spatialdata_store(store):
+            check_spatialdata_out(store, table_name)
         _write_into(sd, store, table, table_name, regions, from_table=link is None)
     else:
         elements = shapes or _source_elements(sd, link, regions, store)
@@ -299,8 +332,7 @@ def _write_new(sd, store: Path, table: ad.AnnData, table_name: str, elements: di
     sdata = sd.SpatialData(**groups, tables={table_name: table})
     tmp = store.with_name(f".{store.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _quiet():
             sdata.write(tmp)
         os.replace(tmp, store)
     finally:
@@ -317,16 +349,9 @@ def _write_into(sd, store: Path, table: ad.AnnData, table_name: str, regions: Se
     missing = [r for r in regions if r not in sdata]
     if missing:
         raise InputError(f"the store has no element {missing} that the cells came from", where)
-    replace = table_name in sdata.tables
-    if replace and K.UNS not in sdata.tables[table_name].uns:
-        raise InputError(f"the store already has a table {table_name!r} that scprospatial did not write; choose "
-                         "another --spatialdata-table", where)
-    if table_name in sdata and not replace:
-        raise InputError(f"the store already has an element named {table_name!r}; choose another "
-                         "--spatialdata-table", where)
+    replace = _check_free(sdata, table_name, where)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _quiet():
             if replace:  # spatialdata cannot overwrite inside its own store: the old table (ours) goes first
                 sdata.delete_element_from_disk(table_name)
                 del sdata.tables[table_name]
