@@ -262,7 +262,8 @@ def _assert_annotates(sdata, table, region):
     _, joined = sd.join_spatialelement_table(sdata=sdata, spatial_element_names=[region], table=rows, how="inner")
     assert joined.n_obs == rows.n_obs
     system = next(iter(sd.transformations.get_transformation(sdata[region], get_all=True)))
-    centres = sd.get_centroids(sdata[region], coordinate_system=system).compute().loc[rows.obs[attrs["instance_key"]].to_numpy()]
+    centres = sd.get_centroids(sdata[region], coordinate_system=system).compute()
+    centres = centres.loc[rows.obs[attrs["instance_key"]].to_numpy()]
     np.testing.assert_allclose(rows.obsm[K.SPATIAL][:, :2], centres[["x", "y"]].to_numpy(), atol=1e-9)
 
 
