@@ -364,3 +364,28 @@ def test_map_results_written_into_a_new_store_with_the_annotated_element(tmp_pat
     np.testing.assert_allclose(np.asarray(result.obsm[K.PROTEIN_PREDICTED]),
                                np.asarray(mapped.obsm[K.PROTEIN_PREDICTED]), rtol=1e-6)
     assert K.MAPPING_CONFIDENCE in result.obs
+
+
+# --- samplesheet and runner ---------------------------------------------------------------------------------------
+def test_samplesheet_rows_of_a_steinbock_folder_and_a_store_are_prepared(tmp_path):
+    pytest.importorskip("spatialdata")
+    from scprospatial.pipeline.runner import _prepare_step
+    from scprospatial.pipeline.samplesheet import read_samplesheet
+
+    write_steinbock(tmp_path / "steinbock")
+    sdata, _, _ = spatialdata_object(n=20)
+    sdata.tables["nuclei"] = sdata.tables["table"].copy()
+    write_store(sdata, tmp_path / "tissue.zarr")
+    sheet = tmp_path / "samplesheet.csv"
+    sheet.write_text("id,kind,path,table_name,coordinate_system\n"
+                     "imc,spatial,steinbock,,\n"
+                     "tissue,spatial,tissue.zarr,nuclei,global\n")
+    samples = read_samplesheet(sheet)
+    assert samples[1].read_overrides() == {"table_name": "nuclei", "coordinate_system": "global"}
+    for sample in samples:
+        step = _prepare_step(sample, tmp_path / "results")
+        step.action()
+        prepared = ad.read_h5ad(step.outputs[0])
+        assert prepared.uns[K.UNS][K.DATASET] == sample.id and prepared.uns[K.UNS][K.KIND] == "spatial"
+    tissue = ad.read_h5ad(tmp_path / "results" / "prepared" / "tissue.h5ad")
+    assert tissue.uns[K.UNS][K.SPATIALDATA]["table"] == "nuclei"
