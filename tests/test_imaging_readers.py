@@ -318,6 +318,21 @@ def test_steinbock_results_get_one_shapes_element_and_coordinate_system_per_imag
         _assert_annotates(sdata, table, region)
 
 
+def test_write_spatialdata_refusals_leave_no_store(sd_store, tmp_path):
+    from scprospatial.io import write_spatialdata
+
+    store, _, _ = sd_store
+    mcmicro_table(n=20).to_csv(tmp_path / "cells.csv", index=False)
+    with pytest.raises(InputError, match="'cells' is also the name of the element the table annotates"):
+        write_spatialdata(load(tmp_path / "cells.csv"), tmp_path / "a.zarr", table_name="cells")
+    cells = load(store)
+    del cells.obs["cell_id"]
+    with pytest.raises(InputError, match=r"lost the obs column\(s\) \['cell_id'\] that link them"):
+        write_spatialdata(cells, tmp_path / "b.zarr")
+    assert not (tmp_path / "a.zarr").exists() and not (tmp_path / "b.zarr").exists()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
 @pytest.mark.parametrize("store_kind, name, message", [
     ("file", "scprospatial_stats", "exists and is not a SpatialData zarr store"),
     ("new", "bad name", "--spatialdata-table 'bad name' is not a SpatialData element name"),

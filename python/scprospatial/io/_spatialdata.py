@@ -230,8 +230,7 @@ def result_table(sd, adata: ad.AnnData) -> tuple[ad.AnnData, dict, dict | None]:
     from spatialdata.models import TableModel
 
     table = adata.copy()
-    for key in ("spatialdata_attrs",):
-        table.uns.pop(key, None)
+    table.uns.pop("spatialdata_attrs", None)
     link = dict(table.uns.get(K.UNS, {}).get(K.SPATIALDATA) or {}) or None
     shapes: dict = {}
     if link is None:
@@ -239,6 +238,10 @@ def result_table(sd, adata: ad.AnnData) -> tuple[ad.AnnData, dict, dict | None]:
     else:
         attrs = {k: link[k] for k in ("region", "region_key", "instance_key")}
         attrs["region"] = [str(r) for r in np.atleast_1d(attrs["region"])]
+        missing = [attrs[k] for k in ("region_key", "instance_key") if attrs[k] not in table.obs]
+        if missing:
+            raise InputError(f"the cells lost the obs column(s) {missing} that link them to their SpatialData "
+                             f"element(s) {attrs['region']}")
         table.obs[attrs["region_key"]] = table.obs[attrs["region_key"]].astype(str).astype("category")
     table = _sanitized(sd, table)
     with _quiet():
@@ -329,6 +332,9 @@ def _write_new(sd, store: Path, table: ad.AnnData, table_name: str, elements: di
         if kind is None:
             raise InputError(f"element {name!r} is not shapes, labels or points", f"--spatialdata-out {store}")
         groups[kind][name] = element
+    if table_name in elements:
+        raise InputError(f"--spatialdata-table {table_name!r} is also the name of the element the table annotates; "
+                         "choose another", f"--spatialdata-out {store}")
     sdata = sd.SpatialData(**groups, tables={table_name: table})
     tmp = store.with_name(f".{store.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
