@@ -282,7 +282,8 @@ def _add_simulate(p):
 
 def _add_prepare(p):
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help=".h5ad, RNA,PROTEIN .h5ad pair (comma-joined), .h5mu, 10x folder or .h5, or a cell table")
+                   help=".h5ad, RNA,PROTEIN .h5ad pair (comma-joined), .h5mu, 10x folder or .h5, a cell table, "
+                        "a steinbock folder or a SpatialData .zarr store")
     p.add_argument("--outdir", required=True, help="folder for the prepared <dataset>.h5ad files")
     p.add_argument("--kind", choices=("citeseq", "rna", "spatial"), default=None, help="input kind (default: detected)")
     p.add_argument("--dataset", default=None, help="dataset id (default: the file name without suffix; one input only)")
@@ -312,20 +313,23 @@ def _add_impute(p):
 
 
 def _add_spatial_graph(p):
-    p.add_argument("input", metavar="SPATIAL_INPUT", help="cell table or prepared spatial .h5ad")
+    p.add_argument("input", metavar="SPATIAL_INPUT",
+                   help="cell table, steinbock folder, SpatialData .zarr store or prepared spatial .h5ad")
     p.add_argument("--out", required=True, help="output .h5ad with obsp graphs (squidpy-compatible keys)")
     p.add_argument("--method", choices=("knn", "radius", "delaunay"), default=STEP.graph_method,
                    help=f"graph kind (default {STEP.graph_method})")
     p.add_argument("--k", type=_count, default=STEP.graph_k, help=f"neighbours per cell for knn (default {STEP.graph_k})")
     p.add_argument("--radius", type=_positive, default=None, help="radius for method=radius, or pruning distance")
-    p.add_argument("--library-key", default=None, help="obs column of samples: one block-diagonal graph per sample")
+    p.add_argument("--library-key", default=None, help="obs column of samples: one block-diagonal graph per sample "
+                   "(default: the input's image column, e.g. a steinbock folder's library_id)")
     p.add_argument("--backend", choices=("auto", "cpp", "cuda", "scipy"), default="auto", help="kernel backend")
 
 
 def _add_map(p):
     p.add_argument("--model", required=True, help="checkpoint written by `scprospatial train` (model.pt)")
     p.add_argument("--rna", required=True, help="scRNA-seq cells to map (any supported layout)")
-    p.add_argument("--spatial", required=True, help="spatial proteomics cell table or prepared .h5ad")
+    p.add_argument("--spatial", required=True, help="spatial proteomics cell table, steinbock folder, SpatialData "
+                   ".zarr store or prepared .h5ad")
     p.add_argument("--out", required=True, help="output .h5ad: imaged cells with the imputed proteome")
     p.add_argument("--k", type=_count, default=STEP.map_k, help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
     g = p.add_mutually_exclusive_group()
@@ -341,7 +345,8 @@ def _add_spatial_stats(p):
     p.add_argument("--proteins", type=_csv_list, default=None, help="proteins for Moran's I and figures (default: all)")
     p.add_argument("--n-perms", type=_count, default=STEP.n_perms,
                    help=f"permutations for neighbourhood enrichment (default {STEP.n_perms})")
-    p.add_argument("--library-key", default=None, help="obs column of samples (statistics per sample)")
+    p.add_argument("--library-key", default=None, help="obs column of samples (statistics per sample; default: "
+                   "the input's image column, e.g. a steinbock folder's library_id)")
 
 
 def _add_evaluate(p):

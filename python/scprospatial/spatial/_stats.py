@@ -362,7 +362,8 @@ def spatial_stats_file(input, outdir, *, cluster_key: str | None = None, protein
 
     Writes into `outdir`: nhood_enrichment.csv, niche_composition.csv (when cell types are known),
     moran.csv, nhood_enrichment.png, protein_maps.png and `<stem>.stats.h5ad` (the input with every
-    result). cluster_key defaults to uns['scprospatial']['cell_type_key']. Returns the .h5ad path.
+    result). cluster_key defaults to uns['scprospatial']['cell_type_key'], library_key to
+    uns['scprospatial']['library_key'] (the image column of multi-image inputs). Returns the .h5ad path.
     """
     from pathlib import Path
 
