@@ -10,6 +10,7 @@ ISOTYPE_CONTROLS = "isotype_controls"    # obsm: isotype-control counts set asid
 COUNTS_LAYER = "counts"                  # layers: raw RNA UMI counts (X holds log-normalised values)
 RAW_LAYER = "raw"                        # layers: raw imaging intensities of a spatial table
 SPATIAL = "spatial"                      # obsm: coordinates, n x 2 or n x 3
+LIBRARY_ID = "library_id"                # obs: image of each cell when one input holds several (squidpy's name)
 
 # --- predictions ------------------------------------------------------------------------
 PROTEIN_PREDICTED = "protein_predicted"          # obsm (DataFrame) and uns (metadata)
@@ -40,5 +41,7 @@ KIND = "kind"               # 'citeseq' | 'rna' | 'spatial'
 DATASET = "dataset"
 BATCH = "batch"             # obs column: cohort / batch of each cell
 CELL_TYPE_KEY = "cell_type_key"  # uns[UNS] entry naming the obs column of cell-type labels
+LIBRARY_KEY = "library_key"      # uns[UNS] entry naming the obs column of images: graphs and statistics per image
+SPATIALDATA = "spatialdata"      # uns[UNS] entry: the SpatialData store, table and elements the cells came from
 
 KINDS = ("citeseq", "rna", "spatial")

@@ -52,12 +52,54 @@ def _spatial_format_parser() -> _Parser:
     g.add_argument("--cell-type-col", help="column holding cell-type labels (default: detected)")
     g.add_argument("--id-col", help="column holding cell ids (default: detected, else row numbers)")
     g.add_argument("--protein-key", help="obsm key holding protein counts in a CITE-seq .h5ad (default: detected)")
+    g.add_argument("--table-name", help="SpatialData store: the table of cells to read (default: its only table)")
+    g.add_argument("--coordinate-system", help="SpatialData store: coordinate system of the cell centroids "
+                   "(default: 'global', else the element's only one)")
     g.add_argument("--imaging-norm", choices=("arcsinh", "quantile"), default=None,
                    help="normalisation of imaging intensities (default arcsinh)")
     g.add_argument("--cofactor", default=None,
                    help="arcsinh cofactor, a number or 'auto' "
                         "(default auto: 5 on count scales, else the panel's background)")
     return p
+
+
+def _spatialdata_out_parser() -> argparse.ArgumentParser:
+    """Results written back into a SpatialData store, as a table annotating the cells' shapes or labels."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("SpatialData output (needs the 'spatialdata' extra)")
+    g.add_argument("--spatialdata-out", default=None, metavar="STORE.zarr",
+                   help="also write the result as a table of this SpatialData store: an existing store (the input "
+                        "store, for example) gets the table added; a new path gets a store of the table and the "
+                        "elements it annotates")
+    g.add_argument("--spatialdata-table", default=None, metavar="NAME",
+                   help="name of that table (default: scprospatial_mapped for map, scprospatial_stats for "
+                        "spatial-stats)")
+    return p
+
+
+def _write_spatialdata(args, result, default_table: str) -> None:
+    """--spatialdata-out: the result .h5ad written as a SpatialData table (checked first by `_check_spatialdata`)."""
+    if args.spatialdata_out is None:
+        return
+    import anndata as ad
+
+    from .io import write_spatialdata
+
+    print(write_spatialdata(ad.read_h5ad(result), args.spatialdata_out,
+                            table_name=args.spatialdata_table or default_table))
+
+
+def _check_spatialdata(args) -> None:
+    if args.spatialdata_out is None:
+        if args.spatialdata_table is not None:
+            raise InputError("--spatialdata-table needs --spatialdata-out")
+        return
+    from .io import check_spatialdata_out
+
+    check_spatialdata_out(args.spatialdata_out, args.spatialdata_table or _SD_TABLES[args.command])
+
+
+_SD_TABLES = {"map": "scprospatial_mapped", "spatial-stats": "scprospatial_stats"}
 
 
 def _whole(low: int, high: int | None = None, what: str = "") -> Callable[[str], int]:
@@ -96,7 +138,8 @@ def _csv_list(text: str) -> list[str]:
 
 
 def _format_overrides(args: argparse.Namespace) -> dict:
-    keys = ("x_col", "y_col", "z_col", "marker_cols", "cell_type_col", "id_col", "protein_key")
+    keys = ("x_col", "y_col", "z_col", "marker_cols", "cell_type_col", "id_col", "protein_key", "table_name",
+            "coordinate_system")
     out = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     if getattr(args, "imaging_norm", None):
         out["imaging_method"] = args.imaging_norm
@@ -169,19 +212,23 @@ def _spatial_graph(args):
 def _map(args):
     from .spatial import map_files
 
+    _check_spatialdata(args)
     path = map_files(args.model, args.rna, args.spatial, args.out, k=args.k, proteins=args.proteins,
                      all_proteins=args.all_proteins, device=args.device, threads=args.threads,
                      backend=args.backend, seed=args.seed, **_format_overrides(args))
     print(path)
+    _write_spatialdata(args, path, _SD_TABLES["map"])
 
 
 def _spatial_stats(args):
     from .spatial import spatial_stats_file
 
+    _check_spatialdata(args)
     path = spatial_stats_file(args.input, args.out, cluster_key=args.cluster_key, proteins=args.proteins,
                               n_perms=args.n_perms, library_key=args.library_key, seed=args.seed,
                               threads=args.threads)
     print(path)
+    _write_spatialdata(args, path, _SD_TABLES["spatial-stats"])
 
 
 def _evaluate(args):
@@ -240,7 +287,8 @@ def _add_simulate(p):
 
 def _add_prepare(p):
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help=".h5ad, RNA,PROTEIN .h5ad pair (comma-joined), .h5mu, 10x folder or .h5, or a cell table")
+                   help=".h5ad, RNA,PROTEIN .h5ad pair (comma-joined), .h5mu, 10x folder or .h5, a cell table, "
+                        "a steinbock folder or a SpatialData .zarr store")
     p.add_argument("--outdir", required=True, help="folder for the prepared <dataset>.h5ad files")
     p.add_argument("--kind", choices=("citeseq", "rna", "spatial"), default=None, help="input kind (default: detected)")
     p.add_argument("--dataset", default=None, help="dataset id (default: the file name without suffix; one input only)")
@@ -271,21 +319,24 @@ def _add_impute(p):
 
 
 def _add_spatial_graph(p):
-    p.add_argument("input", metavar="SPATIAL_INPUT", help="cell table or prepared spatial .h5ad")
+    p.add_argument("input", metavar="SPATIAL_INPUT",
+                   help="cell table, steinbock folder, SpatialData .zarr store or prepared spatial .h5ad")
     p.add_argument("--out", required=True, help="output .h5ad with obsp graphs (squidpy-compatible keys)")
     p.add_argument("--method", choices=("knn", "radius", "delaunay"), default=STEP.graph_method,
                    help=f"graph kind (default {STEP.graph_method})")
     p.add_argument("--k", type=_count, default=STEP.graph_k,
                    help=f"neighbours per cell for knn (default {STEP.graph_k})")
     p.add_argument("--radius", type=_positive, default=None, help="radius for method=radius, or pruning distance")
-    p.add_argument("--library-key", default=None, help="obs column of samples: one block-diagonal graph per sample")
+    p.add_argument("--library-key", default=None, help="obs column of samples: one block-diagonal graph per sample "
+                   "(default: the input's image column, e.g. a steinbock folder's library_id)")
     p.add_argument("--backend", choices=("auto", "cpp", "cuda", "scipy"), default="auto", help="kernel backend")
 
 
 def _add_map(p):
     p.add_argument("--model", required=True, help="checkpoint written by `scprospatial train` (model.pt)")
     p.add_argument("--rna", required=True, help="scRNA-seq cells to map (any supported layout)")
-    p.add_argument("--spatial", required=True, help="spatial proteomics cell table or prepared .h5ad")
+    p.add_argument("--spatial", required=True, help="spatial proteomics cell table, steinbock folder, SpatialData "
+                   ".zarr store or prepared .h5ad")
     p.add_argument("--out", required=True, help="output .h5ad: imaged cells with the imputed proteome")
     p.add_argument("--k", type=_count, default=STEP.map_k,
                    help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
@@ -303,7 +354,8 @@ def _add_spatial_stats(p):
     p.add_argument("--proteins", type=_csv_list, default=None, help="proteins for Moran's I and figures (default: all)")
     p.add_argument("--n-perms", type=_count, default=STEP.n_perms,
                    help=f"permutations for neighbourhood enrichment (default {STEP.n_perms})")
-    p.add_argument("--library-key", default=None, help="obs column of samples (statistics per sample)")
+    p.add_argument("--library-key", default=None, help="obs column of samples (statistics per sample; default: "
+                   "the input's image column, e.g. a steinbock folder's library_id)")
 
 
 def _add_evaluate(p):
@@ -392,10 +444,10 @@ SUBCOMMANDS: dict[str, tuple[Callable, str, str, Callable, tuple[str, ...]]] = {
     "map": (_map, "map scRNA-seq cells onto a spatial proteomics sample and impute its proteome",
             "scprospatial map --model model/model.pt --rna query.h5ad --spatial codex.csv "
             "--out codex_mapped.h5ad --k 10",
-            _add_map, ("format",)),
+            _add_map, ("format", "spatialdata")),
     "spatial-stats": (_spatial_stats, "neighbourhood enrichment, Moran's I and niche composition on one graph",
                       "scprospatial spatial-stats codex_mapped.h5ad --out codex_stats --cluster-key ClusterName",
-                      _add_spatial_stats, ()),
+                      _add_spatial_stats, ("spatialdata",)),
     "evaluate": (_evaluate, "benchmark the model against baselines on held-out cells",
                  "scprospatial evaluate prepared/malt.h5ad --outdir eval --split random --n-seeds 5",
                  _add_evaluate, ()),
@@ -425,7 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"scprospatial {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    parents = {"common": _common_parser(), "format": _spatial_format_parser()}
+    parents = {"common": _common_parser(), "format": _spatial_format_parser(),
+               "spatialdata": _spatialdata_out_parser()}
     for name, (handler, help_text, example, add_args, extra) in SUBCOMMANDS.items():
         p = sub.add_parser(
             name, help=help_text, description=help_text,

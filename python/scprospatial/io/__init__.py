@@ -4,6 +4,8 @@ from ._columns import detect_layout, is_nonmarker
 from ._outputs import Rollback, check_output, check_outputs, folder_lock, remove_stale_temporaries
 from ._prepare_files import dataset_name, load, prepare_files, prepared_paths
 from ._read import is_in_memory, is_prepared, read_10x, read_h5ad, read_h5mu, read_input, read_pair
+from ._spatialdata import check_spatialdata_out, is_spatialdata_store, read_spatialdata, write_spatialdata
+from ._steinbock import is_steinbock_folder, read_steinbock
 from ._tables import read_spatial_table, spatial_from_anndata, table_suffix
 from ._write import atomic_path, write_bytes, write_h5ad, write_table, write_text
 
@@ -12,6 +14,7 @@ __all__ = [
     "Rollback",
     "check_output",
     "check_outputs",
+    "check_spatialdata_out",
     "folder_lock",
     "prepared_paths",
     "remove_stale_temporaries",
@@ -21,6 +24,8 @@ __all__ = [
     "is_in_memory",
     "is_nonmarker",
     "is_prepared",
+    "is_spatialdata_store",
+    "is_steinbock_folder",
     "load",
     "prepare_files",
     "protein_frame",
@@ -30,10 +35,13 @@ __all__ = [
     "read_input",
     "read_pair",
     "read_spatial_table",
+    "read_spatialdata",
+    "read_steinbock",
     "spatial_from_anndata",
     "table_suffix",
     "write_bytes",
     "write_h5ad",
+    "write_spatialdata",
     "write_table",
     "write_text",
 ]

@@ -45,7 +45,7 @@ def _provenance(adata: ad.AnnData, kind: str, dataset: str, batch: str | None, e
     old = dict(adata.uns.get(K.UNS, {}))
     info = {K.KIND: kind, K.DATASET: dataset, "source": old.get("source", ""), "reader": old.get("reader", ""),
             K.NORMALISATION: old.get(K.NORMALISATION, {}), "unrecognised_proteins": [], **extra}
-    for key in ("counts_source", "cell_type_key", "coordinate_columns"):
+    for key in ("counts_source", "cell_type_key", "coordinate_columns", K.LIBRARY_KEY, K.SPATIALDATA):
         if key in old:
             info[key] = old[key]
     adata.uns[K.UNS] = info

@@ -117,10 +117,12 @@ def graph_file(input, out, *, method: str = "knn", k: int = 10, radius: float | 
                library_key: str | None = None, backend: str = "auto", threads: int | None = None,
                **overrides) -> os.PathLike:
     """`scprospatial spatial-graph`: read a spatial input (any supported layout), add the graph, write
-    `out` (.h5ad) atomically. `overrides` are the readers' format overrides (x_col, y_col, ...)."""
+    `out` (.h5ad) atomically. `overrides` are the readers' format overrides (x_col, y_col, ...). library_key
+    defaults to the input's own image column (uns['scprospatial']['library_key'], set by multi-image readers)."""
     from ..io import load, write_h5ad  # anndata-heavy: imported only where files are read and written
 
     adata = load(input, kind="spatial", **overrides)
+    library_key = library_key or adata.uns[K.UNS].get(K.LIBRARY_KEY)  # several images: one graph each
     spatial_neighbors(adata, method=method, n_neighs=k, radius=radius, library_key=library_key,
                       backend=backend, threads=threads)
     return write_h5ad(adata, out)

@@ -328,7 +328,8 @@ def spatial_stats_file(input, outdir, *, cluster_key: str | None = None, protein
 
     Writes into `outdir`: nhood_enrichment.csv, niche_composition.csv (when cell types are known),
     moran.csv, nhood_enrichment.png, protein_maps.png and `<stem>.stats.h5ad` (the input with every
-    result). cluster_key defaults to uns['scprospatial']['cell_type_key']. Returns the .h5ad path.
+    result). cluster_key defaults to uns['scprospatial']['cell_type_key'], library_key to
+    uns['scprospatial']['library_key'] (the image column of multi-image inputs). Returns the .h5ad path.
     """
     from pathlib import Path
 
@@ -338,6 +339,7 @@ def spatial_stats_file(input, outdir, *, cluster_key: str | None = None, protein
 
     outdir = Path(outdir)
     adata = load(input, kind="spatial")
+    library_key = library_key or adata.uns[K.UNS].get(K.LIBRARY_KEY)  # several images: statistics per image
     if library_key is not None and library_key not in adata.obs:
         raise InputError(f"--library-key {library_key!r} is not an obs column", input)
     if proteins is not None:
