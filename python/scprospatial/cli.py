@@ -159,7 +159,7 @@ def _spatial_graph(args):
 
     path = graph_file(args.input, args.out, method=args.method, k=args.k, radius=args.radius,
                       library_key=args.library_key, backend=args.backend, threads=args.threads,
-                      **_format_overrides(args))
+                      device=args.device, **_format_overrides(args))
     print(path)
 
 

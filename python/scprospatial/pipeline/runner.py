@@ -128,7 +128,7 @@ def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None
         steps.append(Step(f"spatial-graph:{s.id}",
                           lambda s=s, out=graph: graph_file(prepared[s.id], out, method=o.graph_method, k=o.graph_k,
                                                             radius=o.graph_radius, library_key=None, backend="auto",
-                                                            threads=threads),
+                                                            threads=threads, device=device),
                           inputs=[prepared[s.id]], outputs=[graph],
                           params={"method": o.graph_method, "k": o.graph_k, "radius": o.graph_radius}))
         for r in by_kind["rna"]:  # imaged cells receive the proteome of each RNA-only cohort
