@@ -30,7 +30,7 @@ def _check_backend(backend: str) -> None:
 
 
 def _device_tensor(x, what: str, dtype, device=None):
-    """x as a C-contiguous torch tensor of `dtype` on its CUDA device (converted there when needed)."""
+    """x as a C-contiguous torch tensor of `dtype` (None: its own) on its CUDA device (converted there if needed)."""
     torch = _torch()
     if not (isinstance(x, torch.Tensor) and x.is_cuda):
         where = f"a CUDA tensor on {device}" if device is not None else "a torch CUDA tensor"
@@ -40,7 +40,7 @@ def _device_tensor(x, what: str, dtype, device=None):
         raise InputError(f"{what} is on {x.device} but the other arrays on {device}")
     if x.ndim != 2:
         raise InputError(f"{what} must be a 2-d array, got shape {tuple(x.shape)}")
-    return x.to(dtype).contiguous()
+    return (x if dtype is None else x.to(dtype)).contiguous()
 
 
 def _stream(device) -> int:
@@ -77,8 +77,9 @@ def gather_on_device(idx, w, mean, sd=None, *, variance: bool = True, as_sd: boo
     ix = _device_tensor(idx, "idx", torch.int64)
     if ix.shape[1] < 1:
         raise InputError(f"idx must be an n x k integer array with k >= 1, got shape {tuple(ix.shape)}")
-    wt = _device_tensor(w, "w", w.dtype if getattr(w, "dtype", None) in (torch.float32, torch.float64)
-                        else torch.float64, ix.device)
+    wt = _device_tensor(w, "w", None, ix.device)
+    if wt.dtype not in (torch.float32, torch.float64):
+        wt = wt.to(torch.float64)
     if wt.shape != ix.shape:
         raise InputError(f"w has shape {tuple(wt.shape)}, expected {tuple(ix.shape)} (one weight per index)")
     mu = _device_tensor(mean, "mean", torch.float32, ix.device)

@@ -11,6 +11,7 @@ from .. import _constants as K
 from .._logging import logger
 from ..errors import InputError
 from ._builders import GraphBuilder, make_builder
+from ._kernels import resolve_backend
 
 
 def graph_keys(key_added: str = K.SPATIAL) -> tuple[str, str, str]:
@@ -126,6 +127,7 @@ def graph_file(input, out, *, method: str = "knn", k: int = 10, radius: float | 
     --device ('auto' runs the kNN graph's CUDA kernel where there is one and a GPU)."""
     from ..io import load, write_h5ad  # anndata-heavy: imported only where files are read and written
 
+    resolve_backend(backend, device=device)  # an unusable --device cuda stops here, before the input is read
     adata = load(input, kind="spatial", **overrides)
     spatial_neighbors(adata, method=method, n_neighs=k, radius=radius, library_key=library_key,
                       backend=backend, threads=threads, device=device)
