@@ -42,8 +42,8 @@ using Named = std::vector<std::pair<const char*, py::object>>;
 
 static bool on_cuda(const py::object& obj) { return !obj.is_none() && py::hasattr(obj, "__cuda_array_interface__"); }
 
-// true when the arrays live on a CUDA device, false when on the host; throws when they are mixed, when a CUDA
-// output is missing, or when `device` contradicts them.
+// true when the arrays (None: absent) live on a CUDA device, false when on the host; throws when they are mixed or
+// when `device` contradicts them.
 static bool cuda_arrays(const Named& arrays, const std::string& device) {
   const char* cuda = nullptr;
   const char* host = nullptr;
@@ -69,7 +69,7 @@ static bool cuda_arrays(const Named& arrays, const std::string& device) {
 struct CudaArray {
   void* data = nullptr;
   int64_t rows = 0, cols = 0;
-  py::object stream;  // the producer's stream (interface version 3), or None
+  py::object stream = py::none();  // the producer's stream (interface version 3), or None
 };
 
 static std::string cuda_describe(const py::dict& cai) {

@@ -62,13 +62,16 @@ environment() {
 install_wheels() {
     if [[ "$WHEELS" == 0 ]]; then echo "WHEELS=0: using the packages already installed"; return 0; fi
     ls .whl/*.whl >/dev/null 2>&1 || { echo "no .whl/: run tests/gpu/prepare_wheels.sh here and carry .whl"; return 1; }
-    local wheels=(); for w in .whl/*.whl; do [[ "$w" == *pandas-* ]] || wheels+=("$w"); done
+    local wheels=() pandas=()  # pandas 2 and its pytz, tzdata: only to replace an image's pandas 3
+    for w in .whl/*.whl; do
+        case "${w##*/}" in pandas-*|pytz-*|tzdata-*) pandas+=("$w") ;; *) wheels+=("$w") ;; esac
+    done
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "${wheels[@]}" || return 1
     local pandas_major
     pandas_major="$("$PYTHON" -c 'import pandas; print(pandas.__version__.split(".")[0])' 2>/dev/null || echo none)"
     if [[ "$pandas_major" != 2 ]]; then  # anndata 0.12 needs pandas < 3
         echo "image pandas: $pandas_major; installing the carried pandas 2"
-        "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/pandas-*.whl || return 1
+        "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "${pandas[@]}" || return 1
     fi
     "$PYTHON" -c 'import anndata, pandas; print("anndata", anndata.__version__, "pandas", pandas.__version__)'
 }
