@@ -8,8 +8,10 @@ Tolerances, and why:
 - map without the panel adaptation, one model: >= 99% of imaged cells within 1e-3 (cells whose top-k has a near tie
   may pick another neighbour after 1e-6 changes in the embedding); uns records 'cuda' for search and gather.
 - map with the adaptation (the default), and training: dropout draws from torch's CUDA generator on the GPU and from
-  the CPU generator on the CPU, so a GPU run differs from the CPU run as another seed does. The GPU-vs-CPU difference
-  must stay within twice the CPU's seed-0-vs-seed-1 difference (plus 1e-3 for rounding, or 0.05 for accuracies).
+  the CPU generator on the CPU, so a GPU run differs from the CPU run as another seed does. Map: the GPU-vs-CPU
+  difference must stay within twice the CPU's seed-0-vs-seed-1 difference, plus 1e-3 for rounding. Training: the
+  model trained on the GPU must be as accurate (imputation vs the simulated truth, final validation Pearson) as the
+  worse of the two CPU seeds, less 0.05.
 """
 from __future__ import annotations
 
@@ -122,10 +124,9 @@ def test_whole_run_on_cuda_is_as_accurate_as_on_cpu(e2e):
     REPORT["final_val_pearson"] = final
     REPORT["first_train_loss"] = {tag: float(c["train_loss"].iloc[0]) for tag, c in curves.items()}
     assert all(np.isfinite(c[["train_loss", "val_loss"]].to_numpy()).all() for c in curves.values())
-    seed_gap = abs(acc["cpu_seed1"] - acc["cpu"])
-    assert abs(acc["cudarun"] - acc["cpu"]) <= max(0.05, 2 * seed_gap), acc
-    val_gap = abs(final["cpu_seed1"] - final["cpu"])
-    assert abs(final["cuda"] - final["cpu"]) <= max(0.05, 2 * val_gap), final
+    # as accurate: no worse than the worse of the two CPU seeds, less 0.05
+    assert acc["cudarun"] >= min(acc["cpu"], acc["cpu_seed1"]) - 0.05, acc
+    assert final["cuda"] >= min(final["cpu"], final["cpu_seed1"]) - 0.05, final
 
 
 def test_map_on_cuda_runs_search_and_mixture_on_the_gpu_within_seed_variation(e2e):
