@@ -44,5 +44,28 @@ def require() -> ModuleType:
 
 
 def cuda_compiled() -> bool:
+    """True when the core was built with its CUDA kernels (SCPROSPATIAL_CUDA=1)."""
     mod = core()
     return bool(mod is not None and mod.compiled_with_cuda())
+
+
+def cuda_ready() -> bool:
+    """True when the core has CUDA kernels and sees a CUDA device (what device 'auto' needs to pick the GPU)."""
+    return cuda_unavailable_reason() is None
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why the core's CUDA kernels cannot run here (one line), or None when they can."""
+    mod = core()
+    if mod is None:
+        return "scprospatial's compiled extension is not available"
+    if not mod.compiled_with_cuda():
+        return "scprospatial's C++ core was built without CUDA kernels (reinstall with SCPROSPATIAL_CUDA=1)"
+    if mod.cuda_device_count() == 0:
+        return "no CUDA device is visible"
+    return None
+
+
+def is_device_array(x) -> bool:
+    """True for arrays that live on a CUDA device (torch CUDA tensors, CuPy, ...: __cuda_array_interface__)."""
+    return x is not None and hasattr(x, "__cuda_array_interface__")

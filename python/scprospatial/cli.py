@@ -63,9 +63,9 @@ def _spatial_format_parser() -> _Parser:
     return p
 
 
-def _spatialdata_out_parser() -> argparse.ArgumentParser:
+def _spatialdata_out_parser() -> _Parser:
     """Results written back into a SpatialData store, as a table annotating the cells' shapes or labels."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(add_help=False)
     g = p.add_argument_group("SpatialData output (needs the 'spatialdata' extra)")
     g.add_argument("--spatialdata-out", default=None, metavar="STORE.zarr",
                    help="also write the result as a table of this SpatialData store: an existing store (the input "
@@ -205,7 +205,7 @@ def _spatial_graph(args):
 
     path = graph_file(args.input, args.out, method=args.method, k=args.k, radius=args.radius,
                       library_key=args.library_key, backend=args.backend, threads=args.threads,
-                      **_format_overrides(args))
+                      device=args.device, **_format_overrides(args))
     print(path)
 
 

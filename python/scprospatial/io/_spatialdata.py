@@ -301,7 +301,7 @@ def write_spatialdata(adata: ad.AnnData, store: str | os.PathLike, *, table_name
             check_spatialdata_out(store, table_name)
         _write_into(sd, store, table, table_name, regions, from_table=link is None)
     else:
-        elements = shapes or _source_elements(sd, link, regions, store)
+        elements = shapes if link is None else _source_elements(sd, link, regions, store)
         _write_new(sd, store, table, table_name, elements)
     logger.info("wrote table %r (%d cells) annotating %s into %s", table_name, table.n_obs, regions, store)
     return store

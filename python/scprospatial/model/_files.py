@@ -59,6 +59,7 @@ def train_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, 
         logger.info("%s is already trained; nothing to resume", final)
         return final
     stages = check_stages(stages)
+    device = resolve_device(device)  # --device cuda without a GPU: refused before any cohort is read
     if ppi is not None:  # checked before the cohorts are read and prepared
         from ..nn import read_ppi
 

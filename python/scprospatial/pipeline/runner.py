@@ -127,7 +127,8 @@ def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None
         graph = outdir / LAYOUT["spatial"] / f"{s.id}.graph.h5ad"
         steps.append(Step(f"spatial-graph:{s.id}",
                           functools.partial(graph_file, prepared[s.id], graph, method=o.graph_method, k=o.graph_k,
-                                            radius=o.graph_radius, library_key=None, backend="auto", threads=threads),
+                                            radius=o.graph_radius, library_key=None, backend="auto", threads=threads,
+                                            device=device),
                           inputs=[prepared[s.id]], outputs=[graph],
                           params={"method": o.graph_method, "k": o.graph_k, "radius": o.graph_radius}))
         for r in by_kind["rna"]:  # imaged cells receive the proteome of each RNA-only cohort

@@ -44,7 +44,7 @@ from ..errors import InputError
 from ._adapt import ADAPT_EPOCHS
 from ._fuse import FUSE_WEIGHT, mapping_space, panel_markers, predict_panel
 from ._gather import gather_mixture
-from ._kernels import _threads, knn_graph
+from ._kernels import _threads, knn_graph, resolve_backend
 from ._neighbourhood import cluster_codes, connectivities, neighbour_counts, spatial_cell_type_key
 
 TOPK_BACKENDS = ("auto", "cpp", "cuda", "torch")
@@ -65,15 +65,18 @@ def _as_embedding(x, what: str) -> np.ndarray:
 
 
 def resolve_topk_backend(backend: str, device: str = "cpu") -> str:
-    """'auto': torch on the GPU when `device` is cuda, else the C++ kernel (torch, warned, when it is missing)."""
+    """'auto': the core's CUDA kernel when `device` is a GPU (torch on the GPU, logged, where the core has no CUDA
+    kernels), else the C++ kernel (torch, warned, when it is missing). 'cuda': the CUDA kernel or an InputError."""
     if backend not in TOPK_BACKENDS:
         raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(TOPK_BACKENDS)}")
-    if backend == "cuda" or (backend == "auto" and device == "cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise InputError("backend 'cuda': torch sees no CUDA device")
-        return "cuda"
+    if backend == "cuda" or (backend == "auto" and str(device).startswith("cuda")):
+        reason = _ext.cuda_unavailable_reason()
+        if reason is None:
+            return "cuda"
+        if backend == "cuda":
+            raise InputError(f"backend 'cuda': {reason}")
+        logger.info("top-k search with torch on the GPU: %s", reason)
+        return "torch"
     if backend == "cpp" and _ext.core() is None:
         raise InputError("backend 'cpp' needs the compiled extension, which is not available")
     if backend == "auto":
@@ -115,21 +118,27 @@ def topk_similarity(query, ref, k: int = 10, *, backend: str = "auto", threads: 
 
     Returns (indices int64 n x k, similarities float32 n x k, backend used), rows sorted by similarity
     (descending), ties by index. backend: 'cpp' (multithreaded C++ kernel, GIL released, outputs
-    returned without a copy), 'torch' (the same blocks in torch on `device`), 'cuda' (torch on the GPU)
-    or 'auto'.
+    returned without a copy), 'torch' (the same blocks in torch on `device`), 'cuda' (the C++ kernel's
+    CUDA twin, the same results bit for bit) or 'auto' (see `resolve_topk_backend`). torch CUDA tensors
+    run the CUDA kernel in place and give tensors on their GPU (see _device.py).
     """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InputError(f"k must be a positive integer, got {k!r}")
+    if _ext.is_device_array(query) or _ext.is_device_array(ref):
+        from ._device import topk_on_device
+
+        return topk_on_device(query, ref, int(k), backend=backend)
     q, r = _as_embedding(query, "query embedding"), _as_embedding(ref, "reference embedding")
     if q.shape[1] != r.shape[1]:
         raise InputError(f"query ({q.shape[1]} columns) and reference ({r.shape[1]} columns) differ in width")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InputError(f"k must be a positive integer, got {k!r}")
     if len(r) < k:
         raise InputError(f"k={k} neighbours need at least {k} reference cells, got {len(r)}")
     used = resolve_topk_backend(backend, device)
-    if used == "cpp":
-        idx, sim = _ext.require().topk_similarity(q, r, int(k), threads=_threads(threads))
+    if used == "torch":
+        idx, sim = _topk_torch(q, r, int(k), device)
     else:
-        idx, sim = _topk_torch(q, r, int(k), "cuda" if used == "cuda" else device)
+        kernel_device = "cuda" if used == "cuda" else "cpu"
+        idx, sim = _ext.require().topk_similarity(q, r, int(k), threads=_threads(threads), device=kernel_device)
     return idx, sim, used
 
 
@@ -157,6 +166,35 @@ def mixture(idx: np.ndarray, w: np.ndarray, mean: np.ndarray, sd: np.ndarray, *,
     got = gather_mixture(idx, w, mean, sd, as_sd=True, threads=threads, out=out)
     assert got.var is not None  # variance=True (the default) computes it
     return got.mean, got.var
+
+
+class _HostSearch:
+    """Search, weights and mixture for blocks of imaged cells with host arrays (the GPU twin: _device.DeviceSearch).
+    search(rows, out_mean, out_sd) -> (idx, w, sim), the block's mixture mean and SD written into out_mean, out_sd."""
+
+    def __init__(self, query, ref, mean, sd, *, k: int, temperature: float, backend: str, threads, device):
+        self.query, self.ref, self.mean, self.sd = query, ref, mean, sd
+        self.k, self.temperature, self.backend, self.threads, self.device = k, temperature, backend, threads, device
+        self.gather_backend = resolve_backend("auto")
+
+    def __call__(self, rows: slice, out_mean: np.ndarray, out_sd: np.ndarray):
+        idx, sim, _ = topk_similarity(self.query[rows], self.ref, self.k, backend=self.backend, threads=self.threads,
+                                      device=self.device)
+        w = softmax_weights(sim, self.temperature)
+        mixture(idx, w, self.mean, self.sd, threads=self.threads, out=(out_mean, out_sd))
+        return idx, w, sim
+
+
+def _block_search(query, ref, mean, sd, *, k: int, temperature: float, backend: str, threads, device):
+    """The block search of `map_cells`: on the GPU (search and mixture chained there) when the top-k backend
+    resolves to the CUDA kernel and the model sits on a GPU, else on the host."""
+    used = resolve_topk_backend(backend, device)
+    if used == "cuda" and str(device).startswith("cuda"):
+        from ._device import DeviceSearch
+
+        return DeviceSearch(query, ref, mean, sd, k=k, temperature=temperature, device=device)
+    return _HostSearch(query, ref, mean, sd, k=k, temperature=temperature, backend=used, threads=threads,
+                       device=device)
 
 
 def vote(weights: sparse.csr_matrix, labels: pd.Series) -> tuple[pd.Categorical, np.ndarray]:
@@ -240,19 +278,20 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
     n = spatial.n_obs
     out_mean, out_sd = np.empty((n, len(names)), np.float32), np.empty((n, len(names)), np.float32)
     confidence = np.empty(n, np.float32)
-    blocks, used = [], None
+    blocks = []
+    search = _block_search(query, ref, mean, sd, k=k, temperature=tau, backend=backend, threads=threads,
+                           device=model.device)
+    used = search.backend
     starts = range(0, n, block_size)
     for q0 in progress(starts, desc="map", total=len(starts), unit="block"):
         rows = slice(q0, min(q0 + block_size, n))
-        idx, sim, used = topk_similarity(query[rows], ref, k, backend=backend, threads=threads, device=model.device)
-        w = softmax_weights(sim, tau)
-        wm = weights_matrix(idx, w, rna.n_obs)
-        mixture(idx, w, mean, sd, threads=threads, out=(out_mean[rows], out_sd[rows]))
+        idx, w, sim = search(rows, out_mean[rows], out_sd[rows])
         confidence[rows] = (w * sim).sum(axis=1)
-        blocks.append(wm)
+        blocks.append(weights_matrix(idx, w, rna.n_obs))
     weights = sparse.vstack(blocks, format="csr") if blocks else sparse.csr_matrix((0, rna.n_obs))
     _write_spatial(spatial, names, out_mean, out_sd, confidence, space.joint, rna.uns[key_added], key_added,
-                   {"backend": used, "k": int(k), "temperature": tau, "n_rna_cells": int(rna.n_obs), **space.info})
+                   {"backend": used, "gather_backend": search.gather_backend, "k": int(k), "temperature": tau,
+                    "n_rna_cells": int(rna.n_obs), **space.info})
     distribution = _write_rna(rna, weights, np.asarray(spatial.obsm[spatial_key], dtype=np.float64))
     _transfer_labels(rna, spatial, weights, rna_cell_type_key)
     _mapped_niche(rna, spatial, distribution, spatial_key, threads)
