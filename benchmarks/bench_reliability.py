@@ -3,9 +3,9 @@
 
 Two phases, so the expensive one (training) runs once and the cheap one (scoring) can be rerun:
 
-    python benchmarks/bench_reliability.py train --runs .scratch/reliability --part ensemble   # 9 seeds
-    python benchmarks/bench_reliability.py train --runs .scratch/reliability --part lpo        # 3 protein folds
-    python benchmarks/bench_reliability.py score --runs .scratch/reliability                   # results/reliability.json
+    python benchmarks/bench_reliability.py train --part ensemble   # 9 seeds -> .scratch/reliability
+    python benchmarks/bench_reliability.py train --part lpo        # 3 protein folds
+    python benchmarks/bench_reliability.py score                   # -> benchmarks/results/reliability.json
 
 Every model is trained on the training cells of MALT's random split with seed 0 (the same cells as
 leave-protein-out with seed 0), on the genes MALT shares with PBMC 10k, so one model is scored within the
@@ -107,8 +107,136 @@ def main(argv=None) -> None:
         score(args)
 
 
-def score(args) -> None:  # filled in below (kept apart so training can start first)
-    raise NotImplementedError
+def _scores(truth: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-protein Pearson and 90% interval coverage (the evaluate metrics)."""
+    from scprospatial.evaluate import metrics as M
+
+    r = np.array([M.pearson(truth[:, j], mean[:, j]) for j in range(truth.shape[1])])
+    c = np.array([M.interval_coverage(truth[:, j], mean[:, j], sd[:, j]) for j in range(truth.shape[1])])
+    return r, c
+
+
+def _mixture(means: list[np.ndarray], sds: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    from scprospatial.model._ensemble import mixture
+
+    m, s = mixture([torch.from_numpy(x) for x in means], [torch.from_numpy(x) for x in sds])
+    return m.numpy(), s.numpy()
+
+
+def score_ensembles(runs: Path, truths: dict) -> dict:
+    """Singles vs ensembles of K on both settings: per group (paired) differences, mean, SE, decision."""
+    seeds = {s: np.load(runs / f"seed{s}.npz") for s in ENSEMBLE_SEEDS if (runs / f"seed{s}.npz").is_file()}
+    out: dict = {"seeds_available": sorted(seeds), "fit_s": {s: float(v["fit_s"]) for s, v in seeds.items()}}
+    per_protein: dict = {}
+    for tag, truth in truths.items():
+        res: dict = {}
+        for k in (1, 2, 3):
+            groups = [list(range(g, g + k)) for g in GROUP_STARTS if all(s in seeds for s in range(g, g + k))]
+            rows = []
+            for members in groups:
+                mean, sd = _mixture([seeds[s][f"{tag}_mean"] for s in members],
+                                    [seeds[s][f"{tag}_sd"] for s in members])
+                r, c = _scores(truth, mean, sd)
+                rows.append({"members": members, "pearson": float(r.mean()), "coverage90": float(c.mean()),
+                             "median_pearson": float(np.median(r))})
+                if k == 1:
+                    per_protein.setdefault(tag, []).append(r)
+            res[f"K={k}"] = rows
+        for k in (2, 3):
+            pairs = [(e, s) for e in res[f"K={k}"] for s in res["K=1"] if s["members"][0] == e["members"][0]]
+            for metric in ("pearson", "coverage90"):
+                d = np.array([e[metric] - s[metric] for e, s in pairs])
+                if len(d) >= 2:
+                    se = float(d.std(ddof=1) / np.sqrt(len(d)))
+                    res[f"gain_K={k}_{metric}"] = {"mean": float(d.mean()), "se": se, "n_pairs": len(d),
+                                                   "exceeds_2se": bool(d.mean() > 2 * se)}
+        out[tag] = res
+    out["per_protein_pearson_single"] = {t: np.mean(v, axis=0).tolist() for t, v in per_protein.items()}
+    return out
+
+
+def _refit_link(model, cells, seed: int) -> None:
+    """Fit the gene link (and its per-cell variance) on the model's own validation cells with the current code:
+    the same cells model.train chose (split_cells with the run's seed)."""
+    import torch
+
+    from scprospatial.model._data import build_pool, split_cells
+    from scprospatial.model._model import MAX_VAL_CELLS
+    from scprospatial.train._loops import Batch
+
+    pool = build_pool([cells], model.vocab, model.datasets)
+    rng = np.random.default_rng(seed)
+    _, val = split_cells(pool, model.config.val_fraction, rng)
+    val = np.sort(rng.permutation(val)[:MAX_VAL_CELLS])
+    val = val[pool.has_rna[val] & pool.has_protein[val]]
+    measured = torch.as_tensor(model.vocab.protein_index.get_indexer(model.vocab.measured), dtype=torch.long)
+    model.module.eval()
+    truth, mask = pool.protein[val][:, measured.numpy()], pool.pmask[val][:, measured.numpy()]
+    model._fit_gene_link(Batch.of(pool, val, "cpu"), measured, truth, mask)
+
+
+def _detected(adata, proteins, vocab) -> np.ndarray:
+    from scprospatial.model._data import GeneMapping
+    from scprospatial.model._reliability import detected_fraction
+
+    return detected_fraction(lambda a, b: adata.X[a:b], adata.n_obs, GeneMapping.of(adata.var_names, vocab), vocab,
+                             proteins)
+
+
+def score_lpo(runs: Path, malt, pbmc, genes, split) -> list[dict]:
+    """Hidden proteins through the gene link: Pearson, coverage before (constant SD) and after (per-cell SD)."""
+    import anndata as ad
+
+    from scprospatial.evaluate._run import _training_view
+    from scprospatial.model import ScProSpatial
+    from scprospatial.model._reliability import DETECTION_MIN_FRACTION
+
+    rows = []
+    tests = {"malt": malt[split.test, genes].copy(), "pbmc10k": pbmc[:, genes].copy()}
+    for i in range(N_FOLDS):
+        if not (runs / f"fold{i}.npz").is_file():
+            continue
+        old = np.load(runs / f"fold{i}.npz")
+        hidden = [str(p) for p in old["hidden"]]
+        model = ScProSpatial.load(runs / f"fold{i}.pt", device="cpu")
+        cells = ad.concat([_training_view(malt, split.train, hidden, genes),
+                           _training_view(malt, split.val, hidden, genes)], merge="same", uns_merge="first")
+        _refit_link(model, cells, 0)
+        for tag, test in tests.items():
+            truth = test.obsm["protein"][hidden].to_numpy(np.float64)
+            new = model.predict(test, proteins=hidden)
+            mean = new.obsm["protein_predicted"][hidden].to_numpy()
+            sd = new.obsm["protein_predicted_sd"][hidden].to_numpy()
+            r, c_new = _scores(truth, mean, sd)
+            _, c_old = _scores(truth, old[f"{tag}_mean"], old[f"{tag}_sd"])
+            frac = _detected(test, hidden, model.vocab)
+            sd_cv = sd.std(0) / sd.mean(0)
+            for j, p in enumerate(hidden):
+                rows.append({"fold": i, "protein": p, "cohort": tag, "pearson": float(r[j]),
+                             "coverage90_constant_sd": float(c_old[j]), "coverage90_per_cell_sd": float(c_new[j]),
+                             "sd_cv_over_cells": float(sd_cv[j]), "detected_fraction": float(frac[j]),
+                             "detected": bool(frac[j] >= DETECTION_MIN_FRACTION),
+                             "link_calibration": model.meta.get("link_calibration")})
+    return rows
+
+
+def score(args) -> None:
+    malt, pbmc, genes, split = cohorts()
+    panel = [str(c) for c in malt.obsm["protein"].columns]
+    truths = {"malt": malt[split.test].obsm["protein"][panel].to_numpy(np.float64),
+              "pbmc10k": pbmc.obsm["protein"][panel].to_numpy(np.float64)}
+    runs = Path(args.runs)
+    record = {"finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "panel": panel,
+              "ensemble": score_ensembles(runs, truths), "lpo": score_lpo(runs, malt, pbmc, genes, split)}
+    RESULTS.write_text(json.dumps(record, indent=1, default=str))
+    print(json.dumps({k: v for k, v in record["ensemble"].items() if k in ("malt", "pbmc10k")}, indent=1))
+    lpo = pd.DataFrame(record["lpo"])
+    if len(lpo):
+        print(lpo.drop(columns="link_calibration").round(3).to_string())
+        print(lpo.groupby(["cohort", "detected"])[["pearson", "coverage90_constant_sd", "coverage90_per_cell_sd"]]
+              .agg(["median", "mean", "count"]).round(3).to_string())
 
 
 if __name__ == "__main__":

@@ -17,8 +17,16 @@ from .._logging import logger
 from .._settings import resolve_device, seed_everything
 from ..errors import InputError
 from ..nn import ScProSpatialModule, ppi_init, read_ppi
-from ..train import (Trainer, TrainState, calibrate_scale, fit_gene_link, interval_coverage, load_checkpoint,
-                     save_checkpoint, z_value)
+from ..train import (
+    Trainer,
+    TrainState,
+    calibrate_scale,
+    fit_gene_link,
+    interval_coverage,
+    load_checkpoint,
+    save_checkpoint,
+    z_value,
+)
 from ..train._loops import Batch
 from ..train._metrics import pearson_per_column
 from ._config import STAGES, ModelConfig, check_stages
