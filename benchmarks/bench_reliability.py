@@ -92,6 +92,9 @@ def main(argv=None) -> None:
     p.add_argument("phase", choices=("train", "score"))
     p.add_argument("--runs", default=str(ROOT / ".scratch" / "reliability"), help="folder of the trained models")
     p.add_argument("--part", choices=("ensemble", "lpo"), default="ensemble")
+    p.add_argument("--default-k", type=int, default=1, help="ensemble size whose figures the shipped table gives")
+    p.add_argument("--write-table", action="store_true",
+                   help="write python/scprospatial/model/data/expected_accuracy.csv from the scores")
     p.add_argument("--only", type=lambda t: t.split(","), default=None,
                    help="train only these runs, in this order (e.g. seed8,seed7: a second process)")
     args = p.parse_args(argv)
@@ -222,6 +225,69 @@ def score_lpo(runs: Path, malt, pbmc, genes, split) -> list[dict]:
     return rows
 
 
+ACCURACY_CSV = ROOT / "python" / "scprospatial" / "model" / "data" / "expected_accuracy.csv"
+QUERY = DATA / "malt_10k_query_1100cells_rna_only.h5ad"
+
+
+def time_impute(runs: Path, k_max: int = 3) -> dict:
+    """Seconds to impute MALT's 1,100 query cells (every predictable protein) with 1 and k_max members."""
+    from scprospatial.io import load
+    from scprospatial.model import ScProSpatial
+
+    if not all((runs / f"seed{s}.pt").is_file() for s in range(k_max)) or not QUERY.is_file():
+        return {}
+    query = load(QUERY, kind="rna")
+    members = [ScProSpatial.load(runs / f"seed{s}.pt", device="cpu") for s in range(k_max)]
+    out = {}
+    for k in (1, k_max):
+        model = ScProSpatial.ensemble(members[:k])
+        best = np.inf
+        for _ in range(2):
+            t0 = time.perf_counter()
+            pred = model.predict(query, all_proteins=True)
+            best = min(best, time.perf_counter() - t0)
+        out[f"K={k}"] = {"seconds": round(best, 2), "n_cells": query.n_obs,
+                         "n_proteins": int(pred.obsm["protein_predicted"].shape[1])}
+    return out
+
+
+def accuracy_table(record: dict, default_k: int) -> pd.DataFrame:
+    """Median per-protein Pearson and mean 90% coverage of each support class and setting (development data)."""
+    ens = record["ensemble"]
+    rows = []
+    for tag, setting in (("malt", "same_cohort"), ("pbmc10k", "new_cohort")):
+        groups = ens[tag][f"K={default_k}"]
+        rows.append({"support": "measured", "setting": setting,
+                     "median_pearson": float(np.median([g["median_pearson"] for g in groups])),
+                     "n_proteins": len(record["panel"]),
+                     "coverage90": float(np.mean([g["coverage90"] for g in groups])),
+                     "source": f"random split seed 0, K={default_k}, models {[g['members'] for g in groups]}"})
+    lpo = pd.DataFrame(record["lpo"])
+    for (tag, setting) in (("malt", "same_cohort"), ("pbmc10k", "new_cohort")):
+        for detected, support in ((True, "gene_link_detected"), (False, "gene_link_undetected")):
+            sub = lpo[(lpo["cohort"] == tag) & (lpo["detected"] == detected)] if len(lpo) else lpo
+            rows.append({"support": support, "setting": setting,
+                         "median_pearson": float(sub["pearson"].median()) if len(sub) else np.nan,
+                         "n_proteins": int(len(sub)),
+                         "coverage90": float(sub["coverage90_per_cell_sd"].mean()) if len(sub) else np.nan,
+                         "source": f"leave-proteins-out, {N_FOLDS} folds of MALT's panel, seed 0"})
+    return pd.DataFrame(rows)
+
+
+def write_accuracy_csv(table: pd.DataFrame, record: dict) -> None:
+    import subprocess
+
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    head = [f"# Development figures (benchmarks/PROTOCOL.md) measured by benchmarks/bench_reliability.py on "
+            f"{record['finished']} at commit {commit}: models trained on MALT's random split (seed 0, training "
+            "cells); same_cohort = MALT's held-out cells, new_cohort = PBMC 10k (PBMC 5k, the test cohort, is "
+            "never read). median_pearson: median over the class's proteins of the per-protein Pearson; "
+            "coverage90: mean share of held-out values inside the nominal 90% interval. See "
+            "benchmarks/README.md (reliability)."]
+    ACCURACY_CSV.write_text("\n".join(head) + "\n" + table.round(4).to_csv(index=False))
+
+
 def score(args) -> None:
     malt, pbmc, genes, split = cohorts()
     panel = [str(c) for c in malt.obsm["protein"].columns]
@@ -230,7 +296,15 @@ def score(args) -> None:
     runs = Path(args.runs)
     record = {"finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "panel": panel,
               "ensemble": score_ensembles(runs, truths), "lpo": score_lpo(runs, malt, pbmc, genes, split)}
+    record["impute_seconds"] = time_impute(runs)
+    record["default_k"] = args.default_k
+    table = accuracy_table(record, args.default_k)
+    record["expected_accuracy"] = table.to_dict(orient="records")
     RESULTS.write_text(json.dumps(record, indent=1, default=str))
+    if args.write_table:
+        write_accuracy_csv(table, record)
+    print(table.round(3).to_string())
+    print(record["impute_seconds"])
     print(json.dumps({k: v for k, v in record["ensemble"].items() if k in ("malt", "pbmc10k")}, indent=1))
     lpo = pd.DataFrame(record["lpo"])
     if len(lpo):

@@ -390,9 +390,9 @@ class ScProSpatial:
                 "validation cells, for gene-link proteins on held-out-protein residuals; the development "
                 "coverage per class is in 'expected_accuracy' (coverage90)")
         if new:
-            note += (f"; {new} of {len(ds)} input cells come from a cohort the model was not trained on, where the "
-                     "intervals are NOT calibrated: they cover less than the nominal level (see coverage90 of "
-                     "setting new_cohort)")
+            note += (f"; {new} of {len(ds)} input cells belong to a dataset (obs['batch'] or the dataset name) the "
+                     "model was not trained on: for a new cohort the intervals are NOT calibrated and cover less "
+                     "than the nominal level (see coverage90 of setting new_cohort)")
         return {"calibration": {"nominal": self.config.coverage, "calibrated_for_input": new == 0,
                                 "head_sd_scale": float(self.meta.get("scale", 1.0)),
                                 "gene_link": self.meta.get("link_calibration", "constant SD (older checkpoint)"),
