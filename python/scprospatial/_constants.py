@@ -20,6 +20,18 @@ PROTEIN_PREDICTED_UPPER = "protein_predicted_upper"
 EMBEDDING = "X_scprospatial"                     # obsm: joint-space cell embedding
 SD_SUFFIX = "_sd"   # key_added + SD_SUFFIX: the SD of a prediction written under key_added (PROTEIN_PREDICTED_SD)
 
+# --- reliability of each predicted protein (inside uns[key_added]) ----------------------------
+PROTEIN_TABLE = "proteins"          # uns[key_added]['proteins']: DataFrame, one row per predicted protein
+RELIABILITY = "reliability"         # uns[key_added]['reliability']: classes, detection rule, provenance, coverage
+SUPPORT = "support"                 # column of PROTEIN_TABLE: how the protein is supported (below)
+SUPPORT_MEASURED = "measured"                   # measured in training: predicted by the translator head
+SUPPORT_DETECTED = "gene_link_detected"         # through its gene link, coding gene detected in the input
+SUPPORT_UNDETECTED = "gene_link_undetected"     # through its gene link, coding gene not detected in the input
+SUPPORT_CLASSES = (SUPPORT_MEASURED, SUPPORT_DETECTED, SUPPORT_UNDETECTED)   # best supported first
+DETECTED_FRACTION = "detected_fraction"         # column: share of input cells with coding-gene count > 0
+EXPECTED_PEARSON = "expected_pearson"           # column: development median Pearson of the class, same cohort
+EXPECTED_PEARSON_NEW_COHORT = "expected_pearson_new_cohort"   # ... on a cohort the model was not trained on
+
 # --- spatial graph (squidpy-compatible) -------------------------------------------------
 SPATIAL_CONNECTIVITIES = "spatial_connectivities"  # obsp
 SPATIAL_DISTANCES = "spatial_distances"            # obsp

@@ -187,7 +187,7 @@ def _train(args):
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     path = train_files(args.inputs, args.outdir, stages=stages, resume=args.resume, seed=args.seed,
                        device=args.device, threads=args.threads, epochs=args.epochs, ppi=args.ppi,
-                       init_from=args.init_from)
+                       init_from=args.init_from, ensemble=args.ensemble)
     print(path)
 
 
@@ -196,7 +196,7 @@ def _impute(args):
 
     proteins = args.proteins if args.proteins else None
     path = impute_file(args.model, args.input, args.out, proteins=proteins, all_proteins=args.all_proteins,
-                       device=args.device, batch_size=args.batch_size)
+                       device=args.device, batch_size=args.batch_size, min_support=args.min_support)
     print(path)
 
 
@@ -215,7 +215,7 @@ def _map(args):
     _check_spatialdata(args)
     path = map_files(args.model, args.rna, args.spatial, args.out, k=args.k, proteins=args.proteins,
                      all_proteins=args.all_proteins, device=args.device, threads=args.threads,
-                     backend=args.backend, seed=args.seed, **_format_overrides(args))
+                     backend=args.backend, seed=args.seed, min_support=args.min_support, **_format_overrides(args))
     print(path)
     _write_spatialdata(args, path, _SD_TABLES["map"])
 
@@ -305,6 +305,9 @@ def _add_train(p):
                         "same cohorts and seed, ends where one run of all stages ends")
     p.add_argument("--epochs", type=_count, default=None, help="override the epochs of every stage")
     p.add_argument("--ppi", default=None, help="TSV edge list (gene_a, gene_b, weight) to initialise gene embeddings")
+    p.add_argument("--ensemble", type=_count, default=1, metavar="K",
+                   help="train K models with seeds SEED..SEED+K-1 into one checkpoint; predictions are their mean, "
+                        "SDs include their spread (default 1; see benchmarks/README.md for the measured gain and cost)")
 
 
 def _add_impute(p):
@@ -316,6 +319,15 @@ def _add_impute(p):
                    help="comma-separated proteins (default: training panel)")
     g.add_argument("--all-proteins", action="store_true", help="every vocabulary protein linked to a model gene")
     p.add_argument("--batch-size", type=_count, default=4096, help="cells per inference chunk (default 4096)")
+    _add_min_support(p)
+
+
+def _add_min_support(p):
+    p.add_argument("--min-support", choices=("measured", "detected", "any"), default="any",
+                   help="keep only proteins measured in training ('measured'), or also those predicted through a "
+                        "coding gene detected in the input, count > 0 in >= 10%% of its cells ('detected'); default "
+                        "any. Every protein's support and expected accuracy are in "
+                        "uns['protein_predicted']['proteins']")
 
 
 def _add_spatial_graph(p):
@@ -345,6 +357,7 @@ def _add_map(p):
                    help="comma-separated proteins (default: training panel)")
     g.add_argument("--all-proteins", action="store_true", help="every vocabulary protein linked to a model gene")
     p.add_argument("--backend", choices=("auto", "cpp", "cuda", "torch"), default="auto", help="top-k search backend")
+    _add_min_support(p)
 
 
 def _add_spatial_stats(p):

@@ -93,6 +93,33 @@ def _truth_table(truth_dir: Path, pred: pd.DataFrame) -> pd.DataFrame | None:
     return truth.reindex(pred.index)
 
 
+def _reliability(meta: dict) -> str:
+    """Support classes of the predicted proteins (uns[...]['proteins']), their expected accuracy from development
+    data and what the intervals' calibration covers."""
+    table = meta.get(K.PROTEIN_TABLE)
+    if not isinstance(table, pd.DataFrame) or table.empty or K.SUPPORT not in table:
+        return ""
+    info = meta.get(K.RELIABILITY, {})
+    order = {c: i for i, c in enumerate(K.SUPPORT_CLASSES)}
+    by = table.groupby(K.SUPPORT, sort=False)
+    df = pd.DataFrame({"proteins": by.size(), "median detected fraction": by[K.DETECTED_FRACTION].median(),
+                       "expected Pearson (same cohort)": by[K.EXPECTED_PEARSON].first(),
+                       "expected Pearson (new cohort)": by[K.EXPECTED_PEARSON_NEW_COHORT].first()})
+    df = df.sort_index(key=lambda ix: ix.map(order))
+    listed = ""
+    if len(table) <= 40:
+        listed = "<p>" + "; ".join(f"{html.escape(str(p))}: {html.escape(str(c))}"
+                                   for p, c in table[K.SUPPORT].items()) + "</p>"
+    calib = info.get("calibration", {})
+    dropped = info.get("dropped_by_min_support", [])
+    return ("<p>Support of each predicted protein: measured in training, or through its gene link with the coding "
+            f"gene detected ({html.escape(str(info.get('detection_rule', '')))}) or not. Expected accuracy: the "
+            "median Pearson of the class on development data.</p>" + _table(df) + listed
+            + (f"<p>{len(dropped)} proteins dropped by min_support={html.escape(str(info.get('min_support')))}.</p>"
+               if len(dropped) else "")
+            + (f"<p class='note'>{html.escape(str(calib.get('note', '')))}</p>" if calib else ""))
+
+
 def _section_imputed(outdir: Path, truth_dir: Path | None) -> str:
 
     from ..evaluate.metrics import interval_coverage, pearson  # the metrics `evaluate` reports
@@ -104,7 +131,7 @@ def _section_imputed(outdir: Path, truth_dir: Path | None) -> str:
         sd = a.obsm.get(K.PROTEIN_PREDICTED_SD)
         meta = a.uns.get(K.PROTEIN_PREDICTED, {})
         parts.append(f"<h3>{html.escape(f.name)}</h3><p>{a.n_obs} cells, {pred.shape[1]} proteins predicted "
-                     f"({len(meta.get('measured_in_training', []))} measured in training).</p>")
+                     f"({len(meta.get('measured_in_training', []))} measured in training).</p>" + _reliability(meta))
         truth = _truth_table(truth_dir, pred) if truth_dir else None
         if truth is None:
             continue
@@ -162,7 +189,7 @@ def _section_mapped(outdir: Path) -> str:
                 for p in shared]
         parts.append(f"<h3>{html.escape(f.name)}</h3><p>{a.n_obs} imaged cells received {pred.shape[1]} proteins; "
                      f"mapping confidence median {np.median(conf):.2f} (IQR {np.quantile(conf, .25):.2f}-"
-                     f"{np.quantile(conf, .75):.2f}).</p>")
+                     f"{np.quantile(conf, .75):.2f}).</p>" + _reliability(a.uns.get(K.PROTEIN_PREDICTED, {})))
         if rows:
             df = pd.DataFrame(rows).set_index("protein").sort_values("Pearson (imputed vs measured)", ascending=False)
             parts.append("<p>Markers both measured on the image and imputed from RNA (a consistency check, "

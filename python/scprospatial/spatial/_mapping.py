@@ -223,7 +223,7 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
               threads: int | None = None, rna_cell_type_key: str | None = None,
               spatial_key: str = K.SPATIAL, block_size: int = QUERY_BLOCK, method: str = "fused",
               fuse_weight: float = FUSE_WEIGHT, adapt_epochs: int = ADAPT_EPOCHS, seed: int = 0,
-              copy: bool = False, key_added: str = K.PROTEIN_PREDICTED):
+              copy: bool = False, key_added: str = K.PROTEIN_PREDICTED, min_support: str = "any"):
     """Map the scRNA-seq cells in `rna` onto the imaged cells in `spatial` and impute the imaged cells' proteome.
 
     Writes the mapping keys described in docs/anndata_layout.md onto both AnnData objects (in place unless copy=True,
@@ -256,6 +256,8 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
         Work on copies and return them instead of writing into `rna` and `spatial`.
     key_added
         Key of the predictions.
+    min_support
+        Keep only proteins with this support or better in `rna` (as in `ScProSpatial.predict`).
 
     Returns
     -------
@@ -266,8 +268,8 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
     if spatial_key not in spatial.obsm:
         raise InputError(f"no coordinates: obsm[{spatial_key!r}] is missing from the spatial input")
     tau = _temperature(model, temperature)
-    # predict once per RNA cell
-    model.predict(rna, proteins=proteins, all_proteins=all_proteins, copy=False, key_added=key_added)
+    model.predict(rna, proteins=proteins, all_proteins=all_proteins, copy=False, key_added=key_added,
+                  min_support=min_support)  # predict once per RNA cell
     markers = panel_markers(model, spatial) if method == "fused" else []
     space = mapping_space(model, spatial, rna.obsm[K.EMBEDDING], predict_panel(model, rna, markers), markers,
                           method=method, weight=fuse_weight, adapt_epochs=adapt_epochs, seed=seed)
@@ -307,7 +309,8 @@ def _write_spatial(spatial, names, mean, sd, confidence, emb, info: dict, key: s
     spatial.obsm[key + K.SD_SUFFIX] = pd.DataFrame(sd, index=idx, columns=names)
     spatial.obsm[K.EMBEDDING] = emb
     spatial.obs[K.MAPPING_CONFIDENCE] = confidence
-    keep = ("model_id", "scale", "measured_in_training", "predicted_via_gene_link", "sd_scale", "coverage_nominal")
+    keep = ("model_id", "scale", "measured_in_training", "predicted_via_gene_link", "sd_scale", "coverage_nominal",
+            K.PROTEIN_TABLE, K.RELIABILITY, "ensemble_size")
     spatial.uns[key] = {**{k: info[k] for k in keep if k in info}, **extra}
 
 
@@ -376,7 +379,7 @@ def map_files(model, rna, spatial, out, *, k: int = 10, proteins: Sequence[str] 
               all_proteins: bool = False, device: str = "auto", threads: int | None = None, backend: str = "auto",
               seed: int = 0, temperature: float | None = None, rna_cell_type_key: str | None = None,
               method: str = "fused", fuse_weight: float = FUSE_WEIGHT, adapt_epochs: int = ADAPT_EPOCHS,
-              **overrides) -> Path:
+              min_support: str = "any", **overrides) -> Path:
     """`scprospatial map`: read the scRNA-seq and spatial inputs (any supported layout; `overrides` are the
     spatial table's format overrides), map, write `out` (imaged cells) and `<out stem>.rna.h5ad`
     (scRNA-seq cells with mapped_location), both atomically. Returns `out`."""
@@ -395,7 +398,7 @@ def map_files(model, rna, spatial, out, *, k: int = 10, proteins: Sequence[str] 
         raise InputError(f"k={k} neighbours need at least {k} scRNA-seq cells, got {rna_data.n_obs}", rna)
     map_cells(model, rna_data, spatial_data, k=k, proteins=proteins, all_proteins=all_proteins,
               temperature=temperature, backend=backend, threads=threads, rna_cell_type_key=rna_cell_type_key,
-              method=method, fuse_weight=fuse_weight, adapt_epochs=adapt_epochs, seed=seed)
+              method=method, fuse_weight=fuse_weight, adapt_epochs=adapt_epochs, seed=seed, min_support=min_support)
     rna_path = rna_output_path(out)
     write_h5ad(rna_data, rna_path)
     return write_h5ad(spatial_data, out)
