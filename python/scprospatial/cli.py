@@ -215,7 +215,9 @@ def _map(args):
     _check_spatialdata(args)
     path = map_files(args.model, args.rna, args.spatial, args.out, k=args.k, proteins=args.proteins,
                      all_proteins=args.all_proteins, device=args.device, threads=args.threads,
-                     backend=args.backend, seed=args.seed, min_support=args.min_support, **_format_overrides(args))
+                     backend=args.backend, seed=args.seed, min_support=args.min_support,
+                     ivf=None if args.nprobe is None else {"nprobe": args.nprobe, "seed": args.seed},
+                     **_format_overrides(args))
     print(path)
     _write_spatialdata(args, path, _SD_TABLES["map"])
 
@@ -356,7 +358,11 @@ def _add_map(p):
     g.add_argument("--proteins", type=_csv_list, default=None,
                    help="comma-separated proteins (default: training panel)")
     g.add_argument("--all-proteins", action="store_true", help="every vocabulary protein linked to a model gene")
-    p.add_argument("--backend", choices=("auto", "cpp", "cuda", "torch"), default="auto", help="top-k search backend")
+    p.add_argument("--backend", choices=("auto", "cpp", "cuda", "torch", "faiss-ivf", "faiss-flat"), default="auto",
+                   help="top-k search: auto (approximate faiss-ivf for large maps, else exact), an exact kernel "
+                        "(cpp, cuda, torch, faiss-flat) or faiss-ivf")
+    p.add_argument("--nprobe", type=_count, default=None,
+                   help="faiss-ivf: lists searched per imaged cell (more: closer to exact, slower; default 32)")
     _add_min_support(p)
 
 

@@ -122,6 +122,7 @@ class DeviceSearch:
 
     backend = "cuda"
     gather_backend = "cuda"
+    info = {"backend": "cuda", "approximate": False}  # what uns records of the search
 
     def __init__(self, query: np.ndarray, ref: np.ndarray, mean: np.ndarray, sd: np.ndarray, *, k: int,
                  temperature: float, device):
