@@ -13,6 +13,7 @@
 
 #include "gather.h"
 #include "spatial.h"
+#include "stats.h"
 #include "topk.h"
 
 namespace py = pybind11;
@@ -348,6 +349,29 @@ static py::tuple gather_mixture(const py::object& idx_obj, const py::object& w_o
   return py::make_tuple(out_mean, out_var);
 }
 
+// Permutation null of neighbourhood enrichment: (mean, sd), n_types x n_types float64.
+using Int64s = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+static py::tuple enrichment_null(const Int64s& indptr, const Int64s& indices,
+                                 const py::array_t<int32_t, py::array::c_style | py::array::forcecast>& codes,
+                                 const Int64s& members, const Int64s& offsets, int n_types, int64_t n_perms,
+                                 uint64_t seed, int threads) {
+  const int64_t n = codes.size();
+  if (indptr.ndim() != 1 || indptr.size() != n + 1) throw py::value_error("indptr must have n_cells + 1 entries");
+  if (indptr.at(0) != 0 || indptr.at(n) != indices.size()) throw py::value_error("indptr does not match indices");
+  if (offsets.size() < 1 || offsets.at(0) != 0 || offsets.at(offsets.size() - 1) != members.size()) {
+    throw py::value_error("offsets must run from 0 to len(members)");
+  }
+  py::array_t<double> mean({n_types, n_types}), sd({n_types, n_types});
+  double* pm = mean.mutable_data();
+  double* ps = sd.mutable_data();
+  {
+    py::gil_scoped_release release;
+    scp::enrichment_null(indptr.data(), indices.data(), n, codes.data(), members.data(), offsets.data(),
+                         offsets.size() - 1, n_types, n_perms, seed, threads, pm, ps);
+  }
+  return py::make_tuple(mean, sd);
+}
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "scprospatial compiled core";
   m.def("compiled_with_cuda", &has_cuda, "True when the CUDA kernels were compiled in");
@@ -391,4 +415,12 @@ PYBIND11_MODULE(_core, m) {
         "Arrays already on a GPU (__cuda_array_interface__, e.g. torch CUDA tensors) run the CUDA twin in place: then\n"
         "out_mean (and out_var unless variance=False) must be given as CUDA arrays on the same GPU, and stream is as\n"
         "in topk_similarity. device 'auto' follows the arrays; mixing host and CUDA arrays is a ValueError.");
+  m.def("enrichment_null", &enrichment_null, py::arg("indptr"), py::arg("indices"), py::arg("codes"),
+        py::arg("members"), py::arg("offsets"), py::arg("n_types"), py::arg("n_perms"), py::arg("seed"),
+        py::arg("threads") = 0,
+        "Mean and SD (ddof 0), over n_perms label permutations, of the edges from type a to type b of the CSR graph\n"
+        "(indptr, indices). codes: n int32 labels in [0, n_types) or -1 (missing: not moved, edges not counted);\n"
+        "labels are shuffled within each group members[offsets[g]:offsets[g+1]]. Permutation p draws from its own\n"
+        "stream seeded by (seed, p): results depend on the seed, not on threads. Returns (mean, sd), n_types x\n"
+        "n_types float64; the GIL is released while computing.");
 }

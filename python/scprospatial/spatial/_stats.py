@@ -11,9 +11,11 @@ import pandas as pd
 from scipy import sparse, stats
 
 from .. import _constants as K
+from .. import _ext
 from .._logging import logger
 from .._settings import scoped_threads
 from ..errors import InputError
+from ._kernels import _threads
 from ._neighbourhood import cluster_codes, connectivities, neighbour_counts, spatial_cell_type_key
 
 ALL = "all"                      # library label of pooled results
@@ -49,9 +51,15 @@ def _pair_counts(codes: np.ndarray, rows: np.ndarray, cols: np.ndarray, n_types:
 
 
 def enrichment_zscores(codes: np.ndarray, graph: sparse.csr_matrix, n_types: int, *, n_perms: int,
-                       rng: np.random.Generator, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       rng: np.random.Generator, groups: np.ndarray | None = None,
+                       threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(count, zscore): edges between types and their z-score against `n_perms` label permutations
-    (within `groups` when given). Cells with a missing label (code -1) and their edges are left out."""
+    (within `groups` when given). Cells with a missing label (code -1) and their edges are left out.
+
+    The permutations run in the C++ core (`threads` threads; each permutation seeded from one draw of `rng`, so
+    the result does not depend on the thread count); without the compiled extension, in vectorised numpy
+    (`_null_numpy`: the same null distribution from another random stream, far slower)."""
+    graph = sparse.csr_matrix(graph)
     coo = graph.tocoo()
     keep = (codes[coo.row] >= 0) & (codes[coo.col] >= 0)
     rows, cols = coo.row[keep], coo.col[keep]
@@ -59,6 +67,23 @@ def enrichment_zscores(codes: np.ndarray, graph: sparse.csr_matrix, n_types: int
     labelled = np.flatnonzero(codes >= 0)
     group_ids = np.zeros(len(codes), np.int64) if groups is None else groups
     members = [labelled[group_ids[labelled] == g] for g in np.unique(group_ids[labelled])]
+    core = _ext.core()
+    if core is None:
+        mean, sd = _null_numpy(codes, rows, cols, n_types, members, n_perms=n_perms, rng=rng)
+    else:
+        offsets = np.concatenate([[0], np.cumsum([len(m) for m in members], dtype=np.int64)])
+        order = np.concatenate(members) if members else np.zeros(0, np.int64)
+        mean, sd = core.enrichment_null(graph.indptr, graph.indices, codes.astype(np.int32), order, offsets,
+                                        n_types=n_types, n_perms=int(n_perms), seed=int(rng.integers(0, 2**63)),
+                                        threads=_threads(threads))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(sd > 0, (count - mean) / np.where(sd > 0, sd, 1.0), np.nan)
+    return count, z
+
+
+def _null_numpy(codes: np.ndarray, rows: np.ndarray, cols: np.ndarray, n_types: int, members: list[np.ndarray], *,
+                n_perms: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD of the pair counts over label permutations (within each of `members`), in numpy batches."""
     total, total_sq = np.zeros((n_types, n_types)), np.zeros((n_types, n_types))
     batch = max(1, min(n_perms, PERM_BATCH_EDGES // max(len(rows), 1)))
     for start in range(0, n_perms, batch):
@@ -70,10 +95,7 @@ def enrichment_zscores(codes: np.ndarray, graph: sparse.csr_matrix, n_types: int
         total += c.sum(0)
         total_sq += (c ** 2).sum(0)
     mean = total / n_perms
-    sd = np.sqrt(np.maximum(total_sq / n_perms - mean ** 2, 0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(sd > 0, (count - mean) / np.where(sd > 0, sd, 1.0), np.nan)
-    return count, z
+    return mean, np.sqrt(np.maximum(total_sq / n_perms - mean ** 2, 0.0))
 
 
 def nhood_enrichment(adata, *, cluster_key: str, n_perms: int = 1000, seed: int = 0, library_key: str | None = None,
