@@ -6,15 +6,18 @@ smooth random fields (random Fourier features, length scales 20-200 µm) plus a 
 kNN graph (our `spatial_neighbors`, k neighbours, default 10 as `spatial-stats` builds) is built once and given
 to both libraries. Timed, side by side:
 
-  enrichment  ours: `nhood_enrichment(n_perms, seed)`          squidpy: `gr.nhood_enrichment(n_perms, seed, n_jobs)`
+  enrichment  ours: `nhood_enrichment(n_perms, seed)`          squidpy: `gr.nhood_enrichment(n_perms, seed)`
   moran       ours: `spatial_autocorr` (obsm['protein'])      squidpy: `gr.spatial_autocorr(mode='moran',
               (the library functions `spatial-stats` calls)             n_perms=None)` on X = the same 50 features
 
 Each size runs in one freshly started worker process that builds the data and graph once, then warms both
 libraries up (numba compiles squidpy's kernels; loky starts squidpy's worker pool; untimed), then measures
---repeats rounds in-process under the same conditions for both: ours with `threads(T)`, squidpy with
-n_jobs=T and NUMBA_NUM_THREADS=T, their order alternating from round to round so that load from other jobs on the
-machine hits both alike. Round r uses seed r for both, so squidpy's own rounds give its permutation noise.
+--repeats rounds in-process under the same conditions for both: ours with `threads(T)` and with one thread,
+squidpy with its default n_jobs=1 (NUMBA_NUM_THREADS=T), their order rotating from round to round so that load
+from other jobs on the machine hits all alike. Round r uses seed r for both, so squidpy's own rounds give its
+permutation noise. (squidpy's nhood_enrichment with n_jobs > 1 fails once the graph's arrays pass joblib's 1 MB
+memmapping threshold, here from 10^5 cells: loky hands the workers read-only arrays that its numba signature
+refuses; --squidpy-jobs sets it anyway.)
 
 Agreement: edge counts equal; Moran's I (and its variance, p-value) max |ours - squidpy|; enrichment z: the max
 and median |z_ours - z_squidpy| of equal rounds beside the same for squidpy's rounds 0 and 1 (two seeds of
@@ -90,7 +93,7 @@ def make_adatas(n: int, k: int, n_types: int, n_features: int, threads: int, see
     return ours, theirs, np.asarray(names)
 
 
-def run_ours(stat: str, adata, *, n_perms: int, seed: int, threads: int):
+def run_ours(stat: str, adata, *, n_perms: int, seed: int, threads: int, jobs: int = 1):
     from scprospatial._settings import threads as thread_scope
     from scprospatial.spatial import nhood_enrichment, spatial_autocorr
 
@@ -103,13 +106,13 @@ def run_ours(stat: str, adata, *, n_perms: int, seed: int, threads: int):
         return adata.uns["moranI"]
 
 
-def run_squidpy(stat: str, adata, *, n_perms: int, seed: int, threads: int):
+def run_squidpy(stat: str, adata, *, n_perms: int, seed: int, threads: int, jobs: int = 1):
     import squidpy as sq
 
     if stat == "enrichment":
-        return tuple(sq.gr.nhood_enrichment(adata, cluster_key=KEY, n_perms=n_perms, seed=seed, n_jobs=threads,
+        return tuple(sq.gr.nhood_enrichment(adata, cluster_key=KEY, n_perms=n_perms, seed=seed, n_jobs=jobs,
                                             copy=True, show_progress_bar=False))
-    return sq.gr.spatial_autocorr(adata, mode="moran", genes=list(adata.var_names), n_perms=None, n_jobs=threads,
+    return sq.gr.spatial_autocorr(adata, mode="moran", genes=list(adata.var_names), n_perms=None, n_jobs=jobs,
                                   copy=True, show_progress_bar=False)
 
 
@@ -120,19 +123,20 @@ def worker(args) -> None:
     t0 = time.perf_counter()
     ours, theirs, names = make_adatas(args.n, args.k, args.types, args.features, args.threads)
     setup_s = time.perf_counter() - t0
+    libs = {"ours": (run_ours, ours, args.threads), "ours-1thread": (run_ours, ours, 1),
+            "squidpy": (run_squidpy, theirs, args.threads)}
     for stat in STATS:  # warm-up (numba JIT, loky pool, imports), untimed
         run_ours(stat, ours.copy(), n_perms=8, seed=99, threads=args.threads)
-        run_squidpy(stat, theirs, n_perms=8, seed=99, threads=args.threads)
-    times = {(lib, stat): [] for lib in ("ours", "squidpy") for stat in STATS}
-    out = {(lib, stat): [] for lib in ("ours", "squidpy") for stat in STATS}
+        run_squidpy(stat, theirs, n_perms=8, seed=99, threads=args.threads, jobs=args.squidpy_jobs)
+    times = {(lib, stat): [] for lib in libs for stat in STATS}
+    out = {(lib, stat): [] for lib in libs for stat in STATS}
     for r in range(args.repeats):
         for stat in STATS:
-            order = ("ours", "squidpy") if r % 2 == 0 else ("squidpy", "ours")
-            for lib in order:
-                fn = run_ours if lib == "ours" else run_squidpy
-                data = ours if lib == "ours" else theirs
+            names_ = list(libs)
+            for lib in names_[r % 3:] + names_[:r % 3]:
+                fn, data, threads = libs[lib]
                 t = time.perf_counter()
-                res = fn(stat, data, n_perms=args.perms, seed=r, threads=args.threads)
+                res = fn(stat, data, n_perms=args.perms, seed=r, threads=threads, jobs=args.squidpy_jobs)
                 times[lib, stat].append(time.perf_counter() - t)
                 out[lib, stat].append(res)
                 print(f"    n={args.n} round {r} {stat} {lib}: {times[lib, stat][-1]:.2f} s", file=sys.stderr,
@@ -161,13 +165,14 @@ def worker(args) -> None:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| cells | edges | statistic | ours (s) | squidpy (s) | squidpy / ours | runs | agreement |",
-             "|---:|---:|---|---:|---:|---:|---:|---|"]
+    lines = ["| cells | edges | statistic | ours (s) | ours, 1 thread (s) | squidpy (s) | squidpy / ours | "
+             "runs | agreement |", "|---:|---:|---|---:|---:|---:|---:|---:|---|"]
     for row in sorted(rows, key=lambda r: r["n"]):
         a = row["agreement"]
         for stat in STATS:
             o, s = row["times_s"][f"ours/{stat}"], row["times_s"][f"squidpy/{stat}"]
             mo, ms = statistics.median(o), statistics.median(s)
+            m1 = statistics.median(row["times_s"][f"ours-1thread/{stat}"])
             if stat == "moran":
                 agree = f"max \\|ΔI\\| {a['moran_I_max_abs_diff']:.1e}, \\|Δvar\\| {a['moran_var_max_abs_diff']:.1e}"
             else:
@@ -177,8 +182,8 @@ def markdown(rows: list[dict]) -> str:
                     agree += (f" (squidpy seed 0 vs 1: max {a['z_noise_max_abs_diff']:.2f} median "
                               f"{a['z_noise_median_abs_diff']:.2f}, r = {a['z_noise_corr']:.4f}; \\|z\\| up to "
                               f"{a['z_max_abs']:.0f})")
-            lines.append(f"| {row['n']:,} | {row['edges']:,} | {stat} | {mo:.3g} | {ms:.3g} | {ms / mo:.1f}× | "
-                         f"{len(o)} | {agree} |")
+            lines.append(f"| {row['n']:,} | {row['edges']:,} | {stat} | {mo:.3g} | {m1:.3g} | {ms:.3g} | "
+                         f"{ms / mo:.1f}× | {len(o)} | {agree} |")
     return "\n".join(lines)
 
 
@@ -198,11 +203,12 @@ def section(rows: list[dict], meta: dict) -> str:
         f"Simulated cells (patchy cell types, {r0.get('types', 10)} types; {r0.get('features', 50)} spatially "
         f"autocorrelated features), one {r0.get('k', 10)}-nearest-neighbour graph given to both. Neighbourhood "
         f"enrichment with {r0.get('perms', 1000)} permutations; Moran's I with the analytic variance (squidpy "
-        "`n_perms=None`). Both on the same thread count (ours `threads`, squidpy `n_jobs` and NUMBA_NUM_THREADS), "
-        "after an untimed warm-up (numba JIT, loky pool); medians of the runs, measured in one fresh worker "
-        "process per size with ours and squidpy's runs alternating. Enrichment z-scores come from different random "
-        "permutations in the two libraries, so they agree to within permutation noise, shown beside them as "
-        "squidpy against itself with another seed.",
+        "`n_perms=None`). Ours with `threads` threads and with one; squidpy with its default n_jobs=1 (n_jobs=2 fails "
+        "from 10^5 cells: joblib memmaps the graph read-only and squidpy's numba kernel refuses read-only arrays) "
+        "and NUMBA_NUM_THREADS = `threads`; after an untimed warm-up (numba JIT); medians of the runs, measured in "
+        "one fresh worker process per size with ours and squidpy's runs in rotating order. Enrichment z-scores come "
+        "from different random permutations in the two libraries, so they agree to within permutation noise, "
+        "shown beside them as squidpy against itself with another seed.",
         "",
         f"squidpy {r0.get('squidpy', '?')}, numba {r0.get('numba', '?')}, {r0.get('threads', '?')} threads; "
         f"machine: {meta.get('machine', '?')}, {meta.get('cpu_count', '?')} CPUs. "
@@ -224,6 +230,7 @@ def main(argv=None) -> int:
     p.add_argument("--features", type=int, default=50)
     p.add_argument("--k", type=int, default=10, help="neighbours per cell (spatial-stats' default graph)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--squidpy-jobs", type=int, default=1, help="squidpy's n_jobs (its default 1: see above)")
     p.add_argument("--out", default=str(RESULTS / "stats.json"))
     p.add_argument("--readme", action="store_true", help="rewrite the bench_stats section of benchmarks/README.md")
     p.add_argument("--readme-only", action="store_true", help="rewrite the section from --out without measuring")
@@ -256,13 +263,15 @@ def main(argv=None) -> int:
     for n, reps in zip(sizes, repeats):
         load0 = os.getloadavg()[0]
         cmd = [sys.executable, __file__, "--worker", f"--n={n}", f"--repeats={reps}"] + [
-            f"--{a}={getattr(args, a)}" for a in ("perms", "types", "features", "k", "threads")]
+            f"--{a.replace('_', '-')}={getattr(args, a)}"
+            for a in ("perms", "types", "features", "k", "threads", "squidpy_jobs")]
         proc = subprocess.run(cmd, capture_output=False, stdout=subprocess.PIPE, text=True, env=env)
         if proc.returncode != 0:
             print(f"  n={n}: worker failed (exit {proc.returncode}); stopping", file=sys.stderr)
             break
         row = {"n": n, "perms": args.perms, "types": args.types, "features": args.features, "k": args.k,
-               "threads": args.threads, "squidpy": squidpy.__version__, "numba": numba.__version__,
+               "threads": args.threads, "squidpy_jobs": args.squidpy_jobs, "squidpy": squidpy.__version__,
+               "numba": numba.__version__,
                **json.loads(proc.stdout.strip().splitlines()[-1]), "load_avg": [load0, os.getloadavg()[0]]}
         rows.append(row)
         print(markdown([row]), file=sys.stderr)

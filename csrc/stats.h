@@ -18,3 +18,15 @@ void enrichment_null(const int64_t* indptr, const int64_t* indices, int64_t n, c
                      uint64_t seed, int threads, double* mean, double* sd);
 
 }  // namespace scp
+
+namespace scp {
+
+// Moran's I sums on the row-standardised binary graph (CSR indptr/indices, n cells; w_ij = 1/deg_i), for every
+// column of x (n x p, row-major float64) centred by `mean` (p): num[f] = sum_i z_if sum_j w_ij z_jf and
+// den[f] = sum_i z_if^2, and the graph's moments s = {S0, S1, S2} (as pysal/squidpy define them). Rows are summed in
+// fixed blocks added in order, so the results do not depend on the thread count. `sorted_rows`: every row's
+// indices ascend (the reverse-edge look-up for S1 then bisects instead of scanning).
+void moran_sums(const int64_t* indptr, const int64_t* indices, int64_t n, const double* x, int64_t p,
+                const double* mean, bool sorted_rows, int threads, double* num, double* den, double* s);
+
+}  // namespace scp
