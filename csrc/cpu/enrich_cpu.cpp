@@ -109,7 +109,14 @@ struct Enrichment {
     std::fill(bins.begin(), bins.end(), 0u);
     uint32_t* h = bins.data();
     const L* lab = inter.data();
+    constexpr int64_t kAhead = 4;  // rows whose neighbours' labels are prefetched ahead (they are read at random)
+    int64_t unflushed = 0;         // edges counted into the uint32 bins since they were last emptied
     for (int64_t i = 0; i < n; ++i) {
+      if (i + kAhead < n) {
+        for (int64_t k = indptr[i + kAhead]; k < indptr[i + kAhead + 1]; ++k) {
+          __builtin_prefetch(lab + indices[k] * kLanes);
+        }
+      }
       uint32_t* row[kLanes];
       for (int q = 0; q < kLanes; ++q) row[q] = h + q * tt + static_cast<int64_t>(lab[i * kLanes + q]) * t1;
       const int64_t hi = indptr[i + 1];
@@ -117,14 +124,17 @@ struct Enrichment {
         const L* nb = lab + indices[k] * kLanes;
         for (int q = 0; q < kLanes; ++q) ++row[q][nb[q]];
       }
-      if ((i & 0xFFFF) == 0xFFFF) flush(bins, count, lanes, false);  // uint32 bins cannot overflow
+      unflushed += hi - indptr[i];
+      if (unflushed > (int64_t(1) << 31)) {  // uint32 bins cannot overflow
+        flush(bins, count, lanes);
+        unflushed = 0;
+      }
     }
-    flush(bins, count, lanes, true);
+    flush(bins, count, lanes);
   }
 
-  // Adds the uint32 bins into count (reset first when `last` is false on the first call of a pass).
-  void flush(std::vector<uint32_t>& bins, std::vector<int64_t>& count, int lanes, bool last) const {
-    (void)last;
+  // Adds the uint32 bins into count and clears them.
+  void flush(std::vector<uint32_t>& bins, std::vector<int64_t>& count, int lanes) const {
     const int64_t tt = static_cast<int64_t>(t1) * t1;
     for (int q = 0; q < lanes; ++q) {
       for (int64_t b = 0; b < tt; ++b) count[q * tt + b] += bins[q * tt + b];
