@@ -145,14 +145,20 @@ def worker(args) -> None:
     (z_o, c_o), (z_s, c_s) = out["ours", "enrichment"][0], out["squidpy", "enrichment"][0]
     ok = np.isfinite(z_o) & np.isfinite(z_s)
     dz = np.abs(z_o - z_s)[ok]
+    # a z-score from N permutations is off by about sqrt((1 + z^2 / 2) / N) (the error of the permutation mean
+    # and SD); the difference of two independent ones, by sqrt(2) times that
+    se = np.sqrt(2 * (1 + z_s[ok] ** 2 / 2) / args.perms)
     agree = {"counts_equal": bool(np.array_equal(c_o, c_s)), "z_max_abs_diff": float(dz.max()),
+             "z_max_diff_in_se": float((dz / se).max()),
              "z_median_abs_diff": float(np.median(dz)), "z_corr": float(np.corrcoef(z_o[ok], z_s[ok])[0, 1]),
              "z_max_abs": float(np.abs(z_s[ok]).max())}
     if args.repeats > 1:
         z_s1 = out["squidpy", "enrichment"][1][0]
         ok1 = ok & np.isfinite(z_s1)
         noise = np.abs(z_s - z_s1)[ok1]
+        se1 = np.sqrt(2 * (1 + z_s[ok1] ** 2 / 2) / args.perms)
         agree.update(z_noise_max_abs_diff=float(noise.max()), z_noise_median_abs_diff=float(np.median(noise)),
+                     z_noise_max_diff_in_se=float((noise / se1).max()),
                      z_noise_corr=float(np.corrcoef(z_s[ok1], z_s1[ok1])[0, 1]))
     m_o, m_s = out["ours", "moran"][0], out["squidpy", "moran"][0].loc[names]
     m_o = m_o.loc[names]
@@ -177,11 +183,11 @@ def markdown(rows: list[dict]) -> str:
                 agree = f"max \\|ΔI\\| {a['moran_I_max_abs_diff']:.1e}, \\|Δvar\\| {a['moran_var_max_abs_diff']:.1e}"
             else:
                 agree = (f"counts {'equal' if a['counts_equal'] else 'DIFFER'}; \\|Δz\\| max {a['z_max_abs_diff']:.2f} "
-                         f"median {a['z_median_abs_diff']:.2f}, r = {a['z_corr']:.4f}")
+                         f"({a['z_max_diff_in_se']:.1f} SE) median {a['z_median_abs_diff']:.2f}, r = {a['z_corr']:.4f}")
                 if "z_noise_max_abs_diff" in a:
-                    agree += (f" (squidpy seed 0 vs 1: max {a['z_noise_max_abs_diff']:.2f} median "
-                              f"{a['z_noise_median_abs_diff']:.2f}, r = {a['z_noise_corr']:.4f}; \\|z\\| up to "
-                              f"{a['z_max_abs']:.0f})")
+                    agree += (f" (squidpy seed 0 vs 1: max {a['z_noise_max_abs_diff']:.2f} "
+                              f"({a['z_noise_max_diff_in_se']:.1f} SE) median {a['z_noise_median_abs_diff']:.2f}, "
+                              f"r = {a['z_noise_corr']:.4f}; \\|z\\| up to {a['z_max_abs']:.0f})")
             lines.append(f"| {row['n']:,} | {row['edges']:,} | {stat} | {mo:.3g} | {m1:.3g} | {ms:.3g} | "
                          f"{ms / mo:.1f}× | {len(o)} | {agree} |")
     return "\n".join(lines)
@@ -208,7 +214,8 @@ def section(rows: list[dict], meta: dict) -> str:
         "and NUMBA_NUM_THREADS = `threads`; after an untimed warm-up (numba JIT); medians of the runs, measured in "
         "one fresh worker process per size with ours and squidpy's runs in rotating order. Enrichment z-scores come "
         "from different random permutations in the two libraries, so they agree to within permutation noise, "
-        "shown beside them as squidpy against itself with another seed.",
+        "shown beside them as squidpy against itself with another seed; SE: the standard error of the difference "
+        "of two z-scores from independent permutations, sqrt(2 (1 + z²/2) / n_perms).",
         "",
         f"squidpy {r0.get('squidpy', '?')}, numba {r0.get('numba', '?')}, {r0.get('threads', '?')} threads; "
         f"machine: {meta.get('machine', '?')}, {meta.get('cpu_count', '?')} CPUs. "
