@@ -96,6 +96,7 @@ bench-all: venv
 	$(PY) benchmarks/bench_knn.py
 	$(PY) benchmarks/bench_topk.py
 	$(PY) benchmarks/bench_gather.py
+	$(PY) benchmarks/bench_stats.py --repeats 3,3,2 --readme
 	$(PY) benchmarks/bench_speed.py
 	$(PY) benchmarks/bench_scale.py --max-map-pairs 1e12
 

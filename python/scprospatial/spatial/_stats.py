@@ -11,9 +11,11 @@ import pandas as pd
 from scipy import sparse, stats
 
 from .. import _constants as K
+from .. import _ext
 from .._logging import logger
 from .._settings import scoped_threads
 from ..errors import InputError
+from ._kernels import _threads
 from ._neighbourhood import cluster_codes, connectivities, neighbour_counts, spatial_cell_type_key
 
 ALL = "all"                      # library label of pooled results
@@ -49,9 +51,15 @@ def _pair_counts(codes: np.ndarray, rows: np.ndarray, cols: np.ndarray, n_types:
 
 
 def enrichment_zscores(codes: np.ndarray, graph: sparse.csr_matrix, n_types: int, *, n_perms: int,
-                       rng: np.random.Generator, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       rng: np.random.Generator, groups: np.ndarray | None = None,
+                       threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(count, zscore): edges between types and their z-score against `n_perms` label permutations
-    (within `groups` when given). Cells with a missing label (code -1) and their edges are left out."""
+    (within `groups` when given). Cells with a missing label (code -1) and their edges are left out.
+
+    The permutations run in the C++ core (`threads` threads; each permutation seeded from one draw of `rng`, so
+    the result does not depend on the thread count); without the compiled extension, in vectorised numpy
+    (`_null_numpy`: the same null distribution from another random stream, far slower)."""
+    graph = sparse.csr_matrix(graph)
     coo = graph.tocoo()
     keep = (codes[coo.row] >= 0) & (codes[coo.col] >= 0)
     rows, cols = coo.row[keep], coo.col[keep]
@@ -59,6 +67,23 @@ def enrichment_zscores(codes: np.ndarray, graph: sparse.csr_matrix, n_types: int
     labelled = np.flatnonzero(codes >= 0)
     group_ids = np.zeros(len(codes), np.int64) if groups is None else groups
     members = [labelled[group_ids[labelled] == g] for g in np.unique(group_ids[labelled])]
+    core = _ext.core()
+    if core is None:
+        mean, sd = _null_numpy(codes, rows, cols, n_types, members, n_perms=n_perms, rng=rng)
+    else:
+        offsets = np.concatenate([[0], np.cumsum([len(m) for m in members], dtype=np.int64)])
+        order = np.concatenate(members) if members else np.zeros(0, np.int64)
+        mean, sd = core.enrichment_null(graph.indptr, graph.indices, codes.astype(np.int32), order, offsets,
+                                        n_types=n_types, n_perms=int(n_perms), seed=int(rng.integers(0, 2**63)),
+                                        threads=_threads(threads))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(sd > 0, (count - mean) / np.where(sd > 0, sd, 1.0), np.nan)
+    return count, z
+
+
+def _null_numpy(codes: np.ndarray, rows: np.ndarray, cols: np.ndarray, n_types: int, members: list[np.ndarray], *,
+                n_perms: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD of the pair counts over label permutations (within each of `members`), in numpy batches."""
     total, total_sq = np.zeros((n_types, n_types)), np.zeros((n_types, n_types))
     batch = max(1, min(n_perms, PERM_BATCH_EDGES // max(len(rows), 1)))
     for start in range(0, n_perms, batch):
@@ -70,14 +95,12 @@ def enrichment_zscores(codes: np.ndarray, graph: sparse.csr_matrix, n_types: int
         total += c.sum(0)
         total_sq += (c ** 2).sum(0)
     mean = total / n_perms
-    sd = np.sqrt(np.maximum(total_sq / n_perms - mean ** 2, 0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(sd > 0, (count - mean) / np.where(sd > 0, sd, 1.0), np.nan)
-    return count, z
+    return mean, np.sqrt(np.maximum(total_sq / n_perms - mean ** 2, 0.0))
 
 
 def nhood_enrichment(adata, *, cluster_key: str, n_perms: int = 1000, seed: int = 0, library_key: str | None = None,
-                     connectivity_key: str = K.SPATIAL_CONNECTIVITIES, copy: bool = False):
+                     connectivity_key: str = K.SPATIAL_CONNECTIVITIES, threads: int | None = None,
+                     copy: bool = False):
     """Neighbourhood enrichment z-scores between cell types (as squidpy.gr.nhood_enrichment).
 
     count[a, b] = graph edges from a cell of type a to one of type b; z = (count - mean) / sd over
@@ -96,6 +119,8 @@ def nhood_enrichment(adata, *, cluster_key: str, n_perms: int = 1000, seed: int 
         obs column of samples (labels permuted within each), or None.
     connectivity_key
         obsp key of the graph.
+    threads
+        CPU threads of the C++ core (None: the run-wide setting); the result does not depend on it.
     copy
         Return a new AnnData instead of writing into `adata`.
 
@@ -111,32 +136,35 @@ def nhood_enrichment(adata, *, cluster_key: str, n_perms: int = 1000, seed: int 
     if library_key is not None:
         groups = pd.factorize(adata.obs[library_key].astype(str))[0]
     count, z = enrichment_zscores(codes, connectivities(adata, connectivity_key=connectivity_key), len(names),
-                                  n_perms=n_perms, rng=np.random.default_rng(seed), groups=groups)
+                                  n_perms=n_perms, rng=np.random.default_rng(seed), groups=groups, threads=threads)
     adata.uns[enrichment_key(cluster_key)] = {"zscore": z, "count": count, "categories": np.array(names),
                                               "n_perms": int(n_perms), "seed": int(seed)}
     return adata if copy else None
 
 
 # ----------------------------------------------------------------------------- Moran's I
-def morans_i(values: np.ndarray, graph: sparse.csr_matrix, *, two_tailed: bool = False) -> pd.DataFrame:
+def morans_i(values: np.ndarray, graph: sparse.csr_matrix, *, two_tailed: bool = False,
+             threads: int | None = None) -> pd.DataFrame:
     """Moran's I of every column of `values` (n x p) on row-standardised `graph`, with the analytical
     variance under the normality assumption and its p-values: one-sided, P(Z > |z|), by default, as
     squidpy.gr.spatial_autocorr; two_tailed doubles them.
 
     I = n / S0 * z'Wz / z'z, E[I] = -1/(n-1), Var = (n^2 S1 - n S2 + 3 S0^2) / ((n^2 - 1) S0^2) - E[I]^2.
-    Cells without neighbours keep an empty row. Constant columns give NaN.
+    Cells without neighbours keep an empty row. Constant columns give NaN. The sums run in the C++ core
+    (`threads` threads, one pass over the graph; `graph` must be binary, as `connectivities` gives it), in scipy
+    without the compiled extension (`_moran_sums_scipy`).
     """
     n = values.shape[0]
-    deg = np.asarray(graph.sum(axis=1)).ravel()
-    w = sparse.diags(np.where(deg > 0, 1.0 / np.where(deg > 0, deg, 1.0), 0.0)) @ graph
-    w = sparse.csr_matrix(w)
-    s0 = w.sum()
-    wt = w.T.tocsr()
-    s1 = 0.5 * ((w + wt).power(2)).sum()
-    s2 = float(((np.asarray(w.sum(axis=1)).ravel() + np.asarray(w.sum(axis=0)).ravel()) ** 2).sum())
-    z = values.astype(np.float64) - values.mean(axis=0, dtype=np.float64)
-    num = (z * (w @ z)).sum(axis=0)
-    den = (z ** 2).sum(axis=0)
+    values = np.asarray(values, dtype=np.float64)
+    mean = values.mean(axis=0, dtype=np.float64)
+    core = _ext.core()
+    if core is None:
+        num, den, (s0, s1, s2) = _moran_sums_scipy(values - mean, graph)
+    else:
+        graph = sparse.csr_matrix(graph)
+        num, den, (s0, s1, s2) = core.moran_sums(graph.indptr, graph.indices, values, mean,
+                                                 sorted_rows=bool(graph.has_sorted_indices),
+                                                 threads=_threads(threads))
     with np.errstate(divide="ignore", invalid="ignore"):
         i = np.where(den > 0, n / s0 * num / np.where(den > 0, den, 1.0), np.nan)
     expected = -1.0 / (n - 1)
@@ -144,6 +172,16 @@ def morans_i(values: np.ndarray, graph: sparse.csr_matrix, *, two_tailed: bool =
     zscore = (i - expected) / np.sqrt(var)
     p = stats.norm.sf(np.abs(zscore)) * (2 if two_tailed else 1)
     return pd.DataFrame({"I": i, "expected_I": expected, "var_norm": var, "z": zscore, "pval_norm": p})
+
+
+def _moran_sums_scipy(z: np.ndarray, graph: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """(z'Wz per column, z'z per column, (S0, S1, S2)) of centred values on row-standardised `graph`."""
+    deg = np.asarray(graph.sum(axis=1)).ravel()
+    w = sparse.csr_matrix(sparse.diags(np.where(deg > 0, 1.0 / np.where(deg > 0, deg, 1.0), 0.0)) @ graph)
+    s0 = w.sum()
+    s1 = 0.5 * ((w + w.T.tocsr()).power(2)).sum()
+    s2 = float(((np.asarray(w.sum(axis=1)).ravel() + np.asarray(w.sum(axis=0)).ravel()) ** 2).sum())
+    return (z * (w @ z)).sum(axis=0), (z ** 2).sum(axis=0), (s0, s1, s2)
 
 
 def _bh(p: np.ndarray) -> np.ndarray:
@@ -174,7 +212,8 @@ def protein_tables(adata, proteins=None) -> dict[str, pd.DataFrame]:
 
 
 def spatial_autocorr(adata, *, proteins=None, library_key: str | None = None, two_tailed: bool = False,
-                     connectivity_key: str = K.SPATIAL_CONNECTIVITIES, copy: bool = False):
+                     connectivity_key: str = K.SPATIAL_CONNECTIVITIES, threads: int | None = None,
+                     copy: bool = False):
     """Moran's I per protein, measured and imputed, per library; BH-corrected p-values within each
     (library, source); p-values one-sided unless `two_tailed` (squidpy's convention).
 
@@ -197,6 +236,8 @@ def spatial_autocorr(adata, *, proteins=None, library_key: str | None = None, tw
         Two-sided p-values instead of one-sided.
     connectivity_key
         obsp key of the graph.
+    threads
+        CPU threads of the C++ core (None: the run-wide setting).
     copy
         Return a new AnnData instead of writing into `adata`.
 
@@ -208,10 +249,13 @@ def spatial_autocorr(adata, *, proteins=None, library_key: str | None = None, tw
     graph = connectivities(adata, connectivity_key=connectivity_key)
     tables = protein_tables(adata, proteins)
     rows = []
+    values = {source: frame.to_numpy(np.float64) for source, frame in tables.items()}
     for lib, cells in _libraries(adata, library_key):
-        sub = graph[cells][:, cells]
+        every = lib == ALL  # pooled: the whole graph and table, not copies
+        sub = graph if every else graph[cells][:, cells]
         for source, frame in tables.items():
-            res = morans_i(frame.to_numpy(np.float64)[cells], sub, two_tailed=two_tailed)
+            res = morans_i(values[source] if every else values[source][cells], sub, two_tailed=two_tailed,
+                           threads=threads)
             res.insert(0, "protein", list(frame.columns))
             res.insert(0, "source", source)
             res.insert(0, "library", lib)
