@@ -2,6 +2,8 @@
 mixture uncertainty, label and location transfer, block invariance, and a real MALT -> CyCIF run."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -14,6 +16,7 @@ from scprospatial import _ext
 from scprospatial._constants import MAPPED_CELL_TYPE, MAPPING_WEIGHT
 from scprospatial.errors import InputError
 from scprospatial.spatial import map_cells, map_files, rna_output_path, topk_similarity
+from scprospatial.spatial._fuse import panel_markers
 from scprospatial.spatial._mapping import mixture, softmax_weights
 
 BACKENDS = ["torch"] + (["cpp"] if _ext.core() is not None else [])
@@ -103,6 +106,7 @@ class StubModel:
 
     def __init__(self, rna_emb, prot_emb, mean, sd, names):
         self.rna_emb, self.prot_emb, self.mean, self.sd, self.names = rna_emb, prot_emb, mean, sd, names
+        self.vocab = SimpleNamespace(measured=names[:1], gene_links={n: [n] for n in names[1:]}, proteins=names)
         self.module = torch.nn.Module()
         self.module.log_temperature = torch.nn.Parameter(torch.tensor(np.log(0.1)))
 
@@ -136,6 +140,7 @@ def stub_case():
     sp = ad.AnnData(np.zeros((n_sp, 1), np.float32), obs=pd.DataFrame(
         {"ClusterName": pd.Categorical([f"S{t}" for t in types[src]])}, index=[f"s{i}" for i in range(n_sp)]))
     sp.obsm[K.SPATIAL] = coords
+    sp.obsm[K.PROTEIN] = pd.DataFrame(rng.normal(size=(n_sp, 2)), index=sp.obs_names, columns=names)
     sp.uns[K.UNS] = {"cell_type_key": "ClusterName"}
     return StubModel(rna_emb, prot_emb, mean, sd, names), rna, sp, src, types
 
@@ -245,7 +250,10 @@ def test_malt_rna_onto_cycif_end_to_end(shared_data, tmp_path, cli):
     sp, rna = ad.read_h5ad(out), ad.read_h5ad(rna_output_path(out))
     assert sp.n_obs == 3029 and rna.n_obs == 1100
     pred = sp.obsm[K.PROTEIN_PREDICTED]
-    assert list(pred.columns) == model.vocab.measured and np.isfinite(pred.to_numpy()).all()
+    # by default the training panel plus every imaged marker the model predicts (measured or gene-linked)
+    panel = panel_markers(model, load(shared_data / "spatial" / "cycif_scimap_example.csv", kind="spatial"))
+    assert list(pred.columns) == list(dict.fromkeys([*model.vocab.measured, *panel]))
+    assert set(panel) - set(model.vocab.measured) and np.isfinite(pred.to_numpy()).all()
     assert (sp.obsm[K.PROTEIN_PREDICTED_SD].to_numpy() > 0).all()
     assert sp.obs[K.MAPPING_CONFIDENCE].between(-1, 1).all()
     assert sp.uns[K.PROTEIN_PREDICTED]["k"] == 10

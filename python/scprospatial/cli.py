@@ -282,7 +282,8 @@ def _add_map(p):
     p.add_argument("--out", required=True, help="output .h5ad: imaged cells with the imputed proteome")
     p.add_argument("--k", type=_count, default=STEP.map_k, help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--proteins", type=_csv_list, default=None, help="comma-separated proteins (default: training panel)")
+    g.add_argument("--proteins", type=_csv_list, default=None,
+                   help="comma-separated proteins (default: training panel plus every imaged marker the model predicts)")
     g.add_argument("--all-proteins", action="store_true", help="every vocabulary protein linked to a model gene")
     p.add_argument("--backend", choices=("auto", "cpp", "cuda", "torch"), default="auto", help="top-k search backend")
 

@@ -210,7 +210,9 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
     k, temperature
         Neighbours per imaged cell and the softmax temperature of their weights (default: the model's).
     proteins, all_proteins
-        Proteins to impute (as in `ScProSpatial.predict`).
+        Proteins to impute (as in `ScProSpatial.predict`); by default the training panel plus every marker of
+        the imaged panel the model can predict (measured in training or through its coding gene), so a marker
+        left out of the panel given to the mapping, or poorly stained, is imputed too.
     backend, threads, block_size
         Similarity search backend, CPU threads and imaged cells per block.
     rna_cell_type_key, spatial_key
@@ -231,6 +233,8 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
     if spatial_key not in spatial.obsm:
         raise InputError(f"no coordinates: obsm[{spatial_key!r}] is missing from the spatial input")
     tau = _temperature(model, temperature)
+    if proteins is None and not all_proteins:   # the training panel and every imaged marker the model predicts
+        proteins = list(dict.fromkeys([*model.vocab.measured, *panel_markers(model, spatial)]))
     model.predict(rna, proteins=proteins, all_proteins=all_proteins, copy=False, key_added=key_added)  # predict once per RNA cell
     markers = panel_markers(model, spatial) if method == "fused" else []
     space = mapping_space(model, spatial, rna.obsm[K.EMBEDDING], predict_panel(model, rna, markers), markers,
