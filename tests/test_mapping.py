@@ -344,7 +344,7 @@ def test_default_map_is_fused_with_its_settings_recorded(sim_case):
     info = out.uns[K.PROTEIN_PREDICTED]
     assert info["method"] == "fused" and info["fuse_weight"] == FUSE_WEIGHT
     assert info["n_panel_markers"] == sum(p in set(model.vocab.proteins) for p in sp.obsm[K.PROTEIN].columns)
-    assert ("adaptation" in info) == (ADAPT_EPOCHS > 0)
+    assert ("adaptation" in info) == (ADAPT_EPOCHS > 0 and FUSE_WEIGHT > 0)   # not adapted when not in the score
     assert out.obsm[K.EMBEDDING].shape == (sp.n_obs, model.config.d_joint)
     assert out.obs[K.MAPPING_CONFIDENCE].between(-1, 1).all()
     assert np.isfinite(out.obsm[K.PROTEIN_PREDICTED].to_numpy()).all()

@@ -194,9 +194,11 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
     Writes the keys listed in the module docstring onto both AnnData objects (in place unless copy=True,
     then returns (spatial, rna) copies). `rna_cell_type_key`: obs column of scRNA-seq labels (default
     'cell_type' when present); spatial labels come from uns['scprospatial']['cell_type_key'].
-    method: 'fused' (default: adapted joint space + predicted-vs-measured panel, weight `fuse_weight` on the
-    joint cosine) or 'joint' (the joint space of the unadapted encoder alone); adapt_epochs: epochs of the
-    encoder's self-supervised adaptation to the panel (0: none); seed: the adaptation's seed.
+    method: 'fused' (default: agreement of the measured panel with the model's prediction of it from each
+    cell's RNA, plus weight `fuse_weight` on the joint-space cosine of the adapted encoder; the default weight is
+    0, the predicted panel alone, see _fuse.py) or 'joint' (the joint space of the unadapted encoder alone);
+    adapt_epochs: epochs of the encoder's self-supervised adaptation to the panel (0: none; only used when the
+    joint space is in the score); seed: the adaptation's seed.
     key_added: obsm/uns key of the predicted proteins on both sides (SDs under key_added + '_sd'; default
     'protein_predicted'). `rna` may hold raw counts (see ScProSpatial.predict); `spatial` must be prepared
     (scprospatial.pp.read(..., kind='spatial')).
