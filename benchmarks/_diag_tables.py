@@ -39,7 +39,10 @@ def diagnosis_section(diag: dict) -> list[str]:
              "(`old default`: `link=pred, sim=cosz, joint=0.4, weights=softmax, readout=pred`). Figures: median "
              "Pearson over the validation markers, mean over seeds; Δ: the difference to the baseline per (panel, "
              "seed), mean ± standard error, and on how many (panel, seed) pairs it is above; supported: coding gene "
-             "detected in ≥ 10% of the scRNA-seq cells.", "",
+             "detected in ≥ 10% of the scRNA-seq cells. `map`'s default after this work is the old default at joint "
+             "weight 0 (**new default**). Panel regression (issue 15 item 6): per hidden marker a ridge from the "
+             "predicted panel to the predicted marker fitted on the scRNA-seq cells, applied to the measured panel; "
+             "`X + panel regression`: the two imputations standardised and averaged.", "",
              "| variant | " + " | ".join(panels) + " | supported | unsupported | Δ vs baseline | above |",
              "|---|" + "---|" * (len(panels) + 4)]
     for key in keys:
@@ -50,9 +53,19 @@ def diagnosis_section(diag: dict) -> list[str]:
         name = key if key in ("baseline", "old default") or key not in diag["variants"] else \
             f"{key.split(',')[0]}: {_changed(diag['variants'][key], diag['variants'][key.split(',')[0]])}"
         name = name.replace("old default, joint=0.0", "old default at joint=0")
+        if key == "old default, joint=0.0":
+            name = "**new default** (old default at joint=0)"
         delta = "–" if key == "baseline" else f"{mean:+.3f} ± {se:.3f}"
         lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in per) + f" | {sup:.3f} | {uns:.3f} | {delta} | "
                      + ("–" if key == "baseline" else f"{above}/{n}") + " |")
+    for panel, rows in diag.get("ensemble", {}).items():
+        if rows:
+            single = [np.median([r["single"][i] for r in rows]) for i in range(len(rows[0]["single"]))]
+            lines.append("")
+            lines.append(f"Ensemble over training seeds ({panel}, new default `old default at joint=0`, validation "
+                         f"markers): median Pearson of the imputation averaged over the {len(single)} models "
+                         f"{np.median([r['ensemble'] for r in rows]):.3f}; each model alone "
+                         + ", ".join(f"{v:.3f}" for v in single) + ".")
     return lines + ["", "![diagnosis](results/mapping_diagnosis.png)", ""]
 
 

@@ -50,6 +50,7 @@ STEPS = [("link", "pred"), ("link", "head"), ("sim", "cosz"), ("joint", 0.4), ("
 OLD_STEPS = [("link", "rna"), ("sim", "pearson"), ("joint", 0.0), ("weights", "uniform"), ("readout", "rna")]
 
 
+NEW = "old default, joint=0.0"   # map's default after this work: the predicted panel alone (joint weight 0)
 BLENDS = ("baseline", "old default", "old default, joint=0.0", "old default, joint=0.0, weights=uniform")
 
 
@@ -179,7 +180,7 @@ def run_panel(model, rna, spatial, name: str, seed_model: int, args, which: list
     tau = _temperature(model, None)
     truth = spatial.obsm["protein"]
     vs = variants()
-    rows = []
+    rows, values = [], {}
     for m in val:
         if not np.isfinite(sides["rna"][:, markers.index(m)]).all():
             continue   # the baseline cannot impute a marker without a coding gene in the RNA
@@ -200,9 +201,25 @@ def run_panel(model, rna, spatial, name: str, seed_model: int, args, which: list
             knn = impute(vs[key], sides, joint, truth, m, tau, cache)
             row[f"{key} + panel regression"] = pearson(zcols(knn[:, None])[:, 0] + zcols(reg[:, None])[:, 0], t)
         rows.append(row)
+        values[m] = impute(vs[NEW], sides, joint, truth, m, tau, cache)
         print(f"{name} seed {seed_model} {m}: baseline {row['baseline']:.3f} old {row['old default']:.3f}",
               file=sys.stderr, flush=True)
-    return {"rows": rows}
+    return {"rows": rows, "values": values}
+
+
+def ensemble_rows(out: dict, ensemble: dict, panels) -> dict:
+    """Issue 15 item 6: the new default's imputation averaged over the models of every training seed, against each
+    model alone (per panel: validation markers, Pearson of the ensemble and of each model)."""
+    from scprospatial.io import load
+
+    res = {}
+    for name in panels:
+        truth = load(DATA / SPATIAL[name], kind="spatial").obsm["protein"]
+        res[name] = [{"marker": m, "ensemble": pearson(np.mean(v, 0), truth[m].to_numpy(np.float64)),
+                      "single": [r[NEW] for run in out["runs"] if run["panel"] == name
+                                 for r in run["rows"] if r["marker"] == m]}
+                     for m, v in ensemble.get(name, {}).items()]
+    return res
 
 
 def main(argv=None) -> None:
@@ -223,12 +240,16 @@ def main(argv=None) -> None:
     out = {"command": " ".join(["benchmarks/diag_mapping.py", *sys.argv[1:]]), "k": K_NEIGHBOURS,
            "date": time.strftime("%Y-%m-%d"),
            "variants": variants(), "runs": []}
+    ensemble: dict = {}   # panel -> marker -> each model's imputation by the new default
     for i, path in enumerate(args.models):
         model = ScProSpatial.load(path, device="cpu")
         for name in args.panels:
             spatial = load(DATA / SPATIAL[name], kind="spatial")
             res = run_panel(model, rna, spatial, name, i, args)
+            for m, v in res.pop("values").items():
+                ensemble.setdefault(name, {}).setdefault(m, []).append(v)
             out["runs"].append({"panel": name, "seed": i, "model_id": model.meta.get("model_id"), **res})
+    out["ensemble"] = ensemble_rows(out, ensemble, args.panels)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     from _diag_tables import diagnosis_figure
