@@ -354,5 +354,5 @@ def _kernel_section(record: dict) -> list[str]:
         lines.append(f"| {t['backend']} ({t['device']}) | {t['n_query']:,} × {t['n_ref']:,} | {t['dim']} | {t['k']} "
                      f"| – | {t['seconds']} | {t['n_query'] * t['n_ref'] / t['seconds']:.3g} | – |")
     return lines + ["", "Kernel timings: `--kernel-scale N` (N cells per side) re-measures them; otherwise the "
-                    "previous run's are kept. Memory: one packed copy of the reference plus one tile per thread; the n × n "
-                    "similarity matrix is never formed."]
+                    "previous run's are kept. Memory: one packed copy of the reference plus one tile per thread; "
+                    "the n × n similarity matrix is never formed."]

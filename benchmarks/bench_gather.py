@@ -252,7 +252,8 @@ def section(rows: list[dict], meta: dict) -> str:
             + f"  \nMachine: {meta['machine']}, {meta['cpu_count']} CPUs. Times are medians; peak RSS includes the "
             "inputs (idx, w float64, mean, sd) and the outputs; extra MB = peak minus the RSS once the inputs exist "
             "(so the outputs are part of it: the C++ kernel allocates nothing else of size n x p or m x p; "
-            "mixture-old's float64 copies are the rest of its extra). Load avg is the highest 1-minute load average seen around the run"
+            "mixture-old's float64 copies are the rest of its extra). Load avg is the highest 1-minute load average "
+            "seen around the run"
             + (": above the CPU count other jobs shared the CPUs, so these times are provisional (CPU seconds "
                "compare fairer)." if busy else "."))
 

@@ -204,7 +204,8 @@ def markdown(results: list[dict]) -> str:
         bound = 2 * r.get("output_mb", 0) + r.get("input_mb", 0)
         ratio = f"{r['extra_rss_mb'] / bound:.2f}" if bound else "-"
         lines.append(f"| {r['n']:,} | {r['layout']} | {r['method']} | {r['median_s']:.3f} | {r['min_s']:.3f} | "
-                     f"{speed} | {r['median_cpu_s']:.2f} | {r['peak_rss_mb']:.0f} | {r['extra_rss_mb']:.0f} | {ratio} |")
+                     f"{speed} | {r['median_cpu_s']:.2f} | {r['peak_rss_mb']:.0f} | {r['extra_rss_mb']:.0f} | "
+                     f"{ratio} |")
     return "\n".join(lines)
 
 
@@ -227,8 +228,9 @@ def section(results: list[dict], meta: dict) -> str:
               f"Machine: {meta['machine']}, {meta['cpu_count']} CPUs (affinity {meta['affinity']}); medians of "
               f"{meta['repeats']} runs after a warm-up, each method in its own process (squidpy in the peers' venv)."]
     if max(meta.get("load_avg", [0])) > (meta["affinity"] or meta["cpu_count"]):
-        lines.append(f"Provisional: other jobs shared the CPUs (1-minute load average {meta['load_avg'][0]:.1f} before, "
-                     f"{meta['load_avg'][1]:.1f} after); CPU seconds give the fairer ratios.")
+        lines.append(f"Provisional: other jobs shared the CPUs (1-minute load average "
+                     f"{meta['load_avg'][0]:.1f} before, {meta['load_avg'][1]:.1f} after); "
+                     "CPU seconds give the fairer ratios.")
     return "\n".join(lines)
 
 

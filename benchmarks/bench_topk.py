@@ -2,11 +2,14 @@
 
 Side by side in one run: the C++ kernel (scprospatial._core.topk_similarity, the instruction set it picked),
 the torch blocked path the mapping falls back to (scprospatial.spatial._mapping._topk_torch), and on a GPU
-machine the CUDA twin (device='cuda') and torch on the GPU. Each backend runs in its own subprocess so
+machine the CUDA twin (device='cuda') and torch on the GPU; faiss's exact IndexFlatIP ('faiss-flat') and the
+approximate IVF-Flat index the mapping uses for large maps ('faiss-ivf', index build included in its time, recall@k
+against the exact kernel on the first 2,000 queries). Each backend runs in its own subprocess so
 peak memory (ru_maxrss, which also sees C++ allocations) belongs to it alone; the inputs (random unit
 vectors, seeded) are part of that peak. Times are medians of --repeats runs after a small warm-up.
 
     .venv/bin/python benchmarks/bench_topk.py --nq 1000000 --nr 100000 --threads 2 --repeats 3
+    .venv/bin/python benchmarks/bench_topk.py --nq 1e5 --nr 1e5 --backends cpp,faiss-flat,faiss-ivf --data clustered
 
 Writes benchmarks/results/topk.json (or --out) and the bench_topk section of benchmarks/README.md
 (--readme); rows measured on another machine (a GPU) are kept when the CPU rows are rerun.
@@ -29,17 +32,28 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- bench_topk:start -->", "<!-- bench_topk:end -->"
-BACKENDS = ("cpp", "torch", "cpp-cuda", "torch-cuda")
+BACKENDS = ("cpp", "torch", "cpp-cuda", "torch-cuda", "faiss-flat", "faiss-ivf")
+RECALL_QUERIES = 2000  # faiss-ivf: recall@k against the exact C++ kernel on the first queries
 BAR_SECONDS, BAR_GB = 120.0, 4.0  # issue 4: 10^6 x 10^5, dim 64, k 10 on CPU within 2 minutes and 4 GB
 
 
-def unit_rows(n: int, dim: int, seed: int) -> np.ndarray:
-    x = np.random.default_rng(seed).standard_normal((n, dim), dtype=np.float32)
+def unit_rows(n: int, dim: int, seed: int, data: str = "random") -> np.ndarray:
+    """Unit vectors: 'random' (uniform on the sphere: the worst case for an approximate index) or 'clustered'
+    (around 30 seeded centres, noise 0.5 per dimension: closer to cell embeddings, which group by cell type)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim), dtype=np.float32)
+    if data == "clustered":
+        centres = np.random.default_rng(0).standard_normal((30, dim), dtype=np.float32)
+        x = centres[rng.integers(0, 30, n)] + 0.5 * x
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x
 
 
 def run_backend(backend: str, q: np.ndarray, r: np.ndarray, k: int, threads: int):
+    if backend.startswith("faiss"):  # index built in the call: a map builds it once, as timed here
+        from scprospatial.spatial._mapping import topk_similarity
+
+        return topk_similarity(q, r, k, backend=backend, threads=threads)[:2]
     if backend.startswith("cpp"):
         from scprospatial import _ext
 
@@ -54,7 +68,7 @@ def run_backend(backend: str, q: np.ndarray, r: np.ndarray, k: int, threads: int
 
 def worker(args) -> None:
     """One backend in this process: prints a JSON line."""
-    q, r = unit_rows(args.nq, args.dim, 1), unit_rows(args.nr, args.dim, 2)
+    q, r = unit_rows(args.nq, args.dim, 1, args.data), unit_rows(args.nr, args.dim, 2, args.data)
     run_backend(args.backend, q[:256], r[:4096], args.k, args.threads)  # imports, CUDA context, page faults
     times, cpu = [], []
     for _ in range(args.repeats):
@@ -63,10 +77,17 @@ def worker(args) -> None:
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
         assert idx.shape == (args.nq, args.k) and (np.diff(sim, axis=1) <= 0).all()
+        found = idx[:RECALL_QUERIES].copy()
         del idx, sim
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    extra = {}
+    if args.backend == "faiss-ivf":
+        from scprospatial import _ext
+
+        exact = _ext.core().topk_similarity(q[:RECALL_QUERIES], r, args.k, threads=args.threads)[0]
+        extra["recall"] = float(np.mean([len(set(a) & set(b)) / args.k for a, b in zip(found, exact)]))
     print(json.dumps({"times_s": times, "cpu_s": cpu, "peak_rss_mb": peak_mb,
-                      "inputs_mb": (q.nbytes + r.nbytes) / 2**20}))
+                      "inputs_mb": (q.nbytes + r.nbytes) / 2**20, **extra}))
 
 
 def available(backend: str) -> tuple[bool, str]:
@@ -77,6 +98,11 @@ def available(backend: str) -> tuple[bool, str]:
         return False, "extension not built"
     if backend == "cpp-cuda" and not (core.compiled_with_cuda() and core.cuda_device_count() > 0):
         return False, "no CUDA build or device"
+    if backend.startswith("faiss"):
+        try:
+            import faiss  # noqa: F401
+        except ImportError:
+            return False, "faiss-cpu not installed"
     if backend == "torch-cuda":
         import torch
 
@@ -92,6 +118,8 @@ def device_name(backend: str) -> str:
         return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cuda"
     from scprospatial import _ext
 
+    if backend.startswith("faiss"):
+        return f"{platform.processor() or platform.machine()} (faiss {__import__('faiss').__version__})"
     isa = _ext.core().topk_isa() if backend == "cpp" else "torch " + __import__("torch").__version__
     return f"{platform.processor() or platform.machine()} ({isa})"
 
@@ -103,6 +131,7 @@ def main(argv=None) -> int:
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--data", choices=("random", "clustered"), default="random", help="see unit_rows")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--backends", default=",".join(BACKENDS), help="unavailable ones are skipped")
     p.add_argument("--out", default=str(RESULTS / "topk.json"))
@@ -127,14 +156,15 @@ def main(argv=None) -> int:
         if not ok:
             print(f"  {backend}: skipped ({why})", file=sys.stderr)
             continue
-        cmd = [sys.executable, __file__, "--worker", backend] + [f"--{a}={getattr(args, a)}" for a in
-                                                                  ("nq", "nr", "dim", "k", "threads", "repeats")]
+        opts = ("nq", "nr", "dim", "k", "threads", "repeats", "data")
+        cmd = [sys.executable, __file__, "--worker", backend] + [f"--{a}={getattr(args, a)}" for a in opts]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             print(f"  {backend} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
             continue
         row = json.loads(proc.stdout.strip().splitlines()[-1])
         row.update(backend=backend, device=device_name(backend), nq=args.nq, nr=args.nr, dim=args.dim, k=args.k,
+                   data=args.data,
                    threads=args.threads, median_s=statistics.median(row["times_s"]),
                    command="python benchmarks/bench_topk.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                    load_avg=[load_before, os.getloadavg()[0]])
@@ -145,7 +175,8 @@ def main(argv=None) -> int:
     from _readme import merge_results
 
     command = "python benchmarks/bench_topk.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    rows, meta = merge_results(out, rows, lambda r: (r["backend"], r["device"], r["nq"], r["nr"]), command)
+    rows, meta = merge_results(out, rows, lambda r: (r["backend"], r["device"], r["nq"], r["nr"],
+                                                     r.get("data", "random")), command)
     print(markdown(rows))
     if args.readme:
         from _readme import put_section
@@ -155,12 +186,14 @@ def main(argv=None) -> int:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| query x reference | dim | k | backend | device | threads | median s | CPU s | peak RSS MB | load avg |",
-             "|---|---:|---:|---|---|---:|---:|---:|---:|---:|"]
-    for r in sorted(rows, key=lambda r: (r["nq"], r["nr"], r["backend"])):
-        lines.append(f"| {r['nq']:,} x {r['nr']:,} | {r['dim']} | {r['k']} | {r['backend']} | {r['device']} | "
+    lines = ["| query x reference | data | dim | k | backend | device | threads | median s | CPU s | peak RSS MB | "
+             "recall@k | load avg |", "|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["nq"], r["nr"], r.get("data", "random"), r["backend"])):
+        rec = f"{r['recall']:.3f}" if "recall" in r else "1 (exact)"
+        lines.append(f"| {r['nq']:,} x {r['nr']:,} | {r.get('data', 'random')} | {r['dim']} | {r['k']} | "
+                     f"{r['backend']} | {r['device']} | "
                      f"{r['threads'] if 'cuda' not in r['backend'] else '-'} | {r['median_s']:.2f} | "
-                     f"{statistics.median(r['cpu_s']):.1f} | {r['peak_rss_mb']:.0f} | "
+                     f"{statistics.median(r['cpu_s']):.1f} | {r['peak_rss_mb']:.0f} | {rec} | "
                      f"{max(r.get('load_avg', [float('nan')])):.1f} |")
     return "\n".join(lines)
 

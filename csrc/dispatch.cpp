@@ -9,6 +9,8 @@
 
 namespace scp {
 
+const char* const kNoCuda = "scprospatial was built without CUDA (rebuild with SCPROSPATIAL_CUDA=1)";
+
 Device parse_device(const std::string& name) {
   if (name == "cpu") return Device::CPU;
   if (name == "cuda") return Device::CUDA;
@@ -51,7 +53,7 @@ void knn_graph(const double* pts, int64_t n, int dim, int k, bool include_self, 
   knn_rows_cuda(build_grid_knn(pts, n, dim, knn_cell_occupancy(k, dim), threads), k, include_self, indices,
                 distances);
 #else
-  throw std::runtime_error("scprospatial was built without CUDA (rebuild with SCPROSPATIAL_CUDA=1)");
+  throw std::runtime_error(kNoCuda);
 #endif
 }
 
@@ -70,14 +72,20 @@ SCP_INSTANTIATE(int64_t, double)
 
 namespace scp {
 
-void topk_similarity(const float* query, int64_t nq, const float* ref, int64_t nr, int dim, int k, int threads,
-                     int64_t* indices, float* similarities, Device device) {
+namespace {
+void check_topk(int64_t nr, int dim, int k) {
   if (dim < 1) throw std::invalid_argument("embedding dimension must be at least 1");
   if (k < 1) throw std::invalid_argument("k must be at least 1, got " + std::to_string(k));
   if (nr < k) {
     throw std::invalid_argument("k=" + std::to_string(k) + " needs at least " + std::to_string(k) +
                                 " reference rows, got " + std::to_string(nr));
   }
+}
+}  // namespace
+
+void topk_similarity(const float* query, int64_t nq, const float* ref, int64_t nr, int dim, int k, int threads,
+                     int64_t* indices, float* similarities, Device device) {
+  check_topk(nr, dim, k);
   if (device == Device::CPU) {
     topk_rows_cpu(query, nq, ref, nr, dim, k, threads, indices, similarities);
     return;
@@ -85,7 +93,18 @@ void topk_similarity(const float* query, int64_t nq, const float* ref, int64_t n
 #ifdef SCPROSPATIAL_WITH_CUDA
   topk_rows_cuda(query, nq, ref, nr, dim, k, indices, similarities);
 #else
-  throw std::runtime_error("scprospatial was built without CUDA (rebuild with SCPROSPATIAL_CUDA=1)");
+  throw std::runtime_error(kNoCuda);
+#endif
+}
+
+void topk_similarity_on_device(const float* query, int64_t nq, const float* ref, int64_t nr, int dim, int k,
+                               int64_t* indices, float* similarities, std::uintptr_t stream) {
+  check_topk(nr, dim, k);
+#ifdef SCPROSPATIAL_WITH_CUDA
+  topk_rows_cuda_resident(query, nq, ref, nr, dim, k, indices, similarities, stream);
+#else
+  (void)query, (void)nq, (void)ref, (void)indices, (void)similarities, (void)stream;
+  throw std::runtime_error(kNoCuda);
 #endif
 }
 
@@ -98,11 +117,17 @@ void topk_similarity(const float* query, int64_t nq, const float* ref, int64_t n
 
 namespace scp {
 
+namespace {
+void check_gather(int64_t n, int k, int64_t m, int64_t p) {
+  if (k < 1) throw std::invalid_argument("k must be at least 1, got " + std::to_string(k));
+  if (n < 0 || m < 0 || p < 0) throw std::invalid_argument("negative array size");
+}
+}  // namespace
+
 template <class W>
 void gather_mixture(const int64_t* idx, const W* w, int64_t n, int k, const float* mean, const float* sd,
                     int64_t m, int64_t p, int threads, float* out_mean, float* out_var, bool out_sd, Device device) {
-  if (k < 1) throw std::invalid_argument("k must be at least 1, got " + std::to_string(k));
-  if (n < 0 || m < 0 || p < 0) throw std::invalid_argument("negative array size");
+  check_gather(n, k, m, p);
   for (int64_t e = 0; e < n * k; ++e) {
     if (idx[e] < 0 || idx[e] >= m) {
       throw std::out_of_range("index " + std::to_string(idx[e]) + " (row " + std::to_string(e / k) + ", column " +
@@ -117,9 +142,27 @@ void gather_mixture(const int64_t* idx, const W* w, int64_t n, int k, const floa
 #ifdef SCPROSPATIAL_WITH_CUDA
   gather_rows_cuda(idx, w, n, k, mean, sd, m, p, out_mean, out_var, out_sd);
 #else
-  throw std::runtime_error("scprospatial was built without CUDA (rebuild with SCPROSPATIAL_CUDA=1)");
+  throw std::runtime_error(kNoCuda);
 #endif
 }
+
+template <class W>
+void gather_mixture_on_device(const int64_t* idx, const W* w, int64_t n, int k, const float* mean, const float* sd,
+                              int64_t m, int64_t p, float* out_mean, float* out_var, bool out_sd,
+                              std::uintptr_t stream) {
+  check_gather(n, k, m, p);
+#ifdef SCPROSPATIAL_WITH_CUDA
+  gather_rows_cuda_resident(idx, w, n, k, mean, sd, m, p, out_mean, out_var, out_sd, stream);
+#else
+  (void)idx, (void)w, (void)mean, (void)sd, (void)out_mean, (void)out_var, (void)out_sd, (void)stream;
+  throw std::runtime_error(kNoCuda);
+#endif
+}
+
+template void gather_mixture_on_device<float>(const int64_t*, const float*, int64_t, int, const float*, const float*,
+                                              int64_t, int64_t, float*, float*, bool, std::uintptr_t);
+template void gather_mixture_on_device<double>(const int64_t*, const double*, int64_t, int, const float*,
+                                               const float*, int64_t, int64_t, float*, float*, bool, std::uintptr_t);
 
 template void gather_mixture<float>(const int64_t*, const float*, int64_t, int, const float*, const float*, int64_t,
                                     int64_t, int, float*, float*, bool, Device);

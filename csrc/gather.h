@@ -24,6 +24,15 @@ void gather_mixture(const int64_t* idx, const W* w, int64_t n, int k, const floa
                     int64_t m, int64_t p, int threads, float* out_mean, float* out_var, bool out_sd = false,
                     Device device = Device::CPU);
 
+// The same mixture on arrays that already live on a CUDA device (e.g. torch CUDA tensors): every pointer, the
+// outputs included, is device memory of one GPU (checked: std::invalid_argument otherwise), read and written in
+// place on `stream` (as in topk_similarity_on_device). Indices are checked on the device first (std::out_of_range
+// naming the first bad one, nothing written). Same results bit for bit; without CUDA, std::runtime_error.
+template <class W>
+void gather_mixture_on_device(const int64_t* idx, const W* w, int64_t n, int k, const float* mean, const float* sd,
+                              int64_t m, int64_t p, float* out_mean, float* out_var, bool out_sd = false,
+                              std::uintptr_t stream = 0);
+
 // Internal: the CPU driver behind gather_mixture (arguments already validated).
 template <class W>
 void gather_rows_cpu(const int64_t* idx, const W* w, int64_t n, int k, const float* mean, const float* sd,

@@ -9,6 +9,8 @@ namespace scp {
 
 enum class Device { CPU, CUDA };
 
+constexpr int kCudaKnnMaxK = 64;  // largest k of the CUDA kNN kernel (its candidate list lives in registers)
+
 Device parse_device(const std::string& name);  // "cpu" | "cuda"
 bool cuda_compiled();
 int cuda_device_count();  // 0 when built without CUDA or no device is visible

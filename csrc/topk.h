@@ -19,6 +19,13 @@ namespace scp {
 void topk_similarity(const float* query, int64_t nq, const float* ref, int64_t nr, int dim, int k, int threads,
                      int64_t* indices, float* similarities, Device device = Device::CPU);
 
+// The same search on arrays that already live on a CUDA device (e.g. torch CUDA tensors): every pointer, the
+// outputs included, is device memory of one GPU (checked: std::invalid_argument otherwise), read and written in
+// place, the kernel launched on `stream` (a cudaStream_t as an integer: 0 default, 1 legacy default, 2 per-thread
+// default) and waited for. Same results as topk_similarity bit for bit; without CUDA, std::runtime_error.
+void topk_similarity_on_device(const float* query, int64_t nq, const float* ref, int64_t nr, int dim, int k,
+                               int64_t* indices, float* similarities, std::uintptr_t stream = 0);
+
 // The CPU instruction set topk_rows_cpu uses: "avx512", "avx2" (with FMA) or "portable".
 std::string topk_isa();
 

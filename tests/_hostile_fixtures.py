@@ -120,7 +120,8 @@ def build(root: Path) -> dict[str, str]:
     tenx.mkdir()
     bad10 = h / "tenx_bad"
     bad10.mkdir()
-    (bad10 / "matrix.mtx.gz").write_bytes(gzip.compress(b"%%MatrixMarket matrix coordinate integer general\n3 3 9\n1 1"))
+    truncated = b"%%MatrixMarket matrix coordinate integer general\n3 3 9\n1 1"
+    (bad10 / "matrix.mtx.gz").write_bytes(gzip.compress(truncated))
     (bad10 / "features.tsv.gz").write_bytes(gzip.compress(b"G1\tG1\tGene Expression\n"))
     (bad10 / "barcodes.tsv.gz").write_bytes(gzip.compress(b"AAAC-1\n"))
     f.update(tenx_empty=tenx, tenx_bad=bad10)

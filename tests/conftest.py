@@ -26,7 +26,8 @@ def repo_root() -> Path:
     return REPO
 
 
-def run_cli(*args: str, cwd: Path | None = None, check: bool = False, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None, check: bool = False,
+            timeout: int = 600) -> subprocess.CompletedProcess:
     """Run the installed `scprospatial` command as a user would (a subprocess)."""
     cmd = [sys.executable, "-m", "scprospatial", *map(str, args)]
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)

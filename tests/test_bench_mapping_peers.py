@@ -86,7 +86,8 @@ def toy(tmp_path, monkeypatch):
     rng = np.random.default_rng(1)
     rna = SimpleNamespace(var_names=pd.Index(["GA", "GB", "GC", "GX"]), n_obs=n_rna,
                           X=sparse.csr_matrix(rng.random((n_rna, 4))))
-    spatial = SimpleNamespace(n_obs=n_cells, obsm={"protein": pd.DataFrame(rng.random((n_cells, 3)), columns=list("ABC"))})
+    protein = pd.DataFrame(rng.random((n_cells, 3)), columns=list("ABC"))
+    spatial = SimpleNamespace(n_obs=n_cells, obsm={"protein": protein})
     model = SimpleNamespace(vocab=SimpleNamespace(gene_links={"A": ["GA"], "B": ["GB"], "C": ["GC", "GMISSING"]}))
     return model, rna, spatial, tmp_path
 
@@ -94,7 +95,8 @@ def toy(tmp_path, monkeypatch):
 def test_weighted_peer_output_is_used_as_given_and_cached_per_panel(toy):
     model, rna, spatial, tmp = toy
     order = [bm.FULL_PANEL, "B"]
-    out = bm.run_peer("fake_weights", model, rna, spatial, list("ABC"), order, tmp / "cache", python=Path(sys.executable))
+    out = bm.run_peer("fake_weights", model, rna, spatial, list("ABC"), order, tmp / "cache",
+                      python=Path(sys.executable))
     assert out["seconds"] == 4.0 and set(out) == {"seconds", *order}
     w = out["B"].toarray()
     assert w.shape == (8, 12)
@@ -177,8 +179,9 @@ def _rows(grid_vals: dict, model_vals: dict, shared_vals: dict) -> list[dict]:
 
 def test_selection_averages_the_validation_medians_over_training_seeds():
     # seed 0 alone would pick "a" (validation A, B: 0.5 vs 0.4); over both seeds "b" wins (0.45 vs 0.30)
-    seed0 = _rows({"a": [0.5, 0.5, 0.0, 0.0], "b": [0.4, 0.4, 0.9, 0.9]}, dict(A=0, B=0, C=0, D=0), dict(A=0, B=0, C=0, D=0))
-    seed1 = _rows({"a": [0.1, 0.1, 0.0, 0.0], "b": [0.5, 0.5, 0.1, 0.1]}, dict(A=0, B=0, C=0, D=0), dict(A=0, B=0, C=0, D=0))
+    zeros = dict(A=0, B=0, C=0, D=0)
+    seed0 = _rows({"a": [0.5, 0.5, 0.0, 0.0], "b": [0.4, 0.4, 0.9, 0.9]}, zeros, zeros)
+    seed1 = _rows({"a": [0.1, 0.1, 0.0, 0.0], "b": [0.5, 0.5, 0.1, 0.1]}, zeros, zeros)
     d = {"rows": seed0, "replicates": [{"seed": 1, "rows": seed1}], "validation": ["A", "B"], "test": ["C", "D"]}
     sel = bm.select_weight({"toy": d})
     assert sel["selected"] == "b" and sel["n_models"] == 2
@@ -195,8 +198,9 @@ def test_seeds_section_reports_each_seeds_test_median_and_paired_counts():
     seed1 = _rows(zero, dict(A=0.0, B=0.0, C=0.1, D=0.1), dict(A=0, B=0, C=0.3, D=0.3))
     d = {"rows": seed0, "replicates": [{"seed": 7, "rows": seed1}], "validation": ["A", "B"], "test": ["C", "D"]}
     text = "\n".join(_seeds_section({"seed": 0, "replicate_seeds": [7], "datasets": {"toy": d}}))
-    assert "| 0 | 0.200 | 0.200 |" in text and "| 7 | 0.100 | 0.300 |" in text
-    assert "0.150 ± 0.071" in text
+    assert "| 0 | test | 0.200 | 0.200 |" in text and "| 7 | test | 0.100 | 0.300 |" in text
+    assert "| 0 | validation | 0.900 | 0.000 |" in text
+    assert "0.150 ± 0.071 [-0.485, 0.785]" in text   # mean ± SD [95% t-interval over the 2 seeds]
     assert "model above shared on 1 of 4 (test marker, seed) pairs." in text
     assert _seeds_section({"datasets": {"toy": {**d, "replicates": []}}}) == []
 

@@ -110,7 +110,8 @@ class StubModel:
         self.module = torch.nn.Module()
         self.module.log_temperature = torch.nn.Parameter(torch.tensor(np.log(0.1)))
 
-    def predict(self, adata, *, proteins=None, all_proteins=False, copy=True, key_added=K.PROTEIN_PREDICTED):
+    def predict(self, adata, *, proteins=None, all_proteins=False, copy=True, key_added=K.PROTEIN_PREDICTED,
+                min_support="any"):
         adata.obsm[key_added] = pd.DataFrame(self.mean, index=adata.obs_names, columns=self.names)
         adata.obsm[key_added + K.SD_SUFFIX] = pd.DataFrame(self.sd, index=adata.obs_names, columns=self.names)
         adata.obsm[K.EMBEDDING] = self.rna_emb
@@ -392,6 +393,19 @@ def test_mapping_needs_no_shared_marker(sim_case):
     np.testing.assert_array_equal(space.ref, remb)
 
 
+def test_map_carries_support_classes_and_min_support_keeps_reliable_proteins(sim_case):
+    model, rna, sp, _ = sim_case
+    out, _ = map_cells(model, rna, sp, k=5, copy=True, method="joint", all_proteins=True, min_support="measured")
+    assert list(out.obsm[K.PROTEIN_PREDICTED].columns) == list(model.vocab.measured)
+    info = out.uns[K.PROTEIN_PREDICTED]
+    assert set(info[K.PROTEIN_TABLE][K.SUPPORT]) == {K.SUPPORT_MEASURED}
+    assert info[K.RELIABILITY]["min_support"] == "measured" and info[K.RELIABILITY]["dropped_by_min_support"]
+    every, _ = map_cells(model, rna, sp, k=5, copy=True, method="joint", all_proteins=True)
+    classes = every.uns[K.PROTEIN_PREDICTED][K.PROTEIN_TABLE][K.SUPPORT]
+    assert list(classes.index) == list(every.obsm[K.PROTEIN_PREDICTED].columns)
+    assert {K.SUPPORT_MEASURED, K.SUPPORT_DETECTED} <= set(classes)
+
+
 # ----------------------------------------------------------------------------- issue 18: against the no-model baseline
 class PairModel:
     """A model whose predictions of the panel from RNA are given (per scRNA-seq cell), each marker linked to one
@@ -406,7 +420,8 @@ class PairModel:
         self.module = torch.nn.Module()
         self.module.log_temperature = torch.nn.Parameter(torch.tensor(np.log(0.1)))
 
-    def predict(self, adata, *, proteins=None, all_proteins=False, copy=True, key_added=K.PROTEIN_PREDICTED):
+    def predict(self, adata, *, proteins=None, all_proteins=False, copy=True, key_added=K.PROTEIN_PREDICTED,
+                min_support="any"):
         names = list(proteins or self.vocab.measured)
         values = self.pred[names].to_numpy(np.float32)
         adata.obsm[key_added] = pd.DataFrame(values, index=adata.obs_names, columns=names)

@@ -260,3 +260,26 @@ def test_protein_side_is_mapped_in_chunks_with_the_same_values(trained):
     np.testing.assert_array_equal(map_protein(cells, trained.vocab, rows)[0], values[rows])
     np.testing.assert_allclose(trained.embed_protein(cells, batch_size=7), trained.embed_protein(cells),
                                rtol=0, atol=1e-6)
+
+
+def test_public_seams_for_code_outside_model_agree_with_predict(trained, query):
+    """What spatial mapping uses instead of the model's internals: to(), dataset_ids(), protein_values(),
+    predict_chunks()."""
+    from scprospatial.model._data import map_protein
+
+    assert trained.to("cpu") is trained and trained.device == "cpu"
+    names = ["CD4", "CD20"]                                          # measured, and through the gene link
+    out = trained.predict(query, proteins=names)
+    mean, sd = np.zeros((query.n_obs, 2), np.float32), np.zeros((query.n_obs, 2), np.float32)
+    emb = np.zeros_like(out.obsm[K.EMBEDDING])
+    for rows, e, m, s in trained.predict_chunks(query, names, batch_size=16):
+        emb[rows], mean[rows], sd[rows] = e, m, s
+    np.testing.assert_allclose(mean, out.obsm[K.PROTEIN_PREDICTED][names].to_numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(sd, out.obsm[K.PROTEIN_PREDICTED_SD][names].to_numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(emb, out.obsm[K.EMBEDDING], rtol=0, atol=1e-6)
+    # cohort of training: its 1-based position; anything else: 0, the 'unknown dataset' embedding
+    assert (trained.dataset_ids(make_cohort(n=5, seed=1, batch="c1")) == 1).all()
+    assert (trained.dataset_ids(query) == 0).all()
+    cells = make_cohort(n=12, seed=9, batch="img")
+    for got, want in zip(trained.protein_values(cells, slice(3, 9)), map_protein(cells, trained.vocab, slice(3, 9))):
+        np.testing.assert_array_equal(got, want)

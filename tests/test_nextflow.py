@@ -108,14 +108,20 @@ def test_gpu_steps_choose_the_cuda_image_by_accelerator():
         text = module.read_text()
         assert 'conda "${moduleDir}/../../../containers/environment.yml"' in text, module
         image = re.search(r"^\s*container (.+)$", text, flags=re.M).group(1)
-        if module.parent.name in ("train", "impute", "map", "evaluate"):
-            assert "label 'process_gpu'" in text
+        if module.parent.name in ("train", "impute", "map", "evaluate", "spatial_graph"):
+            assert ("label 'process_gpu'" in text) == (module.parent.name != "spatial_graph"), module
             assert re.fullmatch(r'"\$\{task\.accelerator \? \'[^\']+-cuda\' : \'[^\']+\'\}"', image), image
+            assert "--device ${task.accelerator ? 'cuda' : 'cpu'}" in text, module
         else:
             assert re.fullmatch(r"'ghcr\.io/scprospatial/scprospatial:[0-9.]+'", image), image
     config = (REPO / "conf" / "pipeline.config").read_text()
     gpu = config.split("gpu {")[1].split("slurm")[0]
     assert "withLabel: 'process_gpu'" in gpu and "accelerator = 1" in gpu and "--gpus all" in gpu and "--nv" in gpu
+    # the profile names the CUDA image for every task it gives a GPU: the process_gpu tasks and the spatial graph
+    for selector in ("withLabel: 'process_gpu'", "withName: 'SPATIAL_GRAPH'"):
+        block = gpu.split(selector)[1].split("}")[0]
+        assert "accelerator = 1" in block, selector
+        assert re.search(r"container\s*=\s*'ghcr\.io/scprospatial/scprospatial:[0-9.]+-cuda'", block), selector
 
 
 def test_profiles_reports_and_resume_friendly_names():

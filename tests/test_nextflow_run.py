@@ -38,7 +38,8 @@ def nextflow_command() -> list[str]:
     local = REPO / ".nextflow-runtime" / "nextflow"
     if local.is_file():
         return [str(local)]
-    pytest.skip("no Nextflow: neither `nextflow` on PATH nor .nextflow-runtime/ (run `make nextflow`; needs java and mvn)")
+    pytest.skip("no Nextflow: neither `nextflow` on PATH nor .nextflow-runtime/ "
+                "(run `make nextflow`; needs java and mvn)")
 
 
 def nextflow(cwd: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:

@@ -24,7 +24,8 @@ def test_schema_is_valid_json_schema():
 
 
 def test_valid_sheet_resolves_relative_paths_and_defaults_batch(tmp_path):
-    p = _sheet(tmp_path, "id,kind,path,batch,cell_type_col\nmalt,citeseq,a.h5ad,b1,\ncodex,spatial,b.csv,,ClusterName\n")
+    p = _sheet(tmp_path, "id,kind,path,batch,cell_type_col\n"
+                         "malt,citeseq,a.h5ad,b1,\ncodex,spatial,b.csv,,ClusterName\n")
     samples = read_samplesheet(p)
     assert [s.id for s in samples] == ["malt", "codex"]
     assert samples[0].paths[0] == (tmp_path / "a.h5ad").resolve() and samples[0].batch == "b1"

@@ -1,4 +1,5 @@
-"""nextflow_schema.json against conf/pipeline.config (the params of nextflow.config), and the samplesheet schema against what the pipeline reads.
+"""nextflow_schema.json against conf/pipeline.config (the params of nextflow.config), and the samplesheet schema
+against what the pipeline reads.
 
 nf-schema validates the parameters with these files when Nextflow starts; Nextflow cannot run here, so
 the same JSON Schemas are checked with a JSON Schema validator (draft 2020-12, as nf-schema uses).
@@ -84,7 +85,8 @@ def test_input_is_required():
 @pytest.mark.parametrize("name, value", [
     ("seed", "abc"), ("seed", -1), ("epochs", 0), ("epochs", 2.5), ("evaluate", "yes"),
     ("evaluate_split", "bogus"), ("evaluate_seeds", 0), ("publish_dir_mode", "cp"), ("graph_method", "voronoi"),
-    ("graph_k", 0), ("map_k", "10"), ("n_perms", 0), ("graph_radius", -1.0), ("input", "sheet.xlsx"), ("model", "model.h5ad"),
+    ("graph_k", 0), ("map_k", "10"), ("n_perms", 0), ("graph_radius", -1.0), ("input", "sheet.xlsx"),
+    ("model", "model.h5ad"),
 ])
 def test_bad_params_fail(name, value):
     errors = validate({**DEFAULTS, "input": "samplesheet.csv", name: value})

@@ -4,8 +4,11 @@
 // output arrays) after every tile. Scores are the same FMA chain as on the CPU, s = fma(q[d], r[d], s)
 // over d in order from 0, so results equal the CPU's bit for bit; references arrive in index order, so
 // ties keep the smaller index as on the CPU.
+// Two entry points: host arrays (copied to the device and back) and caller-owned device arrays (read and
+// written in place on the caller's stream, e.g. torch CUDA tensors: no host round trip).
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -22,6 +25,7 @@ constexpr int kBD = 16;  // dimensions per shared-memory slice
 
 using cuda::check;
 using cuda::DeviceArray;
+using cuda::OnOneDevice;
 
 __device__ inline bool ranks_before(float sa, int64_t ia, float sb, int64_t ib) {
   return sa > sb || (sa == sb && ia < ib);
@@ -114,6 +118,14 @@ __global__ void __launch_bounds__(256) topk_kernel(const float* __restrict__ que
   }
 }
 
+void launch_topk(const float* query, int64_t nq, const float* ref, int64_t nr, int dim, int k, int64_t* indices,
+                 float* similarities, cudaStream_t stream) {
+  const unsigned blocks = static_cast<unsigned>((nq + kBQ - 1) / kBQ);
+  topk_kernel<<<blocks, 256, 0, stream>>>(query, nq, ref, nr, dim, k, indices, similarities);
+  check(cudaGetLastError(), "kernel launch");
+  check(cudaStreamSynchronize(stream), "kernel");
+}
+
 }  // namespace
 
 void topk_rows_cuda(const float* query, int64_t nq, const float* ref, int64_t nr, int dim, int k,
@@ -124,14 +136,19 @@ void topk_rows_cuda(const float* query, int64_t nq, const float* ref, int64_t nr
   DeviceArray<float> r(ref, static_cast<size_t>(nr) * dim);
   DeviceArray<int64_t> idx(static_cast<size_t>(nq) * k);
   DeviceArray<float> sim(static_cast<size_t>(nq) * k);
-  const unsigned blocks = static_cast<unsigned>((nq + kBQ - 1) / kBQ);
-  topk_kernel<<<blocks, 256>>>(q.ptr, nq, r.ptr, nr, dim, k, idx.ptr, sim.ptr);
-  check(cudaGetLastError(), "kernel launch");
-  check(cudaDeviceSynchronize(), "kernel");
+  launch_topk(q.ptr, nq, r.ptr, nr, dim, k, idx.ptr, sim.ptr, nullptr);
   check(cudaMemcpy(indices, idx.ptr, static_cast<size_t>(nq) * k * sizeof(int64_t), cudaMemcpyDeviceToHost),
         "copy indices");
   check(cudaMemcpy(similarities, sim.ptr, static_cast<size_t>(nq) * k * sizeof(float), cudaMemcpyDeviceToHost),
         "copy similarities");
+}
+
+void topk_rows_cuda_resident(const float* query, int64_t nq, const float* ref, int64_t nr, int dim, int k,
+                             int64_t* indices, float* similarities, std::uintptr_t stream) {
+  if (cuda_device_count_impl() == 0) throw std::runtime_error("no CUDA device is visible");
+  if (nq == 0) return;
+  const OnOneDevice on({{"query", query}, {"ref", ref}, {"out_indices", indices}, {"out_similarities", similarities}});
+  launch_topk(query, nq, ref, nr, dim, k, indices, similarities, cuda::as_stream(stream));
 }
 
 }  // namespace scp

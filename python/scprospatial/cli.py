@@ -27,21 +27,23 @@ from .errors import InputError
 # Shared flag groups (one definition each, attached as argparse parents).
 
 
-def _common_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+def _common_parser() -> _Parser:
+    p = _Parser(add_help=False)
     g = p.add_argument_group("common options")
     g.add_argument("--seed", type=_seed, default=0, help="random seed; the same seed gives the same result (default 0)")
-    g.add_argument("--threads", type=int, default=None, help="CPU threads for torch and the C++ core (default: all cores)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch and the C++ core (default: all cores)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="compute device: auto picks CUDA when a GPU is visible (default auto)")
-    g.add_argument("-v", "--verbose", action="count", default=0, help="debug logging, with tracebacks of internal errors")
+    g.add_argument("-v", "--verbose", action="count", default=0,
+                   help="debug logging, with tracebacks of internal errors")
     g.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     return p
 
 
-def _spatial_format_parser() -> argparse.ArgumentParser:
+def _spatial_format_parser() -> _Parser:
     """Overrides for cell-table layouts the auto-detection does not know."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(add_help=False)
     g = p.add_argument_group("format overrides (spatial tables and CITE-seq layouts)")
     g.add_argument("--x-col", help="column holding x coordinates (default: detected, e.g. X, X_position, x)")
     g.add_argument("--y-col", help="column holding y coordinates")
@@ -50,11 +52,54 @@ def _spatial_format_parser() -> argparse.ArgumentParser:
     g.add_argument("--cell-type-col", help="column holding cell-type labels (default: detected)")
     g.add_argument("--id-col", help="column holding cell ids (default: detected, else row numbers)")
     g.add_argument("--protein-key", help="obsm key holding protein counts in a CITE-seq .h5ad (default: detected)")
+    g.add_argument("--table-name", help="SpatialData store: the table of cells to read (default: its only table)")
+    g.add_argument("--coordinate-system", help="SpatialData store: coordinate system of the cell centroids "
+                   "(default: 'global', else the element's only one)")
     g.add_argument("--imaging-norm", choices=("arcsinh", "quantile"), default=None,
                    help="normalisation of imaging intensities (default arcsinh)")
     g.add_argument("--cofactor", default=None,
-                   help="arcsinh cofactor, a number or 'auto' (default auto: 5 on count scales, else the panel's background)")
+                   help="arcsinh cofactor, a number or 'auto' "
+                        "(default auto: 5 on count scales, else the panel's background)")
     return p
+
+
+def _spatialdata_out_parser() -> _Parser:
+    """Results written back into a SpatialData store, as a table annotating the cells' shapes or labels."""
+    p = _Parser(add_help=False)
+    g = p.add_argument_group("SpatialData output (needs the 'spatialdata' extra)")
+    g.add_argument("--spatialdata-out", default=None, metavar="STORE.zarr",
+                   help="also write the result as a table of this SpatialData store: an existing store (the input "
+                        "store, for example) gets the table added; a new path gets a store of the table and the "
+                        "elements it annotates")
+    g.add_argument("--spatialdata-table", default=None, metavar="NAME",
+                   help="name of that table (default: scprospatial_mapped for map, scprospatial_stats for "
+                        "spatial-stats)")
+    return p
+
+
+def _write_spatialdata(args, result, default_table: str) -> None:
+    """--spatialdata-out: the result .h5ad written as a SpatialData table (checked first by `_check_spatialdata`)."""
+    if args.spatialdata_out is None:
+        return
+    import anndata as ad
+
+    from .io import write_spatialdata
+
+    print(write_spatialdata(ad.read_h5ad(result), args.spatialdata_out,
+                            table_name=args.spatialdata_table or default_table))
+
+
+def _check_spatialdata(args) -> None:
+    if args.spatialdata_out is None:
+        if args.spatialdata_table is not None:
+            raise InputError("--spatialdata-table needs --spatialdata-out")
+        return
+    from .io import check_spatialdata_out
+
+    check_spatialdata_out(args.spatialdata_out, args.spatialdata_table or _SD_TABLES[args.command])
+
+
+_SD_TABLES = {"map": "scprospatial_mapped", "spatial-stats": "scprospatial_stats"}
 
 
 def _whole(low: int, high: int | None = None, what: str = "") -> Callable[[str], int]:
@@ -93,7 +138,8 @@ def _csv_list(text: str) -> list[str]:
 
 
 def _format_overrides(args: argparse.Namespace) -> dict:
-    keys = ("x_col", "y_col", "z_col", "marker_cols", "cell_type_col", "id_col", "protein_key")
+    keys = ("x_col", "y_col", "z_col", "marker_cols", "cell_type_col", "id_col", "protein_key", "table_name",
+            "coordinate_system")
     out = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     if getattr(args, "imaging_norm", None):
         out["imaging_method"] = args.imaging_norm
@@ -141,7 +187,7 @@ def _train(args):
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     path = train_files(args.inputs, args.outdir, stages=stages, resume=args.resume, seed=args.seed,
                        device=args.device, threads=args.threads, epochs=args.epochs, ppi=args.ppi,
-                       init_from=args.init_from)
+                       init_from=args.init_from, ensemble=args.ensemble)
     print(path)
 
 
@@ -150,7 +196,7 @@ def _impute(args):
 
     proteins = args.proteins if args.proteins else None
     path = impute_file(args.model, args.input, args.out, proteins=proteins, all_proteins=args.all_proteins,
-                       device=args.device, batch_size=args.batch_size)
+                       device=args.device, batch_size=args.batch_size, min_support=args.min_support)
     print(path)
 
 
@@ -159,26 +205,32 @@ def _spatial_graph(args):
 
     path = graph_file(args.input, args.out, method=args.method, k=args.k, radius=args.radius,
                       library_key=args.library_key, backend=args.backend, threads=args.threads,
-                      **_format_overrides(args))
+                      device=args.device, **_format_overrides(args))
     print(path)
 
 
 def _map(args):
     from .spatial import map_files
 
+    _check_spatialdata(args)
     path = map_files(args.model, args.rna, args.spatial, args.out, k=args.k, proteins=args.proteins,
                      all_proteins=args.all_proteins, device=args.device, threads=args.threads,
-                     backend=args.backend, seed=args.seed, **_format_overrides(args))
+                     backend=args.backend, seed=args.seed, min_support=args.min_support,
+                     ivf=None if args.nprobe is None else {"nprobe": args.nprobe, "seed": args.seed},
+                     **_format_overrides(args))
     print(path)
+    _write_spatialdata(args, path, _SD_TABLES["map"])
 
 
 def _spatial_stats(args):
     from .spatial import spatial_stats_file
 
+    _check_spatialdata(args)
     path = spatial_stats_file(args.input, args.out, cluster_key=args.cluster_key, proteins=args.proteins,
                               n_perms=args.n_perms, library_key=args.library_key, seed=args.seed,
                               threads=args.threads)
     print(path)
+    _write_spatialdata(args, path, _SD_TABLES["spatial-stats"])
 
 
 def _evaluate(args):
@@ -225,8 +277,10 @@ def _add_simulate(p):
     p.add_argument("--outdir", required=True, help="folder to write the cohort into")
     p.add_argument("--n-cells", type=_count, default=2000, help="paired CITE-seq cells (default 2000)")
     p.add_argument("--n-query", type=_count, default=None, help="RNA-only query cells (default: half of --n-cells)")
-    p.add_argument("--n-spatial", type=_count, default=None, help="imaged cells in the spatial table (default: 2 x --n-cells)")
-    p.add_argument("--spatial-layout", choices=("codex", "cycif"), default="codex", help="column layout of the cell table")
+    p.add_argument("--n-spatial", type=_count, default=None,
+                   help="imaged cells in the spatial table (default: 2 x --n-cells)")
+    p.add_argument("--spatial-layout", choices=("codex", "cycif"), default="codex",
+                   help="column layout of the cell table")
     p.add_argument("--n-genes", type=_count, default=3000, help="genes per cell (default 3000)")
     p.add_argument("--n-cell-types", type=int, default=8, help="cell types, 2-12 (default 8)")
     p.add_argument("--chunk-size", type=_count, default=50_000,
@@ -235,7 +289,8 @@ def _add_simulate(p):
 
 def _add_prepare(p):
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help=".h5ad, RNA,PROTEIN .h5ad pair (comma-joined), .h5mu, 10x folder or .h5, or a cell table")
+                   help=".h5ad, RNA,PROTEIN .h5ad pair (comma-joined), .h5mu, 10x folder or .h5, a cell table, "
+                        "a steinbock folder or a SpatialData .zarr store")
     p.add_argument("--outdir", required=True, help="folder for the prepared <dataset>.h5ad files")
     p.add_argument("--kind", choices=("citeseq", "rna", "spatial"), default=None, help="input kind (default: detected)")
     p.add_argument("--dataset", default=None, help="dataset id (default: the file name without suffix; one input only)")
@@ -252,6 +307,9 @@ def _add_train(p):
                         "same cohorts and seed, ends where one run of all stages ends")
     p.add_argument("--epochs", type=_count, default=None, help="override the epochs of every stage")
     p.add_argument("--ppi", default=None, help="TSV edge list (gene_a, gene_b, weight) to initialise gene embeddings")
+    p.add_argument("--ensemble", type=_count, default=1, metavar="K",
+                   help="train K models with seeds SEED..SEED+K-1 into one checkpoint; predictions are their mean, "
+                        "SDs include their spread (default 1; see benchmarks/README.md for the measured gain and cost)")
 
 
 def _add_impute(p):
@@ -259,33 +317,54 @@ def _add_impute(p):
     p.add_argument("--model", required=True, help="checkpoint written by `scprospatial train` (model.pt)")
     p.add_argument("--out", required=True, help="output .h5ad")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--proteins", type=_csv_list, default=None, help="comma-separated proteins (default: training panel)")
+    g.add_argument("--proteins", type=_csv_list, default=None,
+                   help="comma-separated proteins (default: training panel)")
     g.add_argument("--all-proteins", action="store_true", help="every vocabulary protein linked to a model gene")
     p.add_argument("--batch-size", type=_count, default=4096, help="cells per inference chunk (default 4096)")
+    _add_min_support(p)
+
+
+def _add_min_support(p):
+    p.add_argument("--min-support", choices=("measured", "detected", "any"), default="any",
+                   help="keep only proteins measured in training ('measured'), or also those predicted through a "
+                        "coding gene detected in the input, count > 0 in >= 10%% of its cells ('detected'); default "
+                        "any. Every protein's support and expected accuracy are in "
+                        "uns['protein_predicted']['proteins']")
 
 
 def _add_spatial_graph(p):
-    p.add_argument("input", metavar="SPATIAL_INPUT", help="cell table or prepared spatial .h5ad")
+    p.add_argument("input", metavar="SPATIAL_INPUT",
+                   help="cell table, steinbock folder, SpatialData .zarr store or prepared spatial .h5ad")
     p.add_argument("--out", required=True, help="output .h5ad with obsp graphs (squidpy-compatible keys)")
     p.add_argument("--method", choices=("knn", "radius", "delaunay"), default=STEP.graph_method,
                    help=f"graph kind (default {STEP.graph_method})")
-    p.add_argument("--k", type=_count, default=STEP.graph_k, help=f"neighbours per cell for knn (default {STEP.graph_k})")
+    p.add_argument("--k", type=_count, default=STEP.graph_k,
+                   help=f"neighbours per cell for knn (default {STEP.graph_k})")
     p.add_argument("--radius", type=_positive, default=None, help="radius for method=radius, or pruning distance")
-    p.add_argument("--library-key", default=None, help="obs column of samples: one block-diagonal graph per sample")
+    p.add_argument("--library-key", default=None, help="obs column of samples: one block-diagonal graph per sample "
+                   "(default: the input's image column, e.g. a steinbock folder's library_id)")
     p.add_argument("--backend", choices=("auto", "cpp", "cuda", "scipy"), default="auto", help="kernel backend")
 
 
 def _add_map(p):
     p.add_argument("--model", required=True, help="checkpoint written by `scprospatial train` (model.pt)")
     p.add_argument("--rna", required=True, help="scRNA-seq cells to map (any supported layout)")
-    p.add_argument("--spatial", required=True, help="spatial proteomics cell table or prepared .h5ad")
+    p.add_argument("--spatial", required=True, help="spatial proteomics cell table, steinbock folder, SpatialData "
+                   ".zarr store or prepared .h5ad")
     p.add_argument("--out", required=True, help="output .h5ad: imaged cells with the imputed proteome")
-    p.add_argument("--k", type=_count, default=STEP.map_k, help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
+    p.add_argument("--k", type=_count, default=STEP.map_k,
+                   help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--proteins", type=_csv_list, default=None,
-                   help="comma-separated proteins (default: training panel plus every imaged marker the model predicts)")
+                   help="comma-separated proteins (default: training panel plus every imaged marker the model "
+                        "predicts)")
     g.add_argument("--all-proteins", action="store_true", help="every vocabulary protein linked to a model gene")
-    p.add_argument("--backend", choices=("auto", "cpp", "cuda", "torch"), default="auto", help="top-k search backend")
+    p.add_argument("--backend", choices=("auto", "cpp", "cuda", "torch", "faiss-ivf", "faiss-flat"), default="auto",
+                   help="top-k search: auto (approximate faiss-ivf for large maps, else exact), an exact kernel "
+                        "(cpp, cuda, torch, faiss-flat) or faiss-ivf")
+    p.add_argument("--nprobe", type=_count, default=None,
+                   help="faiss-ivf: lists searched per imaged cell (more: closer to exact, slower; default 32)")
+    _add_min_support(p)
 
 
 def _add_spatial_stats(p):
@@ -295,7 +374,8 @@ def _add_spatial_stats(p):
     p.add_argument("--proteins", type=_csv_list, default=None, help="proteins for Moran's I and figures (default: all)")
     p.add_argument("--n-perms", type=_count, default=STEP.n_perms,
                    help=f"permutations for neighbourhood enrichment (default {STEP.n_perms})")
-    p.add_argument("--library-key", default=None, help="obs column of samples (statistics per sample)")
+    p.add_argument("--library-key", default=None, help="obs column of samples (statistics per sample; default: "
+                   "the input's image column, e.g. a steinbock folder's library_id)")
 
 
 def _add_evaluate(p):
@@ -323,13 +403,18 @@ def _add_run(p):
                    choices=("random", "few-shot", "leave-type-out", "cross-cohort", "leave-protein-out"),
                    help="held-out split of --evaluate (default random)")
     p.add_argument("--evaluate-seeds", type=_count, default=5, help="repeats of the random split (default 5)")
-    g = p.add_argument_group("step options (as the pipeline's --graph_method, --graph_k, --graph_radius, --map_k, --n_perms)")
+    g = p.add_argument_group("step options "
+                             "(as the pipeline's --graph_method, --graph_k, --graph_radius, --map_k, --n_perms)")
     g.add_argument("--graph-method", choices=("knn", "radius", "delaunay"), default=STEP.graph_method,
                    help=f"spatial graph of each imaged sample (default {STEP.graph_method})")
-    g.add_argument("--graph-k", type=_count, default=STEP.graph_k, help=f"neighbours of the knn graph (default {STEP.graph_k})")
-    g.add_argument("--graph-radius", type=_positive, default=STEP.graph_radius, help="radius graph: the radius (or pruning)")
-    g.add_argument("--map-k", type=_count, default=STEP.map_k, help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
-    g.add_argument("--n-perms", type=_count, default=STEP.n_perms, help=f"enrichment permutations (default {STEP.n_perms})")
+    g.add_argument("--graph-k", type=_count, default=STEP.graph_k,
+                   help=f"neighbours of the knn graph (default {STEP.graph_k})")
+    g.add_argument("--graph-radius", type=_positive, default=STEP.graph_radius,
+                   help="radius graph: the radius (or pruning)")
+    g.add_argument("--map-k", type=_count, default=STEP.map_k,
+                   help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
+    g.add_argument("--n-perms", type=_count, default=STEP.n_perms,
+                   help=f"enrichment permutations (default {STEP.n_perms})")
 
 
 def _add_report(p):
@@ -377,11 +462,12 @@ SUBCOMMANDS: dict[str, tuple[Callable, str, str, Callable, tuple[str, ...]]] = {
                       "scprospatial spatial-graph codex.csv --out codex_graph.h5ad --method knn --k 10",
                       _add_spatial_graph, ("format",)),
     "map": (_map, "map scRNA-seq cells onto a spatial proteomics sample and impute its proteome",
-            "scprospatial map --model model/model.pt --rna query.h5ad --spatial codex.csv --out codex_mapped.h5ad --k 10",
-            _add_map, ("format",)),
+            "scprospatial map --model model/model.pt --rna query.h5ad --spatial codex.csv "
+            "--out codex_mapped.h5ad --k 10",
+            _add_map, ("format", "spatialdata")),
     "spatial-stats": (_spatial_stats, "neighbourhood enrichment, Moran's I and niche composition on one graph",
                       "scprospatial spatial-stats codex_mapped.h5ad --out codex_stats --cluster-key ClusterName",
-                      _add_spatial_stats, ()),
+                      _add_spatial_stats, ("spatialdata",)),
     "evaluate": (_evaluate, "benchmark the model against baselines on held-out cells",
                  "scprospatial evaluate prepared/malt.h5ad --outdir eval --split random --n-seeds 5",
                  _add_evaluate, ()),
@@ -411,7 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"scprospatial {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    parents = {"common": _common_parser(), "format": _spatial_format_parser()}
+    parents = {"common": _common_parser(), "format": _spatial_format_parser(),
+               "spatialdata": _spatialdata_out_parser()}
     for name, (handler, help_text, example, add_args, extra) in SUBCOMMANDS.items():
         p = sub.add_parser(
             name, help=help_text, description=help_text,
@@ -442,11 +529,11 @@ def _output_plan(args) -> tuple[list, list, list, bool]:
     if c in ("impute", "spatial-graph"):
         return [args.out], [], [args.input, getattr(args, "model", None)], True
     if c == "map":
-        from .spatial._mapping import rna_output_path
+        from .spatial import rna_output_path
 
         return [args.out, rna_output_path(args.out)], [], [args.model, args.rna, args.spatial], True
     if c == "spatial-stats":
-        from .spatial._stats import stats_path
+        from .spatial import stats_path
 
         return [stats_path(args.input, args.out)], [args.out], [args.input], True
     if c == "evaluate":
@@ -468,7 +555,7 @@ _USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQU
                 errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ENOENT}
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     return re.sub(r"\s*\n\s*", " ", str(text)).strip()
 
 
@@ -477,10 +564,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)  # exits 2 on usage errors
     configure(-1 if args.quiet else args.verbose)
     try:
-        guard = contextlib.nullcontext()
+        guard: contextlib.AbstractContextManager = contextlib.nullcontext()
         if args.command != "versions":  # versions.yml of a pipeline task: no torch import, no thread pools
             from ._settings import set_threads
-            from .io._outputs import Rollback, check_outputs
+            from .io import Rollback, check_outputs
 
             set_threads(args.threads)
             files, folders, inputs, undo = _output_plan(args)

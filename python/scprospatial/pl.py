@@ -9,10 +9,10 @@ import numpy as np
 
 from . import _constants as K
 from .errors import InputError
+from .io import write_bytes
 from .report import figures as _report
-from .spatial._figures import _write_png, enrichment_heatmap
-from .spatial._figures import protein_maps as _protein_maps
-from .spatial._stats import enrichment_key, protein_map_panels
+from .spatial import enrichment_heatmap, enrichment_key, protein_map_panels
+from .spatial import protein_maps as _protein_maps
 
 __all__ = ["nhood_enrichment", "predicted_vs_measured", "protein_maps", "spatial_scatter"]
 
@@ -90,7 +90,7 @@ def spatial_scatter(adata, keys: Sequence[str], path: str | os.PathLike, *, spat
     values = {k: adata.obs[k].to_numpy() for k in keys}
     categorical = next((k for k in keys if not np.issubdtype(adata.obs[k].dtype, np.number)), None)
     png = _report.spatial_scatter(np.asarray(adata.obsm[spatial_key]), values, categorical=categorical)
-    return _write_png(png, path)
+    return write_bytes(png, path)
 
 
 def predicted_vs_measured(adata, proteins: Sequence[str], path: str | os.PathLike, *,
@@ -115,4 +115,4 @@ def predicted_vs_measured(adata, proteins: Sequence[str], path: str | os.PathLik
     _require(adata, adata.obsm, key, "scprospatial.tl.predict_proteins")
     _require(adata, adata.obsm, K.PROTEIN, "scprospatial.pp.read on a CITE-seq input")
     png = _report.predicted_vs_measured(adata.obsm[key], adata.obsm[K.PROTEIN], list(proteins))
-    return _write_png(png, path)
+    return write_bytes(png, path)

@@ -20,7 +20,8 @@ __all__ = ["map_cells", "nhood_enrichment", "niche_composition", "predict_protei
 
 
 def predict_proteins(adata, model, *, proteins: Sequence[str] | None = None, all_proteins: bool = False,
-                     key_added: str = K.PROTEIN_PREDICTED, batch_size: int = 4096, copy: bool = False):
+                     key_added: str = K.PROTEIN_PREDICTED, batch_size: int = 4096, copy: bool = False,
+                     min_support: str = "any"):
     """Predict protein abundance (CLR scale) with SDs for RNA cells (`ScProSpatial.predict`, scanpy defaults).
 
     Parameters
@@ -37,10 +38,13 @@ def predict_proteins(adata, model, *, proteins: Sequence[str] | None = None, all
         Cells per chunk.
     copy
         Return a new AnnData instead of writing into `adata`.
+    min_support
+        'measured', 'detected' or 'any' (default): keep only proteins with this support or better; every
+        protein's support class and expected accuracy go to ``uns[key_added]['proteins']``.
 
     Returns
     -------
     The AnnData with the predictions when copy=True, else None.
     """
     return model.predict(adata, proteins=proteins, all_proteins=all_proteins, batch_size=batch_size, copy=copy,
-                         key_added=key_added)
+                         key_added=key_added, min_support=min_support)

@@ -24,7 +24,8 @@ process PREPARE {
     // optional samplesheet columns -> format overrides (marker_cols are ';'-separated in the sheet)
     def options = [batch: meta.batch, x_col: meta.x_col, y_col: meta.y_col, z_col: meta.z_col,
                    marker_cols: meta.marker_cols ? meta.marker_cols.tokenize(';')*.trim().join(',') : null,
-                   cell_type_col: meta.cell_type_col, id_col: meta.id_col, protein_key: meta.protein_key]
+                   cell_type_col: meta.cell_type_col, id_col: meta.id_col, protein_key: meta.protein_key,
+                   table_name: meta.table_name, coordinate_system: meta.coordinate_system]
     def overrides = options.findAll { _k, v -> v }.collect { k, v -> "--${k.replace('_', '-')} ${shellQuote(v)}" }.join(' ')
     """
     scprospatial_prepare.py ${files} --outdir . --kind ${meta.kind} --dataset ${prefix} ${overrides} --threads ${task.cpus} ${args}

@@ -3,7 +3,8 @@ process SPATIAL_GRAPH {
     label 'process_medium'
 
     conda "${moduleDir}/../../../containers/environment.yml"
-    container 'ghcr.io/scprospatial/scprospatial:0.1.0'
+    // given a GPU (profile gpu), the kNN graph runs the CUDA kernel in the CUDA image; otherwise the CPU image
+    container "${task.accelerator ? 'ghcr.io/scprospatial/scprospatial:0.1.0-cuda' : 'ghcr.io/scprospatial/scprospatial:0.1.0'}"
 
     input:
     tuple val(meta), path(spatial)
@@ -16,7 +17,7 @@ process SPATIAL_GRAPH {
     def args = task.ext.args ?: ''
     prefix   = task.ext.prefix ?: "${meta.id}"
     """
-    scprospatial_spatial_graph.py ${spatial} --out ${prefix}.graph.h5ad --threads ${task.cpus} ${args}
+    scprospatial_spatial_graph.py ${spatial} --out ${prefix}.graph.h5ad --threads ${task.cpus} --device ${task.accelerator ? 'cuda' : 'cpu'} ${args}
     scprospatial versions --process "${task.process}" > versions.yml
     """
 

@@ -5,7 +5,7 @@ import json
 import os
 import platform
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import anndata as ad
@@ -15,11 +15,11 @@ from .. import _constants as K
 from .._logging import logger
 from .._settings import scoped_threads, seed_everything, thread_count
 from ..errors import InputError
-from ..io._write import write_table, write_text
+from ..io import write_table, write_text
 from . import splits as S
 from ._model import MODEL_NAMES, ScProSpatialMethod, model_available
 from ._run import run_splits, summarise, summary_markdown
-from .baselines import BASELINE_NAMES, KNN, N_PCS, CodingGene, KernelRidgeSVD, MeanPredictor, Ridge
+from .baselines import BASELINE_NAMES, KNN, N_PCS, CodingGene, KernelRidgeSVD, MeanPredictor, Method, Ridge
 
 METHODS = (*MODEL_NAMES, *BASELINE_NAMES)
 _HIDDEN_CAPABLE = ("coding_gene", *MODEL_NAMES)
@@ -56,9 +56,10 @@ def make_methods(names: Sequence[str] | None, *, split: str, epochs: int | None 
         logger.warning("leave-protein-out: %s cannot predict a protein absent from training: not run",
                        ", ".join(n for n in names if n not in _HIDDEN_CAPABLE))
         names = [n for n in names if n in _HIDDEN_CAPABLE]
-    factory = {"mean": MeanPredictor, "ridge_hvg": Ridge, f"ridge_pca{N_PCS}": lambda: Ridge(n_pcs=N_PCS),
-               f"knn_pca{N_PCS}": lambda: KNN(n_pcs=N_PCS),
-               "krr_svd": lambda: KernelRidgeSVD(seed=seed), "coding_gene": CodingGene}
+    factory: dict[str, Callable[[], Method]] = {
+        "mean": MeanPredictor, "ridge_hvg": Ridge, f"ridge_pca{N_PCS}": lambda: Ridge(n_pcs=N_PCS),
+        f"knn_pca{N_PCS}": lambda: KNN(n_pcs=N_PCS),
+        "krr_svd": lambda: KernelRidgeSVD(seed=seed), "coding_gene": CodingGene}
     return [ScProSpatialMethod(ablation=MODEL_NAMES[n], epochs=epochs, device=device, seed=seed)
             if n in MODEL_NAMES else factory[n]() for n in names]
 

@@ -42,15 +42,13 @@ class ScProSpatialMethod:
         self.name = "scprospatial" + (f"_{ablation.replace('-', '_')}" if ablation else "")
 
     def fit(self, train: ad.AnnData, val: ad.AnnData, *, extra_proteins: Sequence[str] = ()) -> None:
-        from ..model import ScProSpatial
-        from ..model._config import ModelConfig
-        from ..model._vocab import vocabulary_proteins
+        from ..model import ModelConfig, ScProSpatial, vocabulary_proteins
 
         cells = ad.concat([train, val], merge="same", uns_merge="first")
         config = ModelConfig().with_epochs(self.epochs)
         # the configuration `scprospatial train` ships: the whole vocabulary requestable (+ any extra names)
-        extra = list(dict.fromkeys([*self.extra_proteins, *extra_proteins]))
-        extra = [*vocabulary_proteins(), *extra] if extra else None
+        asked = list(dict.fromkeys([*self.extra_proteins, *extra_proteins]))
+        extra = [*vocabulary_proteins(), *asked] if asked else None
         self.model = ScProSpatial.setup([cells], config=config, gene_links=coding_gene_links, extra_proteins=extra,
                                         seed=self.seed)
         self.model.train([cells], stages=ABLATIONS[self.ablation], outdir=None, seed=self.seed, device=self.device)
@@ -59,6 +57,7 @@ class ScProSpatialMethod:
         known = set(self.model.vocab.proteins) if hasattr(self.model, "vocab") else set(proteins)
         wanted = [p for p in proteins if p in known]
         out = self.model.predict(adata, proteins=wanted)
+        assert out is not None  # predict returns the new AnnData (copy=True, its default)
         mean = out.obsm[K.PROTEIN_PREDICTED]
         sd = out.obsm[K.PROTEIN_PREDICTED_SD] if K.PROTEIN_PREDICTED_SD in out.obsm else None
         cols = [p for p in wanted if p in mean.columns]

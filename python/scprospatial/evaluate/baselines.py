@@ -159,7 +159,7 @@ class _Regression:
     param_name = "param"
     grid: Sequence = ()
 
-    def __init__(self, features: Features):
+    def __init__(self, features: Features | SVDFeatures):
         self.features = features
 
     def _make(self, value): raise NotImplementedError

@@ -112,7 +112,7 @@ def leave_type_out_splits(adata: ad.AnnData, labels: pd.Series, *, min_cells: in
     if small:
         logger.info("leave-type-out: skipping %d types with fewer than %d cells as test sets: %s",
                     len(small), min_cells, ", ".join(small))
-    out = []
+    out: list[Split] = []
     for t in sorted(counts.index[counts >= min_cells], key=lambda x: (len(x), x)):
         is_t = (labels == t).to_numpy()
         rng = np.random.default_rng([seed, len(out)])
@@ -141,7 +141,7 @@ def leave_protein_out_splits(adata: ad.AnnData, *, proteins: Sequence[str] | Non
     missing = [p for p in proteins if p not in panel]
     if missing:
         raise InputError(f"proteins not in the panel: {', '.join(missing)}", adata.uns.get(K.UNS, {}).get("source"))
-    out = []
+    out: list[Split] = []
     for s in range(seed, seed + n_seeds):
         rng = np.random.default_rng(s)
         train, test = _holdout(adata.n_obs, test_fraction, rng)

@@ -55,7 +55,7 @@ def protein_frame(adata: ad.AnnData, path, key: str | None = None) -> tuple[pd.D
 
 def _looks_like_panel(columns) -> bool:
     vocab = get_vocabulary()
-    return len(columns) > 0 and np.mean([vocab.match(c).recognised for c in columns]) >= 0.5
+    return bool(len(columns) > 0 and np.mean([vocab.match(c).recognised for c in columns]) >= 0.5)
 
 
 def _gene_symbols(adata: ad.AnnData) -> None:

@@ -30,6 +30,10 @@ CELL_TYPE_NAMES = ("ClusterName", "cell_type", "celltype", "cell_types", "CellTy
                    "phenotype", "Phenotype", "cluster_name", "cell_lineage", "lineage", "annotation",
                    "cell_label", "Class")
 
+# MCMICRO (mcquant) quantification tables: CellID, one column per marker, X_centroid/Y_centroid, then
+# column_centroid/row_centroid and morphology (Area, MajorAxisLength, ..., Orientation), kept as metadata
+MCMICRO_COLUMNS = ("CellID", "X_centroid", "Y_centroid")
+
 CODEX_TAG = re.compile(r":\s*Cyc_\d+_ch_\d+\s*$", re.IGNORECASE)
 NUCLEAR = re.compile(r"^(dapi|hoechst|draq5|draq7|dna|dsdna|ir191|ir193|syto\d*|nuclear(stain)?|nucleus)\d*$")
 BACKGROUND = re.compile(r"^(bg|background|blank|empty|autofluorescence|af\d+|none|noodle)\d*$")
@@ -40,9 +44,9 @@ MORPHOLOGY = re.compile(
     r"perimeter|majoraxislength|minoraxislength|convexarea|equivalentdiameter|eulernumber|circularity|"
     r"aspectratio|filledarea|compactness|roundness|diameter|length|width|homogeneity|profilehomogeneity)"
 )
-_META_PARTS = ("cluster", "withintile", "neighbo", "index", "phenotype", "celltype", "patient", "sample", "region",
-               "fov", "slide", "file", "image", "label", "spot", "group", "batch", "donor", "event", "condition",
-               "number", "lineage", "annotation")
+_META_PARTS = ("centroid", "cluster", "withintile", "neighbo", "index", "phenotype", "celltype", "patient", "sample",
+               "region", "fov", "slide", "file", "image", "label", "spot", "group", "batch", "donor", "event",
+               "condition", "number", "lineage", "annotation")
 _META_EXACT = ("x", "y", "z", "class", "core", "roi", "tma", "object", "cell", "type", "status")
 
 
@@ -161,7 +165,7 @@ def detect_layout(df: pd.DataFrame, path, *, x_col=None, y_col=None, z_col=None,
         if bad:
             raise InputError(f"marker column(s) {bad} are not numeric", path)
     else:
-        exclude = {x, y, z, ident, cell_type, *duplicates} - {None}
+        exclude = {c for c in (x, y, z, ident, cell_type, *duplicates) if c is not None}
         _check_mostly_numeric(df, exclude, path)
         markers = _auto_markers(df, exclude)
     if not markers:

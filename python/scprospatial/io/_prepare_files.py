@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 
@@ -20,20 +21,26 @@ _COMPOUND = re.compile(r"(\.(csv|tsv|txt|parquet|pq|h5ad|h5mu|h5))?(\.(gz|bz2|xz
 
 
 def dataset_name(path: PathLike | Sequence[PathLike]) -> str:
-    """Default dataset id (also of an in-memory object, see `load`): the file stem ('cells.csv.gz' -> 'cells'); for a 10x `filtered_feature_bc_matrix`
-    (or `outs`) folder, the sample folder above it; for an RNA,PROTEIN pair, the RNA file's stem."""
+    """Default dataset id (also of an in-memory object, see `load`): the file stem ('cells.csv.gz' -> 'cells');
+    for a 10x `filtered_feature_bc_matrix` (or `outs`) folder, the sample folder above it; for a SpatialData store
+    'cells.zarr', 'cells'; for an RNA,PROTEIN pair, the RNA file's stem."""
     if is_in_memory(path):
-        info = path.uns.get(K.UNS) if hasattr(path, "uns") else None
+        obj: Any = path  # an AnnData, MuData or DataFrame, read by what it has
+        info = obj.uns.get(K.UNS) if hasattr(obj, "uns") else None
         if isinstance(info, dict) and K.DATASET in info:
             return str(info[K.DATASET])
-        # no file name to go by: name it by its cells, so a query is never taken for the training cohort
-        cells = path.obs_names if hasattr(path, "obs_names") else path.index
+        if type(obj).__name__ == "SpatialData":  # its store's name, else a hash of its tables' cells
+            if obj.path:
+                return re.sub(r"\.zarr$", "", Path(obj.path).name, flags=re.I) or "dataset"
+            cells = [c for table in obj.tables.values() for c in table.obs_names]
+        else:  # no file name to go by: name it by its cells, so a query is never taken for the training cohort
+            cells = obj.obs_names if hasattr(obj, "obs_names") else obj.index
         return "adata-" + hashlib.sha1("\n".join(map(str, cells)).encode()).hexdigest()[:8]
     first = split_input(path)[0]
     parts = list(Path(os.path.abspath(first)).parts)  # the name as given: staged symlinks keep their own name
     while len(parts) > 1 and parts[-1] in ("filtered_feature_bc_matrix", "raw_feature_bc_matrix", "outs"):
         parts.pop()
-    name = _COMPOUND.sub("", parts[-1]) if not first.is_dir() else parts[-1]
+    name = _COMPOUND.sub("", parts[-1]) if not first.is_dir() else re.sub(r"\.zarr$", "", parts[-1], flags=re.I)
     return name or "dataset"
 
 
@@ -48,7 +55,8 @@ def load(path, kind: str | None = None, *, dataset: str | None = None, batch: st
         A file or folder path, an 'RNA,PROTEIN' pair, or an in-memory object: an AnnData (CITE-seq with ADT
         counts in obsm, e.g. ``obsm['protein_counts']`` or scvi-tools' ``obsm['protein_expression']`` +
         ``uns['protein_names']``; RNA-only; or imaged cells with coordinates), a MuData with ``rna``/``prot``
-        modalities, or a pandas cell table.
+        modalities, a SpatialData object, or a pandas cell table. Imaging layouts: cell tables (MCMICRO
+        quantification tables among them), steinbock output folders and SpatialData zarr stores.
     kind
         'citeseq', 'rna' or 'spatial'; None detects it.
     dataset
@@ -69,8 +77,7 @@ def load(path, kind: str | None = None, *, dataset: str | None = None, batch: st
     -------
     AnnData in the prepared layout (docs/anndata_layout.md).
     """
-    from ..preprocess import prepare
-    from ..preprocess._validate import check_finite
+    from ..preprocess import check_finite, prepare
 
     adata, found = read_input(path, kind=kind, **overrides)
     if is_prepared(adata):

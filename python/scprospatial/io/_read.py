@@ -11,6 +11,7 @@ import pandas as pd
 from .. import _constants as K
 from .._logging import logger
 from ..errors import InputError
+from . import _spatialdata, _steinbock
 from ._cite import PROTEIN_KEYS, align_pair, protein_from_modality, read_h5ad_cite, rna_from_anndata, split_10x
 from ._tables import OVERRIDES, read_spatial_table, spatial_from_anndata, table_suffix, table_to_anndata
 
@@ -35,7 +36,8 @@ def split_input(path: PathLike | Sequence[PathLike]) -> list[Path]:
     return parts
 
 
-def _read_h5ad(path: Path) -> ad.AnnData:
+def read_h5ad(path: Path) -> ad.AnnData:
+    """An .h5ad file; one that cannot be read is an InputError naming it (not a crash)."""
     try:
         return ad.read_h5ad(path)
     except Exception as exc:  # noqa: BLE001 - h5py/anndata raise many types for a bad file
@@ -55,7 +57,7 @@ def _is_spatial_h5ad(adata: ad.AnnData) -> bool:
 
 
 def _check_overrides(overrides: dict, allowed: Sequence[str], path) -> dict:
-    unknown = set(overrides) - set(OVERRIDES) - {"protein_key"}
+    unknown = set(overrides) - set(OVERRIDES) - set(_spatialdata.OVERRIDES) - {"protein_key"}
     if unknown:
         raise InputError(f"unknown format override(s) {sorted(unknown)}", path)
     ignored = sorted(k for k, v in overrides.items() if k not in allowed and v is not None)
@@ -66,8 +68,8 @@ def _check_overrides(overrides: dict, allowed: Sequence[str], path) -> dict:
 
 def read_pair(rna_path: PathLike, protein_path: PathLike, *, rna_only: bool = False) -> ad.AnnData:
     """Two .h5ad files with the same cells: RNA counts, and ADT counts (X, var_names = antibody names)."""
-    rna = _read_h5ad(Path(rna_path))
-    prot = _read_h5ad(Path(protein_path))
+    rna = read_h5ad(Path(rna_path))
+    prot = read_h5ad(Path(protein_path))
     protein = None if rna_only else align_pair(rna, protein_from_modality(prot), protein_path)
     out = rna_from_anndata(rna, rna_path, reader="h5ad_pair", protein=protein)
     out.uns[K.UNS]["source"] = f"{rna_path},{protein_path}"
@@ -133,8 +135,9 @@ def read_input(path: PathLike | Sequence[PathLike], kind: str | None = None, **o
 
     `path` may also be an in-memory AnnData, MuData or pandas cell table (see `object_to_raw`).
     Formats: .h5ad (CITE-seq layouts, RNA-only, spatial, or already prepared), an RNA,PROTEIN .h5ad pair,
-    .h5mu, 10x folder or .h5, and cell tables (.csv/.tsv/.parquet). Kind: 'spatial' for tables and h5ad
-    with coordinates, 'citeseq' when protein counts are present, 'rna' otherwise.
+    .h5mu, 10x folder or .h5, cell tables (.csv/.tsv/.parquet, MCMICRO quantification tables among them),
+    steinbock output folders and SpatialData zarr stores. Kind: 'spatial' for tables, imaging folders,
+    stores and h5ad with coordinates, 'citeseq' when protein counts are present, 'rna' otherwise.
     """
     if kind is not None and kind not in K.KINDS:
         raise InputError(f"unknown kind {kind!r}; choose one of {', '.join(K.KINDS)}", str(path))
@@ -149,6 +152,12 @@ def read_input(path: PathLike | Sequence[PathLike], kind: str | None = None, **o
     elif table_suffix(first):
         adata = read_spatial_table(first, **_check_overrides(overrides, OVERRIDES, first))
         return _require(adata, "spatial", kind, first), "spatial"
+    elif len(parts) == 1 and _spatialdata.is_spatialdata_store(first):
+        adata = _spatialdata.read_spatialdata(first, **_check_overrides(overrides, _spatialdata.OVERRIDES, first))
+        return _require(adata, "spatial", kind, first), "spatial"
+    elif _steinbock.is_steinbock_folder(first):
+        adata = _steinbock.read_steinbock(first, **_check_overrides(overrides, _steinbock.OVERRIDES, first))
+        return _require(adata, "spatial", kind, first), "spatial"
     elif first.is_dir() or first.suffix.lower() == ".h5":
         _check_overrides(overrides, (), first)
         adata = read_10x(first, rna_only=rna_only)
@@ -156,10 +165,11 @@ def read_input(path: PathLike | Sequence[PathLike], kind: str | None = None, **o
         _check_overrides(overrides, (), first)
         adata = read_h5mu(first, rna_only=rna_only)
     elif first.suffix.lower() == ".h5ad":
-        return anndata_to_raw(_read_h5ad(first), first, kind, **overrides)
+        return anndata_to_raw(read_h5ad(first), first, kind, **overrides)
     else:
         raise InputError("unsupported input format (expected .h5ad, .h5mu, a 10x folder or .h5, "
-                         ".csv/.tsv/.parquet, or RNA,PROTEIN .h5ad pair)", first)
+                         ".csv/.tsv/.parquet, a steinbock folder, a SpatialData .zarr store, or RNA,PROTEIN "
+                         ".h5ad pair)", first)
     return _checked(adata, kind, first)
 
 
@@ -181,8 +191,8 @@ IN_MEMORY = "<in-memory>"  # the 'path' named in messages about an in-memory obj
 
 
 def is_in_memory(obj) -> bool:
-    """True for an AnnData, a MuData or a pandas DataFrame (anything `object_to_raw` reads)."""
-    return isinstance(obj, (ad.AnnData, pd.DataFrame)) or type(obj).__name__ == "MuData"
+    """True for an AnnData, a MuData, a SpatialData or a pandas DataFrame (anything `object_to_raw` reads)."""
+    return isinstance(obj, (ad.AnnData, pd.DataFrame)) or type(obj).__name__ in ("MuData", "SpatialData")
 
 
 def anndata_to_raw(raw: ad.AnnData, path, kind: str | None = None, **overrides) -> tuple[ad.AnnData, str]:
@@ -197,8 +207,8 @@ def anndata_to_raw(raw: ad.AnnData, path, kind: str | None = None, **overrides) 
 
 
 def object_to_raw(obj, kind: str | None = None, **overrides) -> tuple[ad.AnnData, str]:
-    """An in-memory AnnData, MuData or pandas cell table -> (raw standard layout, kind), as `read_input`
-    does for the same content in a file. The object itself is never modified."""
+    """An in-memory AnnData, MuData, SpatialData or pandas cell table -> (raw standard layout, kind), as
+    `read_input` does for the same content in a file. The object itself is never modified."""
     path = IN_MEMORY
     if isinstance(obj, pd.DataFrame):
         return _require(table_to_anndata(obj, path, reader="dataframe", **_check_overrides(overrides, OVERRIDES,
@@ -206,6 +216,9 @@ def object_to_raw(obj, kind: str | None = None, **overrides) -> tuple[ad.AnnData
                         "spatial", kind, path), "spatial"
     if isinstance(obj, ad.AnnData):
         return anndata_to_raw(obj, path, kind, **overrides)
+    if type(obj).__name__ == "SpatialData":
+        adata = _spatialdata.spatialdata_to_raw(obj, path, **_check_overrides(overrides, _spatialdata.OVERRIDES, path))
+        return _require(adata, "spatial", kind, path), "spatial"
     _check_overrides(overrides, (), path)
     adata = mudata_to_raw(obj, path, rna_only=kind == "rna")
     return _checked(adata, kind, path)

@@ -12,7 +12,7 @@ import pandas as pd
 from .. import _constants as K
 from .._logging import logger
 from ..errors import InputError
-from ._columns import detect_layout
+from ._columns import MCMICRO_COLUMNS, detect_layout
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
 OVERRIDES = ("x_col", "y_col", "z_col", "marker_cols", "cell_type_col", "id_col")
@@ -118,8 +118,10 @@ def table_to_anndata(df: pd.DataFrame, path, *, reader: str, x_col=None, y_col=N
 
 
 def read_spatial_table(path: str | os.PathLike, **overrides) -> ad.AnnData:
-    """Read a .csv/.tsv/.parquet cell table into a raw spatial AnnData."""
-    return table_to_anndata(read_cell_table(path), path, reader=f"table{table_suffix(path)}", **overrides)
+    """Read a .csv/.tsv/.parquet cell table (MCMICRO quantification tables among them) into a raw spatial AnnData."""
+    df = read_cell_table(path)
+    reader = "mcmicro" if all(c in df.columns for c in MCMICRO_COLUMNS) else f"table{table_suffix(path)}"
+    return table_to_anndata(df, path, reader=reader, **overrides)
 
 
 def spatial_from_anndata(adata: ad.AnnData, path, **overrides) -> ad.AnnData:

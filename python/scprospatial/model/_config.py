@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import InputError
 
@@ -11,6 +12,15 @@ STAGES = ("pretrain", "align", "translate")
 
 @dataclass
 class ModelConfig:
+    """Model and training configuration: every field has a default, and each checkpoint stores them all.
+
+    The fields set the vocabulary (``n_hvg``), the network's size (``d_model``, ``d_joint``, ``d_hidden``,
+    ``n_blocks``), the optimisation (``lr``, ``batch_size``, ...), the epochs of each stage (``epochs_pretrain``,
+    ``epochs_align``, ``epochs_translate``; training stops early after ``patience`` epochs without improvement on
+    the validation cells) and the nominal ``coverage`` the predictive SD is calibrated to. The comments next to
+    the fields in ``scprospatial/model/_config.py`` say what each does and how its default was chosen.
+    """
+
     # vocabulary
     n_hvg: int = 500                  # highly variable genes per training cohort (union), plus coding genes;
                                       # fewer HVGs transfer better across cohorts (chosen on validation cells)
@@ -55,7 +65,8 @@ class ModelConfig:
             return self
         if epochs < 1:
             raise InputError(f"epochs must be >= 1, got {epochs}")
-        return dataclasses.replace(self, **{f"epochs_{s}": epochs for s in STAGES})
+        changes: dict[str, Any] = {f"epochs_{s}": epochs for s in STAGES}
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

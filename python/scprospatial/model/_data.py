@@ -51,12 +51,12 @@ def map_protein(adata: ad.AnnData, vocab: Vocabulary, rows=None) -> tuple[np.nda
 
     rows: a slice or sorted positions to map only those cells (the result is cells x the whole protein
     vocabulary, ~12 kB a cell for the shipped one: callers with many cells map them in chunks)."""
-    table = adata.obsm[K.PROTEIN] if K.PROTEIN in adata.obsm else None
     n = adata.n_obs if rows is None else len(np.arange(adata.n_obs)[rows])
     values = np.zeros((n, len(vocab.proteins)), dtype=np.float32)
     mask = np.zeros_like(values, dtype=bool)
     cols = panel(adata)
     if cols:
+        table = adata.obsm[K.PROTEIN]
         idx = vocab.protein_index.get_indexer(cols)
         ok = idx >= 0
         block = np.asarray(table.to_numpy(dtype=np.float32) if rows is None
@@ -97,7 +97,7 @@ class Pool:
 
     @property
     def has_protein(self) -> np.ndarray:
-        return self.pmask.any(axis=1)
+        return np.asarray(self.pmask.any(axis=1))
 
 
 def build_pool(adatas: Sequence[ad.AnnData], vocab: Vocabulary, datasets: Sequence[str]) -> Pool:

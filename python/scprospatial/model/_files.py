@@ -16,7 +16,7 @@ from .. import _constants as K
 from .._logging import logger
 from .._settings import resolve_device, scoped_threads
 from ..errors import InputError
-from ..io._write import atomic_path, write_h5ad, write_table, write_text
+from ..io import atomic_path, write_h5ad, write_table, write_text
 from ..train import TrainState
 from ._config import STAGES, ModelConfig, check_stages
 from ._data import GeneMapping, dataset_index, dataset_names
@@ -37,8 +37,12 @@ def load_input(path: str | os.PathLike, kind: str | None = None) -> ad.AnnData:
 def train_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, *, stages=STAGES,
                 resume: bool = False, seed: int = 0, device: str = "auto", threads: int | None = None,
                 epochs: int | None = None, ppi: str | os.PathLike | None = None,
-                config: ModelConfig | None = None, init_from: str | os.PathLike | None = None) -> Path:
+                config: ModelConfig | None = None, init_from: str | os.PathLike | None = None,
+                ensemble: int = 1) -> Path:
     """Train on the cohorts in `inputs`; writes outdir/model.pt, metrics.json and training_curves.csv.
+
+    With ensemble K > 1, trains K models on the same cohorts with seeds seed, seed+1, ..., seed+K-1 and writes
+    them as one seed-ensemble checkpoint (see ScProSpatial.ensemble); not with resume or init_from.
 
     With resume, continues from outdir/checkpoint.pt (written every epoch) and ends where an uninterrupted
     run with the same seed ends; a finished run (model.pt, no checkpoint) is returned as it is.
@@ -53,18 +57,22 @@ def train_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, 
         import torch
 
         torch.set_num_threads(1)
+    if ensemble != 1:
+        return _train_ensemble(inputs, outdir, ensemble, stages=stages, resume=resume, seed=seed, device=device,
+                               epochs=epochs, ppi=ppi, config=config, init_from=init_from)
     outdir = Path(outdir)
     final, ckpt = outdir / MODEL_FILE, outdir / CHECKPOINT
     if resume and final.is_file() and not ckpt.is_file():
         logger.info("%s is already trained; nothing to resume", final)
         return final
     stages = check_stages(stages)
+    device = resolve_device(device)  # --device cuda without a GPU: refused before any cohort is read
     if ppi is not None:  # checked before the cohorts are read and prepared
-        from ..nn._ppi import read_ppi
+        from ..nn import read_ppi
 
         read_ppi(ppi)
     if init_from is not None:
-        from ..train._checkpoint import load_checkpoint
+        from ..train import load_checkpoint
 
         load_checkpoint(init_from)
     adatas = [load_input(p) for p in inputs]
@@ -90,8 +98,50 @@ def train_files(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, 
                "n_proteins": len(model.vocab.proteins), "measured_in_training": model.vocab.measured,
                "cohorts": model.meta["cohorts"], **metrics}
     write_text(json.dumps(summary, indent=2, default=float) + "\n", outdir / METRICS_FILE)
+    assert model.train_state is not None  # set by model.train
     write_table(pd.DataFrame(model.train_state.history), outdir / CURVES_FILE, index=False)
     ckpt.unlink(missing_ok=True)
+    return final
+
+
+def _train_ensemble(inputs, outdir, k: int, *, stages, resume: bool, seed: int, device: str, epochs: int | None,
+                    ppi, config: ModelConfig | None, init_from) -> Path:
+    """K members with seeds seed..seed+K-1 (each trained as `train_files` trains one), one checkpoint."""
+    if k < 1:
+        raise InputError(f"--ensemble must be >= 1, got {k}")
+    if resume or init_from is not None:
+        raise InputError("--ensemble trains its members in one run: it cannot --resume or --init-from "
+                         "(train again into a new --outdir)")
+    stages = check_stages(stages)
+    if ppi is not None:
+        from ..nn import read_ppi
+
+        read_ppi(ppi)
+    adatas = [load_input(p) for p in inputs]
+    _check_trainable(inputs, adatas)
+    members, curves = [], []
+    for i in range(k):
+        s = seed + i
+        logger.info("ensemble member %d of %d (seed %d)", i + 1, k, s)
+        model = ScProSpatial.setup(adatas, (config or ModelConfig()).with_epochs(epochs), ppi=ppi, seed=s)
+        model.meta["seed"] = s
+        model.train(adatas, stages=stages, outdir=None, seed=s, device=device)
+        model.meta.update(inputs=[str(p) for p in inputs], stages_done=list(stages))
+        members.append(model)
+        assert model.train_state is not None  # set by train
+        curves.append(pd.DataFrame(model.train_state.history).assign(member=i, seed=s))
+    model = ScProSpatial.ensemble(members)
+    model.meta["seed"] = seed
+    outdir = Path(outdir)
+    final = model.save(outdir / MODEL_FILE)
+    summary = {"model_id": model.meta["model_id"], "seed": seed, "ensemble_size": k,
+               "n_genes": len(model.vocab.genes), "n_proteins": len(model.vocab.proteins),
+               "measured_in_training": model.vocab.measured, "cohorts": model.meta["cohorts"],
+               "seconds": round(sum(m.meta["metrics"].get("seconds", 0.0) for m in members), 2),
+               "members": [{"seed": m.meta["seed"], "model_id": m.meta["model_id"], **m.meta["metrics"]}
+                           for m in members]}
+    write_text(json.dumps(summary, indent=2, default=float) + "\n", outdir / METRICS_FILE)
+    write_table(pd.concat(curves, ignore_index=True), outdir / CURVES_FILE, index=False)
     return final
 
 
@@ -164,21 +214,27 @@ def _cohort(a: ad.AnnData, i: int) -> dict:
 
 
 def impute_file(model, input: str | os.PathLike, out: str | os.PathLike, *, proteins: Sequence[str] | None = None,
-                all_proteins: bool = False, device: str = "auto", batch_size: int = 4096) -> Path:
+                all_proteins: bool = False, device: str = "auto", batch_size: int = 4096,
+                min_support: str = "any") -> Path:
     """Predict proteins for the RNA cells in `input`, write `out` (.h5ad) atomically.
 
     A prepared .h5ad is read backed and processed `batch_size` cells at a time, predictions are written
     chunk by chunk into a copy of the input, so memory does not grow with the number of cells.
+    min_support: keep only proteins with this support or better ('measured', 'detected', 'any'; see
+    ScProSpatial.predict); every protein's support and expected accuracy go to uns['protein_predicted'].
     """
+    from ._reliability import check_min_support
+
+    check_min_support(min_support, "--min-support")
     if not isinstance(model, ScProSpatial):
         model = ScProSpatial.load(model, device=device)
     else:
-        model._to(resolve_device(device))
+        model.to(resolve_device(device))
     names = resolve_proteins(model.vocab, proteins, all_proteins, input)
     if _is_prepared_h5ad(input):
-        return _impute_backed(model, Path(input), Path(out), names, batch_size)
+        return _impute_backed(model, Path(input), Path(out), names, batch_size, min_support)
     adata = load_input(input, kind="rna")
-    model.predict(adata, proteins=names, batch_size=batch_size, copy=False)
+    model.predict(adata, proteins=names, batch_size=batch_size, copy=False, min_support=min_support)
     return write_h5ad(adata, out)
 
 
@@ -199,7 +255,8 @@ def _is_prepared_h5ad(path) -> bool:
     return True
 
 
-def _impute_backed(model: ScProSpatial, path: Path, out: Path, names: list[str], batch_size: int) -> Path:
+def _impute_backed(model: ScProSpatial, path: Path, out: Path, names: list[str], batch_size: int,
+                   min_support: str = "any") -> Path:
     from anndata.io import write_elem
 
     src = ad.read_h5ad(path, backed="r")
@@ -207,6 +264,8 @@ def _impute_backed(model: ScProSpatial, path: Path, out: Path, names: list[str],
         mapping = GeneMapping.of(src.var_names, model.vocab)
         check_genes(mapping, model.vocab, path)
         ds = dataset_index(dataset_names(src), model.datasets)
+        rows_of = lambda a, b: _finite_rows(src.X[a:b], path)  # noqa: E731
+        names, table, dropped = model.support(rows_of, src.n_obs, mapping, names, min_support, batch_size, path)
         n, d = src.n_obs, model.module.rna_proj.out_features
         with atomic_path(out) as tmp:
             shutil.copyfile(path, tmp)
@@ -221,14 +280,14 @@ def _impute_backed(model: ScProSpatial, path: Path, out: Path, names: list[str],
                 sd_cols = _frame(f["obsm"], K.PROTEIN_PREDICTED_SD, index, names, write_elem)
                 emb = f["obsm"].create_dataset(K.EMBEDDING, shape=(n, d), dtype="f4")
                 emb.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
-                chunks = model._predictor().chunks(lambda a, b: _finite_rows(src.X[a:b], path), n, mapping, ds,
-                                                   names, batch_size)
+                chunks = model._predictor().chunks(rows_of, n, mapping, ds, names, batch_size)
                 for rows, e, m, s in chunks:
                     emb[rows] = e
                     for j in range(len(names)):
                         mean_cols[j][rows] = m[:, j]
                         sd_cols[j][rows] = s[:, j]
-                write_elem(f["uns"], K.PROTEIN_PREDICTED, model.prediction_info(names, mapping, ds))
+                info = model.prediction_info(names, mapping, ds, (table, min_support, dropped))
+                write_elem(f["uns"], K.PROTEIN_PREDICTED, info)
     finally:
         src.file.close()
     logger.info("imputed %d proteins for %d cells -> %s", len(names), n, out)
@@ -237,7 +296,7 @@ def _impute_backed(model: ScProSpatial, path: Path, out: Path, names: list[str],
 
 def _finite_rows(x, path):
     """A block of a prepared matrix read from disk, checked: NaN in gives NaN out, so refuse it."""
-    from ..preprocess._validate import check_finite
+    from ..preprocess import check_finite
 
     check_finite(x, path, "prepared values (X)", allow_negative=True)
     return x

@@ -9,9 +9,9 @@ import torch
 
 from .._logging import logger, progress
 from ..errors import InputError
-from ..nn import ScProSpatialModule
-from ..nn._sparse import dense_tokens, sparse_tensor
+from ..nn import ScProSpatialModule, dense_tokens, sparse_tensor
 from ._data import GeneMapping, map_rna
+from ._ensemble import mixture
 from ._vocab import Vocabulary
 
 
@@ -54,6 +54,7 @@ class Predictor:
     vocab: Vocabulary
     scale: float = 1.0
     device: str = "cpu"
+    extra: tuple[tuple[ScProSpatialModule, float], ...] = ()  # further ensemble members (module, SD scale)
 
     @torch.no_grad()
     def chunks(self, x_rows, n_obs: int, mapping: GeneMapping, dataset: np.ndarray, proteins: Sequence[str],
@@ -63,6 +64,8 @@ class Predictor:
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         m = self.module.eval()
+        for other, _ in self.extra:
+            other.eval()
         pidx = torch.as_tensor(self.vocab.protein_index.get_indexer(list(proteins)), dtype=torch.long,
                                device=self.device)
         starts = range(0, n_obs, batch_size)
@@ -73,8 +76,11 @@ class Predictor:
             cell = m.rna_encoder(x, ds)
             emb = m.joint_rna(cell)
             if len(pidx):
-                mean, logvar = m.translate(x, ds, pidx, cell=cell, head_only=head_only)
-                sd = torch.exp(0.5 * logvar) * self.scale
+                mean, sd = _member_prediction(m, self.scale, x, ds, pidx, cell, head_only)
+                if self.extra:
+                    parts = [(mean, sd)] + [_member_prediction(o, s, x, ds, pidx, None, head_only)
+                                            for o, s in self.extra]
+                    mean, sd = mixture([p[0] for p in parts], [p[1] for p in parts])
             else:
                 mean = sd = torch.zeros((cell.shape[0], 0), device=self.device)
             yield rows, emb.cpu().numpy(), mean.cpu().numpy(), sd.cpu().numpy()
@@ -92,3 +98,15 @@ class Predictor:
             cell = m.protein_encoder(dense_tokens(v, k), torch.as_tensor(dataset[sl], device=self.device))
             out.append(m.joint_protein(cell).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, m.protein_proj.out_features), dtype=np.float32)
+
+
+def _member_prediction(m: ScProSpatialModule, scale: float, x, ds, pidx, cell, head_only: bool):
+    """One member's mean and calibrated SD: the head's SDs times the member's scale (calibrated on its validation
+    cells); proteins predicted through the gene link carry their own calibrated SD when the member has one
+    (module.link_calibrated), else (older checkpoints) the head's scale too."""
+    mean, logvar = m.translate(x, ds, pidx, cell=cell, head_only=head_only)
+    sd = torch.exp(0.5 * logvar)
+    if head_only or not m.link_calibrated:
+        return mean, sd * scale
+    via_gene = ~m.measured[pidx]
+    return mean, torch.where(via_gene, sd, sd * scale)

@@ -14,7 +14,7 @@ import torch
 from .. import _constants as K
 from .._logging import logger
 
-GeneLinks = Mapping[str, Sequence[str]] | Callable[[Iterable[str]], Mapping[str, Sequence[str]]]
+GeneLinks = Mapping[str, Sequence[str]] | Callable[[Sequence[str]], Mapping[str, Sequence[str]]]
 
 
 @dataclass
@@ -55,7 +55,7 @@ class Vocabulary:
     def to_dict(self) -> dict:
         return {"genes": list(self.genes), "proteins": list(self.proteins),
                 "gene_links": {p: list(g) for p, g in self.gene_links.items()}, "measured": list(self.measured),
-                "inputs": list(self.inputs)}
+                "inputs": list(self.genes if self.inputs is None else self.inputs)}
 
     @classmethod
     def from_dict(cls, d: dict) -> Vocabulary:

@@ -19,6 +19,8 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta"
 class ValueBasis(nn.Module):
     """Fixed basis functions of a value: presence (1), the value itself, and triangular bins."""
 
+    centres: torch.Tensor  # buffer
+
     def __init__(self, n_bins: int = 4, lo: float = 0.0, hi: float = 4.0):
         super().__init__()
         centres = torch.linspace(lo, hi, n_bins) if n_bins > 1 else torch.tensor([lo])
@@ -48,6 +50,8 @@ class TokenSetEncoder(nn.Module):
     Explicitly stored entries are the cell's tokens (expressed genes, or measured proteins including
     zero values); absent entries contribute nothing. Dataset index 0 means "unknown dataset".
     """
+
+    input_mask: torch.Tensor | None  # buffer (None: every feature is read)
 
     def __init__(self, n_features: int, n_datasets: int, d_model: int = 128, n_blocks: int = 2,
                  dropout: float = 0.1, n_bins: int = 4, value_range: tuple[float, float] = (0.0, 4.0),

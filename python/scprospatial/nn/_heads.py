@@ -15,6 +15,8 @@ from torch import nn
 class ProteinQueries(nn.Module):
     """Query embedding per vocabulary protein: proj(mean linked-gene embedding) + offset."""
 
+    link: torch.Tensor  # buffer
+
     def __init__(self, link: torch.Tensor, d_model: int):
         """link: (n_proteins, n_genes) dense, rows sum to 1 over the protein's coding genes (or all zero)."""
         super().__init__()

@@ -11,6 +11,13 @@ from ._heads import ProteinQueries, TranslatorHead
 
 
 class ScProSpatialModule(nn.Module):
+    # buffers (registered in __init__)
+    output_genes: torch.Tensor
+    measured: torch.Tensor
+    link_fit: torch.Tensor
+    link_var: torch.Tensor
+    own_support: torch.Tensor
+
     def __init__(self, n_genes: int, n_proteins: int, n_datasets: int, link: torch.Tensor, *,
                  d_model: int = 128, d_joint: int = 64, d_hidden: int = 64, n_blocks: int = 2,
                  dropout: float = 0.1, n_bins: int = 4, gene_inputs: torch.Tensor | None = None,
@@ -38,6 +45,10 @@ class ScProSpatialModule(nn.Module):
                              else torch.as_tensor(measured, dtype=torch.bool), persistent=False)
         # protein ~ a + b * coding-gene RNA (link_rna), residual log-variance: fitted on validation cells
         self.register_buffer("link_fit", torch.tensor([0.0, 1.0, 0.0]))
+        # per-cell log-variance of the gene link, c0 + c1 * min(x, x_max) + c2 * [x <= 0] with x the coding-gene
+        # RNA: (c0, c1, c2, x_max), calibrated on validation cells after training (nan: not fitted; the constant
+        # link_fit[2] is used, as in checkpoints written before it)
+        self.register_buffer("link_var", torch.full((4,), float("nan")))
         # upper end of each measured protein's coding-gene RNA in the training cells (set after training;
         # inf: no bound). Beyond it the head extrapolates, so the excess is added through the gene link.
         self.register_buffer("own_support", torch.full((n_proteins,), float("inf")))
@@ -125,12 +136,24 @@ class ScProSpatialModule(nn.Module):
             values[:, unread] = self.gene_query_decoder(cell, self.rna_encoder.id_emb, genes[unread])
         return torch.sparse.mm(link[:, genes].to_sparse(), values.T).T
 
+    @property
+    def link_calibrated(self) -> bool:
+        """True when the gene link has its per-cell variance (link_var), calibrated after training."""
+        return bool(torch.isfinite(self.link_var).all())
+
+    def link_logvar(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-variance of the gene link's prediction for coding-gene RNA `x` (per cell and protein)."""
+        if not self.link_calibrated:
+            return self.link_fit[2].expand_as(x).clone()
+        c0, c1, c2, x_max = self.link_var
+        return c0 + c1 * x.clamp_max(x_max) + c2 * (x <= 0).to(x.dtype)
+
     def gene_link_prediction(self, rna: torch.Tensor, cell: torch.Tensor,
                              proteins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Proteins never measured: a + b * coding-gene RNA (link_rna); one residual variance (link_fit)."""
-        a, b, logvar = self.link_fit
-        mean = a + b * self.link_rna(rna, cell, proteins)
-        return mean, logvar.expand_as(mean).clone()
+        """Proteins never measured: a + b * coding-gene RNA x (link_rna); log-variance link_logvar(x)."""
+        a, b, _ = self.link_fit
+        x = self.link_rna(rna, cell, proteins)
+        return a + b * x, self.link_logvar(x)
 
     def joint_rna(self, cell: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(self.rna_proj(cell), dim=-1)

@@ -24,6 +24,7 @@ File names are those of the Nextflow pipeline, so both write the same layout.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from .._logging import logger
@@ -57,8 +58,7 @@ def _train_steps(inputs: list[Path], outdir: Path, *, seed: int, device: str, th
 
     A step interrupted mid-stage continues from its checkpoint.pt; one whose inputs changed starts afresh.
     """
-    from ..model._files import MODEL_FILE, train_files
-    from ..model._model import CHECKPOINT
+    from ..model import CHECKPOINT, MODEL_FILE, train_files
 
     steps, previous = [], None
     for stage, sub in STAGE_DIRS.items():
@@ -70,7 +70,7 @@ def _train_steps(inputs: list[Path], outdir: Path, *, seed: int, device: str, th
 
         steps.append(Step(f"train:{stage}", action, inputs=[*inputs, *([previous] if previous else [])],
                           outputs=[folder / MODEL_FILE], params={"seed": seed, "epochs": epochs},
-                          on_stale=lambda folder=folder: (folder / CHECKPOINT).unlink(missing_ok=True)))
+                          on_stale=functools.partial((folder / CHECKPOINT).unlink, missing_ok=True)))
         previous = folder / MODEL_FILE
     return steps
 
@@ -110,7 +110,7 @@ def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None
         steps += train_steps
         model_path = train_steps[-1].outputs[0]
     else:
-        from ..train._checkpoint import load_checkpoint
+        from ..train import load_checkpoint
 
         model_path = Path(model)
         genes = load_checkpoint(model_path)["vocabulary"]["genes"]  # unreadable: refused before any step
@@ -120,23 +120,22 @@ def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None
     for s in by_kind["rna"]:
         out = outdir / LAYOUT["imputed"] / f"{s.id}.imputed.h5ad"
         steps.append(Step(f"impute:{s.id}",
-                          lambda s=s, out=out: impute_file(model_path, prepared[s.id], out, device=device),
+                          functools.partial(impute_file, model_path, prepared[s.id], out, device=device),
                           inputs=[model_path, prepared[s.id]], outputs=[out], params={}))
 
     for s in by_kind["spatial"]:
         graph = outdir / LAYOUT["spatial"] / f"{s.id}.graph.h5ad"
         steps.append(Step(f"spatial-graph:{s.id}",
-                          lambda s=s, out=graph: graph_file(prepared[s.id], out, method=o.graph_method, k=o.graph_k,
-                                                            radius=o.graph_radius, library_key=None, backend="auto",
-                                                            threads=threads),
+                          functools.partial(graph_file, prepared[s.id], graph, method=o.graph_method, k=o.graph_k,
+                                            radius=o.graph_radius, library_key=None, backend="auto", threads=threads,
+                                            device=device),
                           inputs=[prepared[s.id]], outputs=[graph],
                           params={"method": o.graph_method, "k": o.graph_k, "radius": o.graph_radius}))
         for r in by_kind["rna"]:  # imaged cells receive the proteome of each RNA-only cohort
             out = outdir / LAYOUT["mapped"] / f"{s.id}__{r.id}.mapped.h5ad"
             steps.append(Step(f"map:{s.id}:{r.id}",
-                              lambda r=r, graph=graph, out=out: map_files(model_path, prepared[r.id], graph, out,
-                                                                          k=o.map_k, device=device, threads=threads,
-                                                                          seed=seed),
+                              functools.partial(map_files, model_path, prepared[r.id], graph, out, k=o.map_k,
+                                                device=device, threads=threads, seed=seed),
                               inputs=[model_path, prepared[r.id], graph], outputs=[out],
                               params={"k": o.map_k, "seed": seed}))
         stats_inputs = [(st.name.split(":", 1)[1].replace(":", "__"), st.outputs[0])
@@ -144,8 +143,8 @@ def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None
         for name, src in stats_inputs:
             stats_dir = outdir / LAYOUT["stats"] / name
             steps.append(Step(f"spatial-stats:{name}",
-                              lambda src=src, d=stats_dir: spatial_stats_file(src, d, n_perms=o.n_perms, seed=seed,
-                                                                              threads=threads),
+                              functools.partial(spatial_stats_file, src, stats_dir, n_perms=o.n_perms, seed=seed,
+                                                threads=threads),
                               inputs=[src], outputs=[stats_dir / "moran.csv"],
                               params={"n_perms": o.n_perms, "seed": seed}))
 
@@ -174,7 +173,7 @@ def run_samplesheet(samplesheet: str | Path, outdir: str | Path, *, model: str |
     evaluate_split and evaluate_seeds as `scprospatial evaluate --split --n-seeds`), as the pipeline's
     --evaluate, --evaluate_split, --evaluate_seeds.
     """
-    from ..io._outputs import check_output, folder_lock, remove_stale_temporaries
+    from ..io import check_output, folder_lock, remove_stale_temporaries
 
     samples = read_samplesheet(samplesheet)
     outdir = check_output(Path(outdir).resolve(), folder=True, inputs=[samplesheet, model], what="--outdir")
@@ -198,7 +197,7 @@ def _check_shares_genes(sample: Sample, genes: list[str]) -> None:
     refused before the first step, from its var table alone (other layouts are checked by their impute step)."""
     import anndata as ad
 
-    from ..io._cite import SYMBOL_COLUMNS
+    from ..io import SYMBOL_COLUMNS
 
     path = sample.paths[0]
     if path.suffix != ".h5ad":
@@ -226,7 +225,7 @@ def _check_not_inside(sample: Sample, outdir: Path) -> None:
 def run_demo(outdir: str | Path = "demo_results", *, n_cells: int = 1500, seed: int = 0, device: str = "auto",
              threads: int | None = None, epochs: int | None = None) -> Path:
     """Simulate a small cohort with ground truth and run the whole pipeline on it."""
-    from ..io._outputs import folder_lock
+    from ..io import folder_lock
 
     outdir = Path(outdir).resolve()
     with folder_lock(outdir):

@@ -8,9 +8,10 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import InputError
-from ..io._tables import table_suffix
+from ..io import table_suffix
 
-OPTIONAL_COLUMNS = ("batch", "x_col", "y_col", "z_col", "marker_cols", "cell_type_col", "id_col", "protein_key")
+OPTIONAL_COLUMNS = ("batch", "x_col", "y_col", "z_col", "marker_cols", "cell_type_col", "id_col", "protein_key",
+                    "table_name", "coordinate_system")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._logging import logger
-from ..io._write import write_text
+from ..io import write_text
 
 
 @dataclass

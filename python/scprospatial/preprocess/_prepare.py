@@ -20,8 +20,7 @@ def _panel(names, path) -> tuple[list[str], list[bool], list[str], list[str]]:
     matches = [vocab.match(n) for n in names]
     canonical = [m.canonical for m in matches]
     unrecognised = [str(n) for n, m in zip(names, matches) if not m.recognised]
-    seen: set[str] = set()
-    duplicates = [c for c in canonical if c in seen or seen.add(c)]
+    duplicates = [c for c, again in zip(canonical, pd.Index(canonical).duplicated()) if again]
     if duplicates:
         logger.warning("%s: several columns map to %s; the first of each is kept", path, sorted(set(duplicates)))
     return canonical, [m.is_isotype for m in matches], unrecognised, duplicates
@@ -46,7 +45,7 @@ def _provenance(adata: ad.AnnData, kind: str, dataset: str, batch: str | None, e
     old = dict(adata.uns.get(K.UNS, {}))
     info = {K.KIND: kind, K.DATASET: dataset, "source": old.get("source", ""), "reader": old.get("reader", ""),
             K.NORMALISATION: old.get(K.NORMALISATION, {}), "unrecognised_proteins": [], **extra}
-    for key in ("counts_source", "cell_type_key", "coordinate_columns"):
+    for key in ("counts_source", "cell_type_key", "coordinate_columns", K.LIBRARY_KEY, K.SPATIALDATA):
         if key in old:
             info[key] = old[key]
     adata.uns[K.UNS] = info

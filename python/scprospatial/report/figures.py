@@ -1,26 +1,11 @@
 """Figures for the report: matplotlib (Agg) to PNG bytes."""
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pandas as pd
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def to_png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _plt().close(fig)
-    return buf.getvalue()
+from .._plotting import pyplot as _plt
+from .._plotting import to_png
 
 
 def training_curves(curves: pd.DataFrame) -> bytes:

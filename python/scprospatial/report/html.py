@@ -13,12 +13,13 @@ import pandas as pd
 from .. import __version__
 from .. import _constants as K
 from .._logging import logger
-from ..io._write import write_text
+from ..io import write_text
 from . import figures
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}.note{color:#666;font-size:.85em}"""
 
 
@@ -30,9 +31,9 @@ def _outputs(folder: Path, pattern: str) -> list[Path]:
 
 def _read(path: Path):
     """A result .h5ad; a damaged one is the results folder's problem (InputError naming it), not a crash."""
-    from ..io._read import _read_h5ad
+    from ..io import read_h5ad
 
-    return _read_h5ad(path)
+    return read_h5ad(path)
 
 def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
@@ -59,7 +60,8 @@ def _section_inputs(outdir: Path) -> str:
     if not files:
         return ""
     df = pd.DataFrame([_read_obs_summary(f) for f in files]).set_index("file")
-    return "<h2>Inputs</h2><p>Each samplesheet row after validation and normalisation (<code>prepared/</code>).</p>" + _table(df)
+    return ("<h2>Inputs</h2><p>Each samplesheet row after validation and normalisation (<code>prepared/</code>).</p>"
+            + _table(df))
 
 
 def _section_model(outdir: Path) -> str:
@@ -91,6 +93,33 @@ def _truth_table(truth_dir: Path, pred: pd.DataFrame) -> pd.DataFrame | None:
     return truth.reindex(pred.index)
 
 
+def _reliability(meta: dict) -> str:
+    """Support classes of the predicted proteins (uns[...]['proteins']), their expected accuracy from development
+    data and what the intervals' calibration covers."""
+    table = meta.get(K.PROTEIN_TABLE)
+    if not isinstance(table, pd.DataFrame) or table.empty or K.SUPPORT not in table:
+        return ""
+    info = meta.get(K.RELIABILITY, {})
+    order = {c: i for i, c in enumerate(K.SUPPORT_CLASSES)}
+    by = table.groupby(K.SUPPORT, sort=False)
+    df = pd.DataFrame({"proteins": by.size(), "median detected fraction": by[K.DETECTED_FRACTION].median(),
+                       "expected Pearson (same cohort)": by[K.EXPECTED_PEARSON].first(),
+                       "expected Pearson (new cohort)": by[K.EXPECTED_PEARSON_NEW_COHORT].first()})
+    df = df.sort_index(key=lambda ix: ix.map(order))
+    listed = ""
+    if len(table) <= 40:
+        listed = "<p>" + "; ".join(f"{html.escape(str(p))}: {html.escape(str(c))}"
+                                   for p, c in table[K.SUPPORT].items()) + "</p>"
+    calib = info.get("calibration", {})
+    dropped = info.get("dropped_by_min_support", [])
+    return ("<p>Support of each predicted protein: measured in training, or through its gene link with the coding "
+            f"gene detected ({html.escape(str(info.get('detection_rule', '')))}) or not. Expected accuracy: the "
+            "median Pearson of the class on development data.</p>" + _table(df) + listed
+            + (f"<p>{len(dropped)} proteins dropped by min_support={html.escape(str(info.get('min_support')))}.</p>"
+               if len(dropped) else "")
+            + (f"<p class='note'>{html.escape(str(calib.get('note', '')))}</p>" if calib else ""))
+
+
 def _section_imputed(outdir: Path, truth_dir: Path | None) -> str:
 
     from ..evaluate.metrics import interval_coverage, pearson  # the metrics `evaluate` reports
@@ -102,7 +131,7 @@ def _section_imputed(outdir: Path, truth_dir: Path | None) -> str:
         sd = a.obsm.get(K.PROTEIN_PREDICTED_SD)
         meta = a.uns.get(K.PROTEIN_PREDICTED, {})
         parts.append(f"<h3>{html.escape(f.name)}</h3><p>{a.n_obs} cells, {pred.shape[1]} proteins predicted "
-                     f"({len(meta.get('measured_in_training', []))} measured in training).</p>")
+                     f"({len(meta.get('measured_in_training', []))} measured in training).</p>" + _reliability(meta))
         truth = _truth_table(truth_dir, pred) if truth_dir else None
         if truth is None:
             continue
@@ -160,14 +189,14 @@ def _section_mapped(outdir: Path) -> str:
                 for p in shared]
         parts.append(f"<h3>{html.escape(f.name)}</h3><p>{a.n_obs} imaged cells received {pred.shape[1]} proteins; "
                      f"mapping confidence median {np.median(conf):.2f} (IQR {np.quantile(conf, .25):.2f}-"
-                     f"{np.quantile(conf, .75):.2f}).</p>")
+                     f"{np.quantile(conf, .75):.2f}).</p>" + _reliability(a.uns.get(K.PROTEIN_PREDICTED, {})))
         if rows:
             df = pd.DataFrame(rows).set_index("protein").sort_values("Pearson (imputed vs measured)", ascending=False)
             parts.append("<p>Markers both measured on the image and imputed from RNA (a consistency check, "
                          "not a held-out test: the measured panel was used for mapping):</p>" + _table(df))
             best = df.index[0]
-            values = {f"{best} measured": np.asarray(a[:, best].X).ravel(), f"{best} imputed": pred[best].to_numpy(float),
-                      "mapping confidence": conf}
+            values = {f"{best} measured": np.asarray(a[:, best].X).ravel(),
+                      f"{best} imputed": pred[best].to_numpy(float), "mapping confidence": conf}
             parts.append(_img(figures.spatial_scatter(np.asarray(a.obsm[K.SPATIAL]), values), "imputed vs measured"))
     return ("<h2>Imaged cells with imputed proteomes</h2>" + "".join(parts)) if parts else ""
 

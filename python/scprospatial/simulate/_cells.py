@@ -1,6 +1,7 @@
 """Sampling cells from the generative model, one fixed-size block at a time."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -77,7 +78,7 @@ def latent_logits(params: SimParams, rng: np.random.Generator, state: CellState,
 
 
 def proteins_from_cp10k(params: SimParams, rng: np.random.Generator, state: CellState, cp10k: np.ndarray,
-                        which: np.ndarray | None = None) -> np.ndarray:
+                        which: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
     """(n, len(which)) protein signal from the latent expression (cp10k) of each protein's coding gene.
 
     `which` indexes PROTEINS (default: all); cp10k holds the coding gene of each, in that order.

@@ -124,9 +124,9 @@ def _rna(rng: np.random.Generator, genes: np.ndarray, types) -> dict:
     programme = rng.random((T, G)) < 0.04            # random type programmes on filler genes
     programme[:, :n_real] = False
     lfc[programme] += rng.normal(0.0, 1.5, programme.sum())
-    switched = {index[g] for ct in CELL_TYPES for g in ct.markers} | {index[g] for g in CYCLING_GENES}
-    switched.add(index[PAN_IMMUNE_GENE])
-    switched = np.array(sorted(switched))
+    switched_genes = {index[g] for ct in CELL_TYPES for g in ct.markers} | {index[g] for g in CYCLING_GENES}
+    switched_genes.add(index[PAN_IMMUNE_GENE])
+    switched = np.array(sorted(switched_genes))
     log_base[switched] = -np.log(G) + rng.normal(-2.0, 0.5, len(switched))
     for t, ct in enumerate(types):
         on = [index[g] for g in ct.markers]

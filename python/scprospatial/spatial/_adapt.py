@@ -23,8 +23,7 @@ import torch
 
 from .._logging import logger
 from ..errors import InputError
-from ..model._data import dataset_index, dataset_names, map_protein
-from ..train._loops import Batch, pretrain_loss
+from ..train import Batch, pretrain_loss
 
 ADAPT_EPOCHS = 10
 ADAPT_LR = 3e-3
@@ -54,7 +53,7 @@ def adapt_protein_encoder(model, spatial, *, epochs: int = ADAPT_EPOCHS, lr: flo
     rng = np.random.default_rng(seed)
     order = rng.permutation(spatial.n_obs)[:max_cells]
     cells = np.sort(order)   # only the cells the adaptation trains on are mapped (vocabulary-wide rows)
-    values, mask = map_protein(spatial, model.vocab, cells)
+    values, mask = model.protein_values(spatial, cells)
     order = np.searchsorted(cells, order)   # positions into `cells`, in the same drawn order
     if not mask.any():
         raise InputError("none of the imaged markers is in the model's protein vocabulary")
@@ -65,7 +64,7 @@ def adapt_protein_encoder(model, spatial, *, epochs: int = ADAPT_EPOCHS, lr: flo
     enc, dec = m.protein_encoder, m.protein_decoder
     for p in m.parameters():
         p.requires_grad_(False)
-    ds = dataset_index(dataset_names(spatial), adapted.datasets)[cells]
+    ds = adapted.dataset_ids(spatial)[cells]
     ds_rows = torch.zeros(enc.dataset_emb.num_embeddings, dtype=torch.bool)
     ds_rows[np.unique(ds)] = True
     new_rows = torch.from_numpy(new)
@@ -111,7 +110,7 @@ def adapt_protein_encoder(model, spatial, *, epochs: int = ADAPT_EPOCHS, lr: flo
     for p in m.parameters():
         p.requires_grad_(True)
     m.eval()
-    adapted._to(model.device)
+    adapted.to(model.device)
     info = {"epochs": int(epochs), "best_epoch": int(best[1]), "val_loss": float(best[0]),
             "n_new_markers": int(new.sum()), "n_cells": int(len(order))}
     logger.info("protein encoder adapted to the panel (%d markers new to the model): validation masked-value "

@@ -29,11 +29,12 @@ class GraphBuilder(abc.ABC):
 
     method: ClassVar[str]
 
-    def __init__(self, *, backend: str = "auto", threads: int | None = None):
+    def __init__(self, *, backend: str = "auto", threads: int | None = None, device: str | None = None):
         if backend not in BACKENDS:
             raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.backend = backend
         self.threads = threads
+        self.device = device
 
     @abc.abstractmethod
     def arrays(self, coords) -> CSRArrays:
@@ -59,7 +60,7 @@ class KNNBuilder(GraphBuilder):
         self.radius = radius
 
     def arrays(self, coords) -> CSRArrays:
-        found = knn_arrays(coords, self.k, backend=self.backend, threads=self.threads)
+        found = knn_arrays(coords, self.k, backend=self.backend, threads=self.threads, device=self.device)
         return prune(found, self.radius)
 
     def params(self) -> dict:
@@ -71,14 +72,14 @@ class RadiusBuilder(GraphBuilder):
 
     method = "radius"
 
-    def __init__(self, radius: float, **kwargs):
+    def __init__(self, radius: float | None, **kwargs):
         super().__init__(**kwargs)
         if radius is None:
             raise InputError("method 'radius' needs a radius")
         self.radius = radius
 
     def arrays(self, coords) -> CSRArrays:
-        return radius_arrays(coords, self.radius, backend=self.backend, threads=self.threads)
+        return radius_arrays(coords, self.radius, backend=self.backend, threads=self.threads, device=self.device)
 
     def params(self) -> dict:
         return {**super().params(), "radius": self.radius}
@@ -94,6 +95,9 @@ class DelaunayBuilder(GraphBuilder):
         self.radius = radius
         if self.backend not in ("auto", "scipy"):
             warnings.warn(f"the Delaunay graph is computed with scipy (Qhull); backend {self.backend!r} is not used",
+                          UserWarning, stacklevel=2)
+        elif self.device == "cuda":
+            warnings.warn("the Delaunay graph is computed on the CPU with scipy (Qhull); device 'cuda' is not used",
                           UserWarning, stacklevel=2)
 
     def arrays(self, coords) -> CSRArrays:
@@ -125,10 +129,10 @@ BUILDERS = {b.method: b for b in (KNNBuilder, RadiusBuilder, DelaunayBuilder)}
 
 
 def make_builder(method: str, *, n_neighs: int = 10, radius: float | None = None, backend: str = "auto",
-                 threads: int | None = None) -> GraphBuilder:
+                 threads: int | None = None, device: str | None = None) -> GraphBuilder:
     if method not in BUILDERS:
         raise InputError(f"unknown graph method {method!r}; choose one of {', '.join(BUILDERS)}")
-    common = {"backend": backend, "threads": threads}
+    common = {"backend": backend, "threads": threads, "device": device}
     if method == "knn":
         return KNNBuilder(n_neighs, radius=radius, **common)
     if method == "radius":

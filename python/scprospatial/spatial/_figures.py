@@ -7,14 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io._write import atomic_path
-from ..report.figures import _plt, to_png
-
-
-def _write_png(data: bytes, path: str | os.PathLike) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
+from .._plotting import pyplot as _plt
+from .._plotting import to_png
+from ..io import write_bytes
 
 
 def enrichment_heatmap(zscore: np.ndarray, categories, path: str | os.PathLike, *, title: str = "") -> Path:
@@ -29,7 +24,7 @@ def enrichment_heatmap(zscore: np.ndarray, categories, path: str | os.PathLike, 
     ax.set_yticks(range(n), [str(c) for c in categories], fontsize=6)
     ax.set_title(title or "neighbourhood enrichment (z)", fontsize=9)
     fig.colorbar(im, ax=ax, shrink=0.6, label="z-score")
-    return _write_png(to_png(fig), path)
+    return write_bytes(to_png(fig), path)
 
 
 def protein_maps(coords: np.ndarray, panels: dict[str, dict[str, pd.Series]], path: str | os.PathLike) -> Path:
@@ -52,4 +47,4 @@ def protein_maps(coords: np.ndarray, panels: dict[str, dict[str, pd.Series]], pa
             ax.invert_yaxis()
             ax.set_title(f"{protein} ({source})", fontsize=9)
             fig.colorbar(sc, ax=ax, shrink=0.7)
-    return _write_png(to_png(fig), path)
+    return write_bytes(to_png(fig), path)

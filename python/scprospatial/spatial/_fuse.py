@@ -26,7 +26,6 @@ import numpy as np
 from .. import _constants as K
 from .._logging import logger
 from ..errors import InputError
-from ..model._data import dataset_index, dataset_names
 from ._adapt import ADAPT_EPOCHS, adapt_protein_encoder
 
 MAPPING_METHODS = ("fused", "joint")
@@ -96,10 +95,7 @@ def predict_panel(model, rna, markers: list[str], batch_size: int = 4096, head_o
     out = np.zeros((rna.n_obs, len(markers)), np.float32)
     if not markers:
         return out
-    mapping = model.gene_mapping(rna)
-    ds = dataset_index(dataset_names(rna), model.datasets)
-    for rows, _e, mean, _s in model._predictor().chunks(model.rna_rows(rna)[0], rna.n_obs, mapping, ds, markers,
-                                                          batch_size, head_only=head_only):
+    for rows, _e, mean, _s in model.predict_chunks(rna, markers, batch_size=batch_size, head_only=head_only):
         out[rows] = mean
     return out
 
@@ -130,6 +126,8 @@ def mapping_space(model, spatial, rna_joint: np.ndarray, rna_panel: np.ndarray |
     if method == "joint":
         q = model.embed_protein(spatial)
         return MappingSpace(q, np.ascontiguousarray(rna_joint, dtype=np.float32), q, {"method": "joint"})
+    if rna_panel is None:
+        raise ValueError("method 'fused' needs rna_panel, the model's prediction of the markers (predict_panel)")
     use_panel = len(markers) >= MIN_PANEL_MARKERS
     if not use_panel:
         logger.warning("only %d imaged marker(s) the model can predict: the fused score needs %d, mapping on the "

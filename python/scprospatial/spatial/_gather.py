@@ -6,7 +6,8 @@ Each output row i mixes the k Gaussians its indices pick from the rows of (mean,
 
 Weights are used as given (rows need not sum to 1; a zero weight still multiplies its row, so a NaN or inf
 there gives NaN, as in the sparse product). Backends: 'cpp' (the compiled kernel: multithreaded over output
-rows, GIL released, reads float32 profiles in place, float64 sums), 'cuda' (its CUDA twin), 'scipy' (the
+rows, GIL released, reads float32 profiles in place, float64 sums), 'cuda' (its CUDA twin: host arrays are copied
+to the GPU and back; torch CUDA tensors are read and written in place), 'scipy' (the
 reference: a CSR weight matrix times float64 copies of the profiles, taken a few columns at a time so the
 copies stay small) and 'auto' (cpp when the extension is built, else scipy, with the extension's one
 warning). All three give the same float32 results bit for bit: every backend sums in float64 over j in
@@ -82,7 +83,14 @@ def gather_mixture(idx, w, mean, sd=None, *, variance: bool = True, as_sd: bool 
     out: optional preallocated (mean, var) float32 C-contiguous n x p arrays, e.g. row slices of the full
     output (var may be None when variance=False); the results are written there and returned.
     Returns Mixture(mean, var, backend). An index outside [0, m) raises InputError naming the first one.
+    torch CUDA tensors (all four inputs, and `out` if given, on one GPU) run the CUDA kernel in place, without a
+    copy to the host: the results are then float32 tensors on that GPU, backend 'cuda' (see _device.py).
     """
+    if any(_ext.is_device_array(a) for a in (idx, w, mean, sd)):
+        from ._device import gather_on_device
+
+        on_device = gather_on_device(idx, w, mean, sd, variance=variance, as_sd=as_sd, backend=backend, out=out)
+        return Mixture(on_device[0], on_device[1], "cuda")
     used = resolve_backend(backend)
     ix = np.asarray(idx)
     if ix.ndim != 2 or ix.shape[1] < 1 or not np.issubdtype(ix.dtype, np.integer):
@@ -111,9 +119,9 @@ def gather_mixture(idx, w, mean, sd=None, *, variance: bool = True, as_sd: bool 
         _scipy(ix, wt, mu, s, variance, as_sd, om, ov)
     else:
         try:
-            _ext.core().gather_mixture(ix, wt, mu, s, threads=_threads(threads),
-                                       device="cuda" if used == "cuda" else "cpu", variance=variance,
-                                       as_sd=as_sd, out_mean=om, out_var=ov)
+            _ext.require().gather_mixture(ix, wt, mu, s, threads=_threads(threads),
+                                          device="cuda" if used == "cuda" else "cpu", variance=variance,
+                                          as_sd=as_sd, out_mean=om, out_var=ov)
         except IndexError as exc:
             raise InputError(str(exc)) from None
     return Mixture(om, ov, used)

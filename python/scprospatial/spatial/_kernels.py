@@ -1,5 +1,6 @@
 """Neighbour-graph kernels over cell coordinates: the compiled grid search, its CUDA twin and the
-scipy cKDTree reference (also the fallback when the extension is missing).
+scipy cKDTree reference (also the fallback when the extension is missing). `device` ('auto', 'cpu',
+'cuda'; the CLI's --device) picks between the C++ kernel and its CUDA twin, which give the same graph.
 
 Every kernel returns CSR arrays whose rows are sorted by distance, ties broken by column index.
 """
@@ -13,7 +14,7 @@ import numpy as np
 from scipy import sparse
 
 from .. import _ext
-from .._settings import get_threads
+from .._settings import DEVICES, get_threads
 from ..errors import InputError
 
 BACKENDS = ("auto", "cpp", "cuda", "scipy")
@@ -44,24 +45,40 @@ def as_coordinates(coords, what: str = "coordinates") -> np.ndarray:
     return arr
 
 
-def resolve_backend(backend: str, *, cuda_kernel: bool = True) -> str:
-    """'auto' -> 'cpp' when the extension is built, else 'scipy' (with the extension's one warning)."""
+def resolve_backend(backend: str, *, device: str | None = None, cuda_kernel: bool = True) -> str:
+    """The backend that runs a graph kernel.
+
+    backend 'auto' follows `device`: 'cuda', or 'auto' where the core has CUDA kernels and sees a GPU, gives
+    'cuda'; otherwise 'cpp' when the extension is built, else 'scipy' (with the extension's one warning). device
+    None leaves the choice to `backend` ('auto' -> 'cpp'). An explicit backend must agree with an explicit device.
+    cuda_kernel=False (a graph or a size the CUDA kernel lacks): the C++ CPU kernel instead, warned about when the
+    GPU was asked for by name.
+    """
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if device not in (None, *DEVICES):
+        raise InputError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     core = _ext.core()
+    asked = backend == "cuda" or device == "cuda"  # the GPU named explicitly
     if backend == "auto":
-        return "cpp" if core is not None else "scipy"
-    if backend in ("cpp", "cuda") and core is None:
-        raise InputError(f"backend {backend!r} needs the compiled extension, which is not available")
+        gpu = asked or (device == "auto" and _ext.cuda_ready())
+        backend = "cuda" if gpu else "cpp" if core is not None else "scipy"
+    elif device == "cuda" and backend != "cuda":
+        raise InputError(f"backend {backend!r} runs on the CPU but device 'cuda' was asked for "
+                         "(use backend 'cuda' or 'auto')")
+    elif device == "cpu" and backend == "cuda":
+        raise InputError("backend 'cuda' runs on the GPU but device 'cpu' was asked for (use backend 'cpp' or 'auto')")
     if backend == "cuda":
-        if not core.compiled_with_cuda():
-            raise InputError("backend 'cuda': scprospatial was built without CUDA (reinstall with SCPROSPATIAL_CUDA=1)")
-        if core.cuda_device_count() == 0:
-            raise InputError("backend 'cuda': no CUDA device is visible")
+        reason = _ext.cuda_unavailable_reason()
+        if reason is not None:
+            raise InputError(f"device 'cuda': {reason}")
         if not cuda_kernel:
-            warnings.warn("this graph has no CUDA kernel; computing it with the C++ CPU kernel", UserWarning,
-                          stacklevel=3)
+            if asked:
+                warnings.warn("this graph has no CUDA kernel; computing it with the C++ CPU kernel", UserWarning,
+                              stacklevel=3)
             return "cpp"
+    elif backend == "cpp" and core is None:
+        raise InputError("backend 'cpp' needs the compiled extension, which is not available")
     return backend
 
 
@@ -95,7 +112,8 @@ def sort_rows(rows: np.ndarray, cols: np.ndarray, dist: np.ndarray, n: int, incl
     return indptr, cols[order].astype(index_dtype), np.maximum(dist[order], 0).astype(dtype)
 
 
-def _knn_scipy(x: np.ndarray, k: int, threads: int, include_self: bool, dtype):
+def _knn_scipy(x: np.ndarray, k: int, threads: int, include_self: bool,
+               dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from scipy.spatial import cKDTree
 
     n = len(x)
@@ -107,7 +125,8 @@ def _knn_scipy(x: np.ndarray, k: int, threads: int, include_self: bool, dtype):
     return sort_rows(rows, idx[keep], dist[keep], n, include_self, dtype)
 
 
-def _radius_scipy(x: np.ndarray, radius: float, threads: int, include_self: bool, dtype):
+def _radius_scipy(x: np.ndarray, radius: float, threads: int, include_self: bool,
+                  dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from scipy.spatial import cKDTree
 
     n = len(x)
@@ -122,49 +141,55 @@ def _radius_scipy(x: np.ndarray, radius: float, threads: int, include_self: bool
 
 
 def knn_arrays(coords, k: int = 10, *, backend: str = "auto", threads: int | None = None,
-               include_self: bool = False, dtype=np.float64) -> CSRArrays:
+               include_self: bool = False, dtype=np.float64, device: str | None = None) -> CSRArrays:
     """CSR arrays of the k-nearest-neighbour graph and the backend used (see `knn_graph`)."""
     x = as_coordinates(coords)
     k = _check_k(k, len(x))
-    used = resolve_backend(backend)
+    core = _ext.core()
+    used = resolve_backend(backend, device=device, cuda_kernel=core is None or k <= core.CUDA_KNN_MAX_K)
     float32 = np.dtype(dtype) == np.float32
     if used == "scipy":
         return CSRArrays(*_knn_scipy(x, k, _threads(threads), include_self, np.dtype(dtype)), used)
     device = "cuda" if used == "cuda" else "cpu"
-    arrays = _ext.core().knn_graph(x, k, include_self=include_self, threads=_threads(threads), device=device,
-                                   float32=float32)
-    return CSRArrays(*arrays, used)
+    indptr, indices, distances = _ext.require().knn_graph(x, k, include_self=include_self, threads=_threads(threads),
+                                                          device=device, float32=float32)
+    return CSRArrays(indptr, indices, distances, used)
 
 
 def radius_arrays(coords, radius: float, *, backend: str = "auto", threads: int | None = None,
-                  include_self: bool = False, dtype=np.float64) -> CSRArrays:
+                  include_self: bool = False, dtype=np.float64, device: str | None = None) -> CSRArrays:
     """CSR arrays of the radius graph and the backend used (see `radius_graph`)."""
     x = as_coordinates(coords)
     if radius is None or not np.isfinite(radius) or radius <= 0:
         raise InputError(f"radius must be a positive number, got {radius!r}")
-    used = resolve_backend(backend, cuda_kernel=False)
+    used = resolve_backend(backend, device=device, cuda_kernel=False)
     if used == "scipy":
         return CSRArrays(*_radius_scipy(x, float(radius), _threads(threads), include_self, np.dtype(dtype)), used)
-    arrays = _ext.core().radius_graph(x, float(radius), include_self=include_self, threads=_threads(threads),
-                                      float32=np.dtype(dtype) == np.float32)
-    return CSRArrays(*arrays, used)
+    indptr, indices, distances = _ext.require().radius_graph(x, float(radius), include_self=include_self,
+                                                             threads=_threads(threads),
+                                                             float32=np.dtype(dtype) == np.float32)
+    return CSRArrays(indptr, indices, distances, used)
 
 
 def knn_graph(coords, k: int = 10, *, backend: str = "auto", threads: int | None = None,
-              include_self: bool = False, dtype=np.float64) -> sparse.csr_matrix:
+              include_self: bool = False, dtype=np.float64, device: str | None = None) -> sparse.csr_matrix:
     """k-nearest-neighbour graph of n x 2 / n x 3 coordinates as a CSR matrix of Euclidean distances.
 
     Each row holds the k nearest other cells, sorted by distance (ties by index); `include_self` adds
     the cell itself first (distance 0, stored explicitly). Duplicate positions give explicit zeros.
-    backend: 'auto' (C++ when built, else scipy with a warning), 'cpp', 'cuda' or 'scipy' (cKDTree).
+    backend: 'auto' (C++ when built, else scipy with a warning), 'cpp', 'cuda' (the CUDA kernel, k <= 64:
+    the same graph bit for bit) or 'scipy' (cKDTree). device: None (the backend decides), 'cpu', 'cuda' or
+    'auto' (the CUDA kernel where the core has it and sees a GPU); see `resolve_backend`.
     threads: CPU threads (default: scprospatial's thread setting, i.e. all cores). The matrix shares
     the arrays the kernel filled: nothing is copied.
     """
-    return knn_arrays(coords, k, backend=backend, threads=threads, include_self=include_self, dtype=dtype).to_csr()
+    return knn_arrays(coords, k, backend=backend, threads=threads, include_self=include_self, dtype=dtype,
+                      device=device).to_csr()
 
 
 def radius_graph(coords, radius: float, *, backend: str = "auto", threads: int | None = None,
-                 include_self: bool = False, dtype=np.float64) -> sparse.csr_matrix:
-    """All pairs of cells within `radius` (inclusive) as a CSR matrix of distances, rows sorted by distance."""
+                 include_self: bool = False, dtype=np.float64, device: str | None = None) -> sparse.csr_matrix:
+    """All pairs of cells within `radius` (inclusive) as a CSR matrix of distances, rows sorted by distance
+    (a CPU kernel: device 'cuda' computes it with the C++ CPU kernel, warned)."""
     return radius_arrays(coords, radius, backend=backend, threads=threads, include_self=include_self,
-                         dtype=dtype).to_csr()
+                         dtype=dtype, device=device).to_csr()

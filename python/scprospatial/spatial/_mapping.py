@@ -42,12 +42,13 @@ from .._logging import logger, progress
 from .._settings import scoped_threads
 from ..errors import InputError
 from ._adapt import ADAPT_EPOCHS
+from ._ann import FaissSearch, IVFParams, KernelSearch, choose_ann, ivf_params
 from ._fuse import FUSE_WEIGHT, mapping_space, panel_markers, predict_panel
 from ._gather import gather_mixture
-from ._kernels import _threads, knn_graph
-from ._stats import cluster_codes, connectivities, neighbour_counts
+from ._kernels import _threads, knn_graph, resolve_backend
+from ._neighbourhood import cluster_codes, connectivities, neighbour_counts, spatial_cell_type_key
 
-TOPK_BACKENDS = ("auto", "cpp", "cuda", "torch")
+TOPK_BACKENDS = ("auto", "cpp", "cuda", "torch", "faiss-ivf", "faiss-flat")
 RNA_CELL_TYPE_KEY = "cell_type"           # default obs column of scRNA-seq cell types
 RNA_SUFFIX = ".rna.h5ad"
 QUERY_BLOCK = 65536                       # imaged cells per mapping block (bounds every temporary)
@@ -64,18 +65,24 @@ def _as_embedding(x, what: str) -> np.ndarray:
     return arr
 
 
-def resolve_topk_backend(backend: str, device: str = "cpu") -> str:
-    """'auto': torch on the GPU when `device` is cuda, else the C++ kernel (torch, warned, when it is missing)."""
+def resolve_topk_backend(backend: str, device: str = "cpu", n_query: int = 0, n_ref: int = 0) -> str:
+    """'auto': the core's CUDA kernel when `device` is a GPU (torch on the GPU, logged, where the core has no CUDA
+    kernels); on the CPU faiss-ivf (approximate) when the search is large (_ann.choose_ann: n_query x n_ref
+    pairs), else the C++ kernel (torch, warned, when it is missing). 'cuda': the CUDA kernel or an InputError."""
     if backend not in TOPK_BACKENDS:
         raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(TOPK_BACKENDS)}")
-    if backend == "cuda" or (backend == "auto" and device == "cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise InputError("backend 'cuda': torch sees no CUDA device")
-        return "cuda"
+    if backend == "cuda" or (backend == "auto" and str(device).startswith("cuda")):
+        reason = _ext.cuda_unavailable_reason()
+        if reason is None:
+            return "cuda"
+        if backend == "cuda":
+            raise InputError(f"backend 'cuda': {reason}")
+        logger.info("top-k search with torch on the GPU: %s", reason)
+        return "torch"
     if backend == "cpp" and _ext.core() is None:
         raise InputError("backend 'cpp' needs the compiled extension, which is not available")
+    if backend == "auto" and choose_ann(n_query, n_ref):
+        return "faiss-ivf"
     if backend == "auto":
         return "cpp" if _ext.core() is not None else "torch"  # _ext warned once already
     return backend
@@ -108,29 +115,58 @@ def _topk_torch(query: np.ndarray, ref: np.ndarray, k: int, device: str, block: 
     return np.take_along_axis(idx_out, order, 1), np.take_along_axis(sim_out, order, 1)
 
 
+def _exact_topk(query, ref, k: int, backend: str, threads: int | None, device: str):
+    """The exact kernels on host arrays: torch on `device`, else the core's C++ kernel or its CUDA twin."""
+    if backend == "torch":
+        return _topk_torch(query, ref, k, device)
+    kernel_device = "cuda" if backend == "cuda" else "cpu"
+    return _ext.require().topk_similarity(query, ref, k, threads=_threads(threads), device=kernel_device)
+
+
+def _check_k(k, n_ref: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InputError(f"k must be a positive integer, got {k!r}")
+    if n_ref < k:
+        raise InputError(f"k={k} neighbours need at least {k} reference cells, got {n_ref}")
+
+
+def make_search(ref, n_query: int, k: int = 10, *, backend: str = "auto", threads: int | None = None,
+                device: str = "cpu", ivf: IVFParams | dict | None = None):
+    """A top-k search over `ref`, built once (faiss's index) and queried block by block: `.search(query, k)`
+    returns (indices, similarities) as `topk_similarity` does; `.info` is what `uns` records (backend, and for
+    faiss-ivf its parameters). n_query: the queries to come (auto's choice depends on n_query x n_ref)."""
+    r = _as_embedding(ref, "reference embedding")
+    _check_k(k, len(r))
+    used = resolve_topk_backend(backend, device, n_query, len(r))
+    if used.startswith("faiss-"):
+        return FaissSearch(r, used.split("-")[1], params=ivf_params(ivf), threads=_threads(threads))
+    return KernelSearch(r, used, threads=threads, device=device, run=_exact_topk)
+
+
 def topk_similarity(query, ref, k: int = 10, *, backend: str = "auto", threads: int | None = None,
-                    device: str = "cpu") -> tuple[np.ndarray, np.ndarray, str]:
+                    device: str = "cpu", ivf: IVFParams | dict | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     """The k reference rows with the largest inner product for every query row (cosine similarity
     for L2-normalised rows), without materialising the n_query x n_ref matrix.
 
     Returns (indices int64 n x k, similarities float32 n x k, backend used), rows sorted by similarity
     (descending), ties by index. backend: 'cpp' (multithreaded C++ kernel, GIL released, outputs
-    returned without a copy), 'torch' (the same blocks in torch on `device`), 'cuda' (torch on the GPU)
-    or 'auto'.
+    returned without a copy), 'torch' (the same blocks in torch on `device`), 'cuda' (the C++ kernel's
+    CUDA twin, the same results bit for bit), 'faiss-flat' (faiss's exact index), 'faiss-ivf' (approximate,
+    `ivf` its parameters; see _ann.py) or 'auto' (see `resolve_topk_backend`). torch CUDA tensors run the CUDA
+    kernel in place and give tensors on their GPU (see _device.py).
     """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InputError(f"k must be a positive integer, got {k!r}")
+    if _ext.is_device_array(query) or _ext.is_device_array(ref):
+        from ._device import topk_on_device
+
+        return topk_on_device(query, ref, int(k), backend=backend)
     q, r = _as_embedding(query, "query embedding"), _as_embedding(ref, "reference embedding")
     if q.shape[1] != r.shape[1]:
         raise InputError(f"query ({q.shape[1]} columns) and reference ({r.shape[1]} columns) differ in width")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InputError(f"k must be a positive integer, got {k!r}")
-    if len(r) < k:
-        raise InputError(f"k={k} neighbours need at least {k} reference cells, got {len(r)}")
-    used = resolve_topk_backend(backend, device)
-    if used == "cpp":
-        idx, sim = _ext.core().topk_similarity(q, r, int(k), threads=_threads(threads))
-    else:
-        idx, sim = _topk_torch(q, r, int(k), "cuda" if used == "cuda" else device)
-    return idx, sim, used
+    search = make_search(r, len(q), k, backend=backend, threads=threads, device=device, ivf=ivf)
+    idx, sim = search.search(q, int(k))
+    return idx, sim, search.info["backend"]
 
 
 # ----------------------------------------------------------------------------- weights and transfer
@@ -155,7 +191,42 @@ def mixture(idx: np.ndarray, w: np.ndarray, mean: np.ndarray, sd: np.ndarray, *,
     """Weighted mixture mean and SD of the neighbours' Gaussians (predictive variance + spread): the compiled
     gather-average over the top-k (scipy reference without the extension); no float64 copy of the profiles."""
     got = gather_mixture(idx, w, mean, sd, as_sd=True, threads=threads, out=out)
+    assert got.var is not None  # variance=True (the default) computes it
     return got.mean, got.var
+
+
+class _HostSearch:
+    """Search, weights and mixture for blocks of imaged cells with host arrays (the GPU twin: _device.DeviceSearch).
+    search(rows, out_mean, out_sd) -> (idx, w, sim), the block's mixture mean and SD written into out_mean, out_sd."""
+
+    def __init__(self, query, ref, mean, sd, *, k: int, temperature: float, backend: str, threads, device,
+                 ivf: IVFParams | dict | None = None):
+        self.query, self.mean, self.sd = _as_embedding(query, "query embedding"), mean, sd
+        self.k, self.temperature, self.threads = k, temperature, threads
+        self.searcher = make_search(ref, len(self.query), k, backend=backend, threads=threads, device=device, ivf=ivf)
+        self.info = self.searcher.info  # backend, and for faiss-ivf its parameters: recorded in uns
+        self.backend = self.info["backend"]
+        self.gather_backend = resolve_backend("auto")
+
+    def __call__(self, rows: slice, out_mean: np.ndarray, out_sd: np.ndarray):
+        idx, sim = self.searcher.search(self.query[rows], self.k)
+        w = softmax_weights(sim, self.temperature)
+        mixture(idx, w, self.mean, self.sd, threads=self.threads, out=(out_mean, out_sd))
+        return idx, w, sim
+
+
+def _block_search(query, ref, mean, sd, *, k: int, temperature: float, backend: str, threads, device,
+                  ivf: IVFParams | dict | None = None):
+    """The block search of `map_cells`, built once per map: on the GPU (search and mixture chained there) when the
+    top-k backend resolves to the CUDA kernel and the model sits on a GPU, else on the host (a faiss index, when
+    chosen, is built here once and searched block by block)."""
+    used = resolve_topk_backend(backend, device, len(query), len(ref))
+    if used == "cuda" and str(device).startswith("cuda"):
+        from ._device import DeviceSearch
+
+        return DeviceSearch(query, ref, mean, sd, k=k, temperature=temperature, device=device)
+    return _HostSearch(query, ref, mean, sd, k=k, temperature=temperature, backend=used, threads=threads,
+                       device=device, ivf=ivf)
 
 
 def vote(weights: sparse.csr_matrix, labels: pd.Series) -> tuple[pd.Categorical, np.ndarray]:
@@ -179,19 +250,16 @@ def _temperature(model, temperature: float | None) -> float:
     return float(np.exp(model.module.log_temperature.detach().cpu().item()))
 
 
-def spatial_cell_type_key(adata) -> str | None:
-    return adata.uns.get(K.UNS, {}).get(K.CELL_TYPE_KEY)
-
-
 def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | None = None,
               all_proteins: bool = False, temperature: float | None = None, backend: str = "auto",
               threads: int | None = None, rna_cell_type_key: str | None = None,
               spatial_key: str = K.SPATIAL, block_size: int = QUERY_BLOCK, method: str = "fused",
               fuse_weight: float = FUSE_WEIGHT, adapt_epochs: int = ADAPT_EPOCHS, seed: int = 0,
-              copy: bool = False, key_added: str = K.PROTEIN_PREDICTED):
+              copy: bool = False, key_added: str = K.PROTEIN_PREDICTED, min_support: str = "any",
+              ivf: IVFParams | dict | None = None):
     """Map the scRNA-seq cells in `rna` onto the imaged cells in `spatial` and impute the imaged cells' proteome.
 
-    Writes the keys listed in the module docstring onto both AnnData objects (in place unless copy=True,
+    Writes the mapping keys described in docs/anndata_layout.md onto both AnnData objects (in place unless copy=True,
     then returns (spatial, rna) copies). `rna_cell_type_key`: obs column of scRNA-seq labels (default
     'cell_type' when present); spatial labels come from uns['scprospatial']['cell_type_key'].
     method: 'fused' (default: agreement of the measured panel with the model's prediction of it from each
@@ -216,7 +284,13 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
         the imaged panel the model can predict (measured in training or through its coding gene), so a marker
         left out of the panel given to the mapping, or poorly stained, is imputed too.
     backend, threads, block_size
-        Similarity search backend, CPU threads and imaged cells per block.
+        Similarity search backend ('auto': approximate faiss-ivf for searches of at least
+        ``spatial._ann.ANN_MIN_PAIRS`` pairs, else exact; see `make_search`), CPU threads and imaged
+        cells per block. The backend and, when approximate, its parameters are recorded in
+        ``uns[key_added]``.
+    ivf
+        faiss-ivf parameters (``IVFParams`` or a dict: nlist, nprobe, train_per_list, seed; default: the
+        defaults with `seed`).
     rna_cell_type_key, spatial_key
         obs column of scRNA-seq labels; obsm key of the coordinates.
     method, fuse_weight, adapt_epochs, seed
@@ -225,6 +299,8 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
         Work on copies and return them instead of writing into `rna` and `spatial`.
     key_added
         Key of the predictions.
+    min_support
+        Keep only proteins with this support or better in `rna` (as in `ScProSpatial.predict`).
 
     Returns
     -------
@@ -237,7 +313,8 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
     tau = _temperature(model, temperature)
     if proteins is None and not all_proteins:   # the training panel and every imaged marker the model predicts
         proteins = list(dict.fromkeys([*model.vocab.measured, *panel_markers(model, spatial)]))
-    model.predict(rna, proteins=proteins, all_proteins=all_proteins, copy=False, key_added=key_added)  # predict once per RNA cell
+    model.predict(rna, proteins=proteins, all_proteins=all_proteins, copy=False, key_added=key_added,
+                  min_support=min_support)  # predict once per RNA cell
     markers = panel_markers(model, spatial) if method == "fused" else []
     space = mapping_space(model, spatial, rna.obsm[K.EMBEDDING], predict_panel(model, rna, markers), markers,
                           method=method, weight=fuse_weight, adapt_epochs=adapt_epochs, seed=seed)
@@ -248,24 +325,24 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
     n = spatial.n_obs
     out_mean, out_sd = np.empty((n, len(names)), np.float32), np.empty((n, len(names)), np.float32)
     confidence = np.empty(n, np.float32)
-    blocks, used = [], None
+    blocks = []
+    search = _block_search(query, ref, mean, sd, k=k, temperature=tau, backend=backend, threads=threads,
+                           device=model.device, ivf=IVFParams(seed=seed) if ivf is None else ivf)
     starts = range(0, n, block_size)
     for q0 in progress(starts, desc="map", total=len(starts), unit="block"):
         rows = slice(q0, min(q0 + block_size, n))
-        idx, sim, used = topk_similarity(query[rows], ref, k, backend=backend, threads=threads, device=model.device)
-        w = softmax_weights(sim, tau)
-        wm = weights_matrix(idx, w, rna.n_obs)
-        mixture(idx, w, mean, sd, threads=threads, out=(out_mean[rows], out_sd[rows]))
+        idx, w, sim = search(rows, out_mean[rows], out_sd[rows])
         confidence[rows] = (w * sim).sum(axis=1)
-        blocks.append(wm)
+        blocks.append(weights_matrix(idx, w, rna.n_obs))
     weights = sparse.vstack(blocks, format="csr") if blocks else sparse.csr_matrix((0, rna.n_obs))
     _write_spatial(spatial, names, out_mean, out_sd, confidence, space.joint, rna.uns[key_added], key_added,
-                   {"backend": used, "k": int(k), "temperature": tau, "n_rna_cells": int(rna.n_obs), **space.info})
+                   {**search.info, "gather_backend": search.gather_backend, "k": int(k), "temperature": tau,
+                    "n_rna_cells": int(rna.n_obs), **space.info})
     distribution = _write_rna(rna, weights, np.asarray(spatial.obsm[spatial_key], dtype=np.float64))
     _transfer_labels(rna, spatial, weights, rna_cell_type_key)
     _mapped_niche(rna, spatial, distribution, spatial_key, threads)
     logger.info("mapped %d imaged cells onto %d scRNA-seq cells (%s, k=%d, %s, temperature %.3g); median "
-                "confidence %.3f", n, rna.n_obs, space.info["method"], k, used, tau,
+                "confidence %.3f", n, rna.n_obs, space.info["method"], k, search.info["backend"], tau,
                 float(np.median(confidence)) if n else float("nan"))
     return (spatial, rna) if copy else None
 
@@ -276,7 +353,8 @@ def _write_spatial(spatial, names, mean, sd, confidence, emb, info: dict, key: s
     spatial.obsm[key + K.SD_SUFFIX] = pd.DataFrame(sd, index=idx, columns=names)
     spatial.obsm[K.EMBEDDING] = emb
     spatial.obs[K.MAPPING_CONFIDENCE] = confidence
-    keep = ("model_id", "scale", "measured_in_training", "predicted_via_gene_link", "sd_scale", "coverage_nominal")
+    keep = ("model_id", "scale", "measured_in_training", "predicted_via_gene_link", "sd_scale", "coverage_nominal",
+            K.PROTEIN_TABLE, K.RELIABILITY, "ensemble_size")
     spatial.uns[key] = {**{k: info[k] for k in keep if k in info}, **extra}
 
 
@@ -345,7 +423,7 @@ def map_files(model, rna, spatial, out, *, k: int = 10, proteins: Sequence[str] 
               all_proteins: bool = False, device: str = "auto", threads: int | None = None, backend: str = "auto",
               seed: int = 0, temperature: float | None = None, rna_cell_type_key: str | None = None,
               method: str = "fused", fuse_weight: float = FUSE_WEIGHT, adapt_epochs: int = ADAPT_EPOCHS,
-              **overrides) -> Path:
+              min_support: str = "any", ivf: IVFParams | dict | None = None, **overrides) -> Path:
     """`scprospatial map`: read the scRNA-seq and spatial inputs (any supported layout; `overrides` are the
     spatial table's format overrides), map, write `out` (imaged cells) and `<out stem>.rna.h5ad`
     (scRNA-seq cells with mapped_location), both atomically. Returns `out`."""
@@ -357,14 +435,15 @@ def map_files(model, rna, spatial, out, *, k: int = 10, proteins: Sequence[str] 
     if not isinstance(model, ScProSpatial):
         model = ScProSpatial.load(model, device=device)
     else:
-        model._to(resolve_device(device))
+        model.to(resolve_device(device))
     rna_data = load(rna, kind="rna")
     spatial_data = load(spatial, kind="spatial", **overrides)
     if rna_data.n_obs < k:
         raise InputError(f"k={k} neighbours need at least {k} scRNA-seq cells, got {rna_data.n_obs}", rna)
     map_cells(model, rna_data, spatial_data, k=k, proteins=proteins, all_proteins=all_proteins,
               temperature=temperature, backend=backend, threads=threads, rna_cell_type_key=rna_cell_type_key,
-              method=method, fuse_weight=fuse_weight, adapt_epochs=adapt_epochs, seed=seed)
+              method=method, fuse_weight=fuse_weight, adapt_epochs=adapt_epochs, seed=seed, min_support=min_support,
+              ivf=ivf)
     rna_path = rna_output_path(out)
     write_h5ad(rna_data, rna_path)
     return write_h5ad(spatial_data, out)

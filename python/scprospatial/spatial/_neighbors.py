@@ -11,6 +11,7 @@ from .. import _constants as K
 from .._logging import logger
 from ..errors import InputError
 from ._builders import GraphBuilder, make_builder
+from ._kernels import resolve_backend
 
 
 def graph_keys(key_added: str = K.SPATIAL) -> tuple[str, str, str]:
@@ -45,7 +46,7 @@ def _block_diagonal(builder: GraphBuilder, coords: np.ndarray, libraries: pd.Ser
 def spatial_neighbors(adata, *, method: str = "knn", n_neighs: int = 10, radius: float | None = None,
                       library_key: str | None = None, backend: str = "auto", threads: int | None = None,
                       spatial_key: str = K.SPATIAL, key_added: str = K.SPATIAL, coord_type: str | None = None,
-                      delaunay: bool = False, copy: bool = False):
+                      delaunay: bool = False, copy: bool = False, device: str | None = None):
     """Spatial neighbour graph of the cells in `adata.obsm[spatial_key]`, written as squidpy does.
 
     method: 'knn' (n_neighs nearest other cells, directed; `radius` prunes longer edges), 'radius'
@@ -68,13 +69,18 @@ def spatial_neighbors(adata, *, method: str = "knn", n_neighs: int = 10, radius:
     library_key
         obs column of samples (one graph each), or None.
     backend, threads
-        Compiled-kernel backend ('auto', 'cpp', 'python') and CPU threads.
+        Kernel backend ('auto', 'cpp', 'cuda', 'scipy') and CPU threads.
     spatial_key, key_added
         Coordinates key; prefix of the written keys.
     coord_type, delaunay
         squidpy-compatible aliases.
     copy
         Return a new AnnData instead of writing into `adata`.
+    device
+        None (the backend decides: 'auto' is the C++ CPU kernel), 'cpu', 'cuda' (the kNN graph's CUDA kernel, the
+        same graph bit for bit; the radius and Delaunay graphs have none and stay on the CPU, warned) or 'auto'
+        (the CUDA kernel where the core has it and sees a GPU). The backend that ran is recorded in
+        ``uns['{key_added}_neighbors']['params']['backend']``.
 
     Returns
     -------
@@ -87,7 +93,7 @@ def spatial_neighbors(adata, *, method: str = "knn", n_neighs: int = 10, radius:
     adata = adata.copy() if copy else adata
     if spatial_key not in adata.obsm:
         raise InputError(f"no coordinates: obsm[{spatial_key!r}] is missing")
-    builder = make_builder(method, n_neighs=n_neighs, radius=radius, backend=backend, threads=threads)
+    builder = make_builder(method, n_neighs=n_neighs, radius=radius, backend=backend, threads=threads, device=device)
     coords = np.asarray(adata.obsm[spatial_key], dtype=np.float64)
     if library_key is None:
         distances, used = builder.build(coords)
@@ -115,12 +121,16 @@ def spatial_neighbors(adata, *, method: str = "knn", n_neighs: int = 10, radius:
 
 def graph_file(input, out, *, method: str = "knn", k: int = 10, radius: float | None = None,
                library_key: str | None = None, backend: str = "auto", threads: int | None = None,
-               **overrides) -> os.PathLike:
+               device: str = "auto", **overrides) -> os.PathLike:
     """`scprospatial spatial-graph`: read a spatial input (any supported layout), add the graph, write
-    `out` (.h5ad) atomically. `overrides` are the readers' format overrides (x_col, y_col, ...)."""
+    `out` (.h5ad) atomically. `overrides` are the readers' format overrides (x_col, y_col, ...). library_key
+    defaults to the input's own image column (uns['scprospatial']['library_key'], set by multi-image readers);
+    device: as --device ('auto' runs the kNN graph's CUDA kernel where there is one and a GPU)."""
     from ..io import load, write_h5ad  # anndata-heavy: imported only where files are read and written
 
+    resolve_backend(backend, device=device)  # an unusable --device cuda stops here, before the input is read
     adata = load(input, kind="spatial", **overrides)
+    library_key = library_key or adata.uns[K.UNS].get(K.LIBRARY_KEY)  # several images: one graph each
     spatial_neighbors(adata, method=method, n_neighs=k, radius=radius, library_key=library_key,
-                      backend=backend, threads=threads)
+                      backend=backend, threads=threads, device=device)
     return write_h5ad(adata, out)

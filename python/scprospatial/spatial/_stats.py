@@ -14,6 +14,7 @@ from .. import _constants as K
 from .._logging import logger
 from .._settings import scoped_threads
 from ..errors import InputError
+from ._neighbourhood import cluster_codes, connectivities, neighbour_counts, spatial_cell_type_key
 
 ALL = "all"                      # library label of pooled results
 PERM_BATCH_EDGES = 20_000_000    # edges x permutations counted per vectorised batch (bounds memory)
@@ -25,41 +26,6 @@ MORAN_LONG = "scprospatial_moranI"  # uns: every library, source and protein (mo
 
 def enrichment_key(cluster_key: str) -> str:
     return f"{cluster_key}_nhood_enrichment"  # squidpy's key
-
-
-def connectivities(adata, *, connectivity_key: str = K.SPATIAL_CONNECTIVITIES) -> sparse.csr_matrix:
-    """The stored graph as binary CSR without self-loops, or MissingStepError."""
-    from ..errors import MissingStepError
-
-    if connectivity_key not in adata.obsp:
-        raise MissingStepError(f"no spatial graph: obsp[{connectivity_key!r}] is missing (run spatial-graph)")
-    a = sparse.csr_matrix(adata.obsp[connectivity_key], copy=True)
-    a.setdiag(0)
-    a.eliminate_zeros()
-    a.data[:] = 1.0
-    return a
-
-
-def neighbour_counts(graph: sparse.csr_matrix, codes: np.ndarray, n_types: int) -> tuple[np.ndarray, np.ndarray]:
-    """How many of each cell's neighbours in the binary `graph` are of each type (cells x types; cells with code
-    < 0 count for no type), and each row's total (cells x 1)."""
-    ok = codes >= 0
-    onehot = sparse.csr_matrix((np.ones(ok.sum()), (np.flatnonzero(ok), codes[ok])), shape=(len(codes), n_types))
-    counts = np.asarray((graph @ onehot).todense())
-    return counts, counts.sum(axis=1, keepdims=True)
-
-
-def cluster_codes(adata, key: str) -> tuple[np.ndarray, list[str]]:
-    """Integer code of each cell's label in obs[key] (-1: missing) and the label names: a categorical column's
-    categories in their stored order (as squidpy reads them, so its plots label rows right), else the sorted
-    labels."""
-    if key not in adata.obs:
-        raise InputError(f"cluster key {key!r} is not an obs column")
-    labels = adata.obs[key]
-    if isinstance(labels.dtype, pd.CategoricalDtype):
-        return labels.cat.codes.to_numpy().astype(np.int64), [str(c) for c in labels.cat.categories]
-    codes, names = pd.factorize(labels.astype("string"), sort=True, use_na_sentinel=True)
-    return codes, [str(n) for n in names]
 
 
 def _libraries(adata, library_key: str | None) -> list[tuple[str, np.ndarray]]:
@@ -362,17 +328,18 @@ def spatial_stats_file(input, outdir, *, cluster_key: str | None = None, protein
 
     Writes into `outdir`: nhood_enrichment.csv, niche_composition.csv (when cell types are known),
     moran.csv, nhood_enrichment.png, protein_maps.png and `<stem>.stats.h5ad` (the input with every
-    result). cluster_key defaults to uns['scprospatial']['cell_type_key']. Returns the .h5ad path.
+    result). cluster_key defaults to uns['scprospatial']['cell_type_key'], library_key to
+    uns['scprospatial']['library_key'] (the image column of multi-image inputs). Returns the .h5ad path.
     """
     from pathlib import Path
 
     from ..io import load, write_h5ad, write_table
     from ._figures import enrichment_heatmap, protein_maps
-    from ._mapping import spatial_cell_type_key
     from ._neighbors import spatial_neighbors
 
     outdir = Path(outdir)
     adata = load(input, kind="spatial")
+    library_key = library_key or adata.uns[K.UNS].get(K.LIBRARY_KEY)  # several images: statistics per image
     if library_key is not None and library_key not in adata.obs:
         raise InputError(f"--library-key {library_key!r} is not an obs column", input)
     if proteins is not None:

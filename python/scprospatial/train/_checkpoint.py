@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
-from ..io._write import atomic_path
+from ..io import atomic_path
 
 FORMAT = "scprospatial-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: gene-link per-cell variance (link_var) and seed ensembles (ensemble_members); 1 still loads
 
 
 def save_checkpoint(payload: dict, path: str | os.PathLike) -> Path:

@@ -1,19 +1,31 @@
 """One optimisation step and one validation pass per stage (pretrain, align, translate)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 
-from ..nn import ScProSpatialModule, gaussian_nll, info_nce, masked_mse
-from ..nn._sparse import dense_tokens, drop_tokens, sparse_tensor
+from ..nn import ScProSpatialModule, dense_tokens, drop_tokens, gaussian_nll, info_nce, masked_mse, sparse_tensor
 from ._metrics import foscttm, matching_accuracy, pearson_per_column
 
-if TYPE_CHECKING:
-    from ..model._data import Pool
+
+class CellPool(Protocol):
+    """The training cells as the loops read them, on the model's gene and protein vocabularies (the model's
+    `Pool` is one): rows are cells."""
+
+    rna: sp.csr_matrix        # N x n_genes, log-normalised (zero rows where has_rna is false)
+    protein: np.ndarray       # N x n_proteins
+    pmask: np.ndarray         # N x n_proteins, measured
+    dataset: np.ndarray       # N, 1-based dataset index (0: unknown)
+    has_rna: np.ndarray       # N bool
+
+    @property
+    def has_protein(self) -> np.ndarray: ...
 
 
 @dataclass
@@ -25,7 +37,7 @@ class Batch:
     has_rna: torch.Tensor      # (B,) bool
 
     @classmethod
-    def of(cls, pool: Pool, idx: np.ndarray, device) -> Batch:
+    def of(cls, pool: CellPool, idx: np.ndarray, device) -> Batch:
         return cls(sparse_tensor(pool.rna[idx], device), torch.from_numpy(pool.protein[idx]).to(device),
                    torch.from_numpy(pool.pmask[idx]).to(device), torch.from_numpy(pool.dataset[idx]).to(device),
                    torch.from_numpy(pool.has_rna[idx]).to(device))
@@ -105,7 +117,8 @@ def translate_loss(m: ScProSpatialModule, b: Batch, cfg, gen: torch.Generator,
     return gaussian_nll(mean, logvar, target, mask) + cfg.mse_weight * masked_mse(mean, target, mask)
 
 
-LOSSES = {"pretrain": pretrain_loss, "align": align_loss, "translate": translate_loss}
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {"pretrain": pretrain_loss, "align": align_loss,
+                                                   "translate": translate_loss}
 
 
 @torch.no_grad()

@@ -5,17 +5,14 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
 
 from .._logging import logger, progress
 from ..nn import ScProSpatialModule
-from ._loops import LOSSES, Batch, validate
-
-if TYPE_CHECKING:
-    from ..model._data import Pool
+from ._loops import LOSSES, Batch, CellPool, validate
 
 
 @dataclass
@@ -39,7 +36,7 @@ class TrainState:
 
 
 def capture_rng(gen: torch.Generator) -> dict:
-    rng = {"generator": gen.get_state(), "torch": torch.get_rng_state()}
+    rng: dict[str, Any] = {"generator": gen.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
     return rng
@@ -86,7 +83,7 @@ def batch_size(cfg, n_cells: int) -> int:
 
 
 class Trainer:
-    def __init__(self, module: ScProSpatialModule, pool: Pool, train_idx: np.ndarray, val_idx: np.ndarray,
+    def __init__(self, module: ScProSpatialModule, pool: CellPool, train_idx: np.ndarray, val_idx: np.ndarray,
                  proteins: torch.Tensor, config, device: str = "cpu"):
         self.m, self.pool, self.cfg, self.device = module, pool, config, device
         self.train_idx, self.val_idx, self.proteins = train_idx, val_idx, proteins.to(device)
@@ -110,7 +107,7 @@ class Trainer:
                       {"params": list(m.rna_encoder.parameters()), "lr": lr * self.cfg.encoder_lr_scale}]
         return torch.optim.AdamW(groups, lr=lr, weight_decay=self.cfg.weight_decay)
 
-    def run(self, state: TrainState, gen: torch.Generator, *, on_epoch: Callable[[TrainState], None] | None = None,
+    def run(self, state: TrainState, gen: torch.Generator, *, on_epoch: Callable[[TrainState], object] | None = None,
             stop: Callable[[TrainState], bool] | None = None) -> TrainState:
         """Train from `state` on; returns early (not done) when `stop(state)` says so after an epoch."""
         if state.rng:
@@ -136,7 +133,7 @@ class Trainer:
                 raw = self.ema.swap(self.m) if self.ema else None
                 row = {"stage": stage, "epoch": state.epoch + 1, "train_loss": loss, **self._validate(stage, val)}
                 self._track_best(state, row)
-                if raw is not None:
+                if raw is not None and self.ema is not None:
                     self.m.load_state_dict(raw)
                     state.ema = self.ema.weights
                 state.epoch += 1

@@ -35,7 +35,7 @@ class ProteinMatch:
 
 
 def default_table_path() -> Path:
-    return Path(str(resources.files("scprospatial.vocab").joinpath("data", "proteins.tsv")))
+    return Path(str(resources.files("scprospatial.vocab").joinpath("data").joinpath("proteins.tsv")))
 
 
 class ProteinVocabulary:
