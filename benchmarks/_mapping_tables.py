@@ -247,6 +247,8 @@ def _selection_note(record: dict) -> str:
     chosen = record["selection"]["selected"]
     if chosen == default or default not in record["selection"]["grid"]:
         return ""
+    if chosen.split()[-1] == default.split()[-1] == "0.0":   # at weight 0 the encoder is not in the score
+        return f" The selection `{chosen}` is the default: at a = 0 the encoder (adapted or not) is not in the score."
     val, val_se, n = _paired(record, default, chosen, "validation")
     test, test_se, _ = _paired(record, default, chosen, "test")
     return (f" The validation medians select `{chosen}`, not the default `{default}`; the default minus the "
