@@ -114,7 +114,10 @@ def mapping_weights(model, spatial, hidden, remb, pred, args, rng) -> tuple[dict
     x, mu = panel_vectors(masked, markers, rna_panel)
     grid = {}
     for epochs in dict.fromkeys((args.adapt_epochs, 0)):  # adapted to the panel (unless 0), aligned input only
-        joint = mapping_space(model, masked, remb, rna_panel, markers, adapt_epochs=epochs, seed=args.seed).joint
+        # weight 1: the joint view is in the score, so the encoder is adapted when epochs > 0 (at map's default
+        # weight 0 mapping_space skips the adaptation); the grid then weighs the joint view itself
+        joint = mapping_space(model, masked, remb, rna_panel, markers, weight=1.0, adapt_epochs=epochs,
+                              seed=args.seed).joint
         grid.update({grid_key(epochs > 0, a): topk_weights(*fuse(joint, remb, x, mu, a), k, tau, th) for a in GRID})
     # `map`'s defaults are one point of the grid (same seed, same code path: identical weights), not recomputed
     default = grid_key(ADAPT_EPOCHS > 0 and FUSE_WEIGHT > 0, FUSE_WEIGHT)
