@@ -1,8 +1,10 @@
 """bench_mapping.py's label harmonisation, label-transfer score, top-k kernel timings and README section."""
 from __future__ import annotations
 
+import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,7 +12,7 @@ import pandas as pd
 from _readme import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 START, END = "<!-- bench_mapping:start -->", "<!-- bench_mapping:end -->"
-METHODS = ("model", "joint", "shared", "random", "maxfuse", "tangram", "moscot")
+METHODS = ("model", "baseline", "joint", "shared", "random", "maxfuse", "tangram", "moscot")
 RHO = ("model", "maxfuse", "tangram", "moscot")  # Spearman columns
 # The MALT scRNA-seq cells carry no labels: each gets the coarse class whose marker genes it expresses most
 # (mean log-normalised expression; "unassigned" when no set reaches MIN_SCORE).
@@ -34,17 +36,39 @@ def rna_coarse_labels(rna) -> pd.Series:
     return best.astype("string")
 
 
-def label_agreement(weights: dict, rna_labels: pd.Series, labels: pd.Series) -> dict:
-    """Per method: share of imaged immune cells whose mapped coarse label (weighted vote) is their own."""
+def label_scores(predicted: np.ndarray, own: np.ndarray) -> dict:
+    """Accuracy, balanced accuracy (mean recall over the true classes) and macro-F1 (over the true classes; a
+    predicted label outside them, e.g. 'unassigned', counts as wrong)."""
+    classes = sorted(set(own))
+    recall, f1 = [], []
+    for c in classes:
+        tp = float(((predicted == c) & (own == c)).sum())
+        n_true, n_pred = float((own == c).sum()), float((predicted == c).sum())
+        recall.append(tp / n_true)
+        f1.append(2 * tp / (n_true + n_pred) if n_true + n_pred else 0.0)
+    return {"accuracy": float((predicted == own).mean()), "balanced_accuracy": float(np.mean(recall)),
+            "macro_f1": float(np.mean(f1))}
+
+
+def label_agreement(weights: dict, rna_labels: pd.Series, labels: pd.Series, seed: int = 0) -> dict:
+    """Per method: accuracy (share of imaged immune cells whose mapped coarse label, a weighted vote, is their own),
+    balanced accuracy and macro-F1; beside them two controls without mapping: every cell given the majority
+    class of the imaged cells, and every cell given the label of a random scRNA-seq cell (seeded)."""
     from scprospatial.spatial._mapping import vote
 
     own = labels.astype(str).map(CODEX_COARSE)
     keep = own.notna().to_numpy()
+    truth = own[keep].to_numpy()
     out = {"n_cells": int(keep.sum()), "own": own[keep].value_counts().to_dict(),
-           "rna": rna_labels.value_counts().to_dict(), "agreement": {}}
+           "rna": rna_labels.value_counts().to_dict(), "agreement": {}, "scores": {}}
     for method, w in weights.items():
         mapped, _ = vote(w, rna_labels)
-        out["agreement"][method] = float((np.asarray(mapped.astype(str))[keep] == own[keep].to_numpy()).mean())
+        out["scores"][method] = label_scores(np.asarray(mapped.astype(str))[keep], truth)
+        out["agreement"][method] = out["scores"][method]["accuracy"]
+    majority = own[keep].value_counts().idxmax()
+    out["scores"]["majority class"] = label_scores(np.full(len(truth), majority, dtype=object), truth)
+    drawn = np.random.default_rng(seed).integers(0, len(rna_labels), len(truth))
+    out["scores"]["random assignment"] = label_scores(rna_labels.to_numpy(dtype=object)[drawn], truth)
     return out
 
 
@@ -82,7 +106,7 @@ def _median(rows, method, names=None) -> float | None:
 
 def _held_out_table(name: str, d: dict) -> list[str]:
     rows = d["rows"]
-    head = ["marker", "split", "in training", *(f"{m} r" for m in METHODS), *(f"{m} ρ" for m in RHO)]
+    head = ["marker", "split", "in training", "detected", *(f"{m} r" for m in METHODS), *(f"{m} ρ" for m in RHO)]
     lines = [f"### {name}: held-out markers ({d['n_cells']} cells, {d['n_markers']} markers, {len(rows)} predictable; "
              f"{d['seconds']} s; MaxFuse: {d.get('maxfuse', 'not run')}; Tangram: {d.get('tangram', 'not run')}; "
              f"moscot: {d.get('moscot', 'not run')})",
@@ -91,10 +115,13 @@ def _held_out_table(name: str, d: dict) -> list[str]:
     for r in rows:
         split = "validation" if r["marker"] in d["validation"] else "test"
         vals = [r.get(m, {}).get("pearson") for m in METHODS] + [r.get(m, {}).get("spearman") for m in RHO]
+        detected = f"{r['detected']:.0%}" if "detected" in r else "–"
         lines.append(f"| {r['marker']} | {split} | {'yes' if r['measured_in_training'] else 'gene link'} | "
-                     + " | ".join(_fmt(v) for v in vals) + " |")
-    for label, names in (("test markers", d["test"]), ("validation markers", d["validation"]), ("all", None)):
-        lines.append(f"| **median, {label}** | | | " + " | ".join(_fmt(_median(rows, m, names)) for m in METHODS)
+                     f"{detected} | " + " | ".join(_fmt(v) for v in vals) + " |")
+    supported = {r["marker"] for r in rows if r.get("supported")}
+    for label, names in (("test markers", d["test"]), ("validation markers", d["validation"]), ("all", None),
+                         ("supported", supported), ("unsupported", {r["marker"] for r in rows} - supported)):
+        lines.append(f"| **median, {label}** | | | | " + " | ".join(_fmt(_median(rows, m, names)) for m in METHODS)
                      + " |" * (len(RHO) + 1))
     return lines + [""]
 
@@ -123,13 +150,22 @@ def write_readme(record: dict) -> None:
              "hidden marker is imputed the same way for all: mapping weights × the model's prediction of that marker "
              "on the scRNA-seq cells; Pearson r (and Spearman ρ) with the measured value over the imaged cells. "
              "`model`: the default of `scprospatial map`: the fused score a·(joint-space cosine of the imaged "
-             "cell's protein-encoder embedding and the scRNA-seq cell's RNA embedding) + (1−a)·(correlation of the "
-             "measured markers with the model's prediction of them from the cell's RNA), the panel moved to the "
-             "model's scale first and, when adaptation is on, the protein encoder adapted to the panel by "
-             "masked-value training on the imaged cells (always without the hidden marker). `joint`: the "
-             "unadapted joint space on the raw panel alone (the mapping before this work). Controls: `shared` "
-             "(no joint space: correlation of the measured markers with the "
-             "predicted ones, the fused score at weight 0) and `random` (random imaged-cell embeddings). `maxfuse`: "
+             "cell's protein-encoder embedding and the scRNA-seq cell's RNA embedding) + (1−a)·(cosine of the "
+             "z-scored measured markers with the z-scored model's prediction of them from the cell's RNA), the "
+             "panel moved to the model's scale first and, when a > 0 and adaptation is on, the protein encoder "
+             "adapted to the panel by masked-value training on the imaged cells (always without the hidden marker); "
+             f"the default a is {record['defaults']['fuse_weight']}"
+             + (" (issue 18's diagnosis below: the joint space adds nothing), so `model` is the `shared` control: "
+                "the mapping runs on the predicted panel alone" if record["defaults"]["fuse_weight"] == 0 else "")
+             + ". `joint`: the unadapted joint space on the raw panel alone. Controls: `shared` "
+             "(no joint space: the panel agreement alone, the fused score at weight 0), `random` (random "
+             "imaged-cell embeddings) and `baseline`, the no-model baseline of issue 18 exactly as defined there: "
+             "each panel marker z-scored over the imaged cells and each marker's coding-gene RNA (log-normalised, "
+             "mean over its coding genes) z-scored over the scRNA-seq cells; each imaged cell's panel profile "
+             "(hidden marker left out; markers without a coding gene in the RNA dropped) correlated (Pearson) with "
+             "each scRNA-seq cell's coding-gene profile; the 10 best-correlated scRNA-seq cells, equal weights; the "
+             "hidden marker imputed as the mean of its coding-gene RNA over them (not the model's prediction; a "
+             "constant imputation, a gene never detected, scores 0). `maxfuse`: "
              "MaxFuse (tutorial settings) on coding-gene RNA vs measured markers; its matching is used as weights "
              "(unmatched imaged cells get the scRNA-seq mean). `tangram`: Tangram (`map_cells_to_space`, mode "
              "\"cells\", tutorial settings: learning rate 0.1, every shared feature a training gene; 1000 epochs, "
@@ -172,6 +208,11 @@ def write_readme(record: dict) -> None:
     for name, d in record["datasets"].items():
         lines += _held_out_table(name, d)
     lines += _labels_section(record)
+    diag = Path(__file__).resolve().parent / "results" / "mapping_diagnosis.json"
+    if diag.is_file():
+        from _diag_tables import diagnosis_section
+
+        lines += diagnosis_section(json.loads(diag.read_text()))
     lines += _kernel_section(record)
     replace_section("\n".join(lines + [END]), START, END)
 
@@ -202,10 +243,12 @@ def _paired(record: dict, key_a: str, key_b: str, part: str) -> tuple[float, flo
 def _selection_note(record: dict) -> str:
     """When the validation selection is not the package default: how large the difference is against its noise."""
     d = record["defaults"]
-    default = grid_key(d["adapt_epochs"] > 0, d["fuse_weight"])
+    default = grid_key(d["adapt_epochs"] > 0 and d["fuse_weight"] > 0, d["fuse_weight"])
     chosen = record["selection"]["selected"]
     if chosen == default or default not in record["selection"]["grid"]:
         return ""
+    if chosen.split()[-1] == default.split()[-1] == "0.0":   # at weight 0 the encoder is not in the score
+        return f" The selection `{chosen}` is the default: at a = 0 the encoder (adapted or not) is not in the score."
     val, val_se, n = _paired(record, default, chosen, "validation")
     test, test_se, _ = _paired(record, default, chosen, "test")
     return (f" The validation medians select `{chosen}`, not the default `{default}`; the default minus the "
@@ -215,25 +258,43 @@ def _selection_note(record: dict) -> str:
 
 
 def _seeds_section(record: dict) -> list[str]:
-    """Test-marker medians of every method for each training seed's model, their mean and SD, and per-marker
-    counts of the model against the shared control and MaxFuse over all seeds."""
+    """Medians of every method for each training seed's model (validation and test markers), their mean, SD and
+    95% t-interval over seeds; supported and unsupported markers apart; the model against the no-model baseline
+    per (panel, seed)."""
     if not any(d.get("replicates") for d in record["datasets"].values()):
         return []
     seeds = [record.get("seed", 0), *record.get("replicate_seeds", [])]
-    lines = ["### Training seeds: test-marker medians per model", "",
+    lines = ["### Training seeds: medians per model", "",
              f"The held-out loop was run with {len(seeds)} models trained on the same cells from seeds "
-             f"{', '.join(map(str, seeds))} (the first is the model of the per-marker tables below); the peers' "
-             "weights do not depend on the model and were fitted once, their imputed values are each model's "
-             "predictions. A difference between methods smaller than the spread over seeds is not a difference.", ""]
+             f"{', '.join(map(str, seeds))} (the first is the model of the per-marker tables below). The no-model "
+             "`baseline` does not depend on the model: it is the same on every seed's row. A difference between "
+             "methods smaller than the spread over seeds is not a difference. Supported: the coding gene detected "
+             "(count > 0) in ≥ 10% of the scRNA-seq cells.", ""]
     for name, d in record["datasets"].items():
         all_rows = runs(d)
         methods = [m for m in METHODS if any(m in r for r in d["rows"])]
-        lines += [f"{name}:", "", "| seed | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
-        med = {m: [_median(rows, m, d["test"]) for rows in all_rows] for m in methods}
-        for i, seed in enumerate(seeds[:len(all_rows)]):
-            lines.append(f"| {seed} | " + " | ".join(_fmt(med[m][i]) for m in methods) + " |")
-        lines.append("| **mean ± SD** | " + " | ".join(_mean_sd(med[m]) for m in methods) + " |")
-        for other in ("shared", "maxfuse"):
+        lines += [f"{name}:", "", "| seed | markers | " + " | ".join(methods) + " |",
+                  "|---|---|" + "---|" * len(methods)]
+        for part in ("validation", "test"):
+            med = {m: [_median(rows, m, d[part]) for rows in all_rows] for m in methods}
+            for i, seed in enumerate(seeds[:len(all_rows)]):
+                lines.append(f"| {seed} | {part} | " + " | ".join(_fmt(med[m][i]) for m in methods) + " |")
+            lines.append(f"| **mean ± SD [95% CI]** | {part} | " + " | ".join(_mean_sd(med[m], ci=True)
+                                                                           for m in methods) + " |")
+            for label, keep in (("supported", True), ("unsupported", False)):
+                names = [r["marker"] for r in d["rows"] if r["marker"] in d[part] and r.get("supported") == keep]
+                vals = {m: [_median(rows, m, names) for rows in all_rows] for m in methods}
+                lines.append(f"| mean, {label} ({len(names)}) | {part} | "
+                             + " | ".join(_mean_sd(vals[m]) for m in methods) + " |")
+        lines.append("")
+        for part in ("validation", "test"):
+            diffs = [_median(rows, "model", d[part]) - _median(rows, "baseline", d[part]) for rows in all_rows
+                     if any("baseline" in r for r in rows)]
+            if diffs:
+                se = np.std(diffs, ddof=1) / np.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+                lines.append(f"{part} markers: model minus baseline per seed {', '.join(f'{x:+.3f}' for x in diffs)}"
+                             f" (mean {np.mean(diffs):+.3f} ± {se:.3f} standard error).")
+        for other in ("baseline", "shared", "maxfuse"):
             pairs = [(r["model"]["pearson"], r[other]["pearson"]) for rows in all_rows for r in rows
                      if r["marker"] in d["test"] and other in r and "model" in r]
             if pairs:
@@ -243,11 +304,18 @@ def _seeds_section(record: dict) -> list[str]:
     return lines
 
 
-def _mean_sd(values) -> str:
+def _mean_sd(values, ci: bool = False) -> str:
+    """Mean ± SD over seeds and, with ci, the 95% t-interval of the mean."""
+    from scipy import stats
+
     v = [x for x in values if x is not None and np.isfinite(x)]
     if not v:
         return "–"
-    return f"{np.mean(v):.3f} ± {np.std(v, ddof=1):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
+    if len(v) == 1:
+        return f"{v[0]:.3f}"
+    mean, sd = np.mean(v), np.std(v, ddof=1)
+    half = stats.t.ppf(0.975, len(v) - 1) * sd / np.sqrt(len(v))
+    return f"{mean:.3f} ± {sd:.3f}" + (f" [{mean - half:.3f}, {mean + half:.3f}]" if ci else "")
 
 
 def _labels_section(record: dict) -> list[str]:
@@ -264,8 +332,16 @@ def _labels_section(record: dict) -> list[str]:
         if not lab:
             continue
         lines += [f"{name}: {lab['n_cells']} imaged immune cells ({lab['own']}); RNA classes {lab['rna']}.", "",
-                  "| method | agreement |", "|---|---|"]
-        lines += [f"| {k} | {v:.3f} |" for k, v in lab["agreement"].items()] + [""]
+                  "| method | accuracy | balanced accuracy | macro-F1 |", "|---|---|---|---|"]
+        scores = lab.get("scores", {})
+        for k in [*lab["agreement"], *(c for c in scores if c not in lab["agreement"])]:
+            sc = scores.get(k, {"accuracy": lab["agreement"].get(k)})
+            lines.append(f"| {k} | " + " | ".join(_fmt(sc.get(c)) for c in ("accuracy", "balanced_accuracy",
+                                                                               "macro_f1")) + " |")
+        lines += ["", "Controls without mapping: `majority class` (every cell given the commonest class among the "
+                  "imaged immune cells) and `random assignment` (every cell given the class of a random scRNA-seq "
+                  "cell, seeded). Peers whose full-panel matching was fitted in an earlier run carry their stored "
+                  "accuracy only (their balanced accuracy and macro-F1 need a refit, hours).", ""]
     return lines
 
 

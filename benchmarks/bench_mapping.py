@@ -41,7 +41,14 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse, stats
 
-from _mapping_tables import grid_key, kernel_timings, label_agreement, rna_coarse_labels, runs, write_readme  # noqa: E402
+from _mapping_tables import (  # noqa: E402
+    grid_key,
+    kernel_timings,
+    label_agreement,
+    rna_coarse_labels,
+    runs,
+    write_readme,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -50,6 +57,7 @@ PEERS = ROOT / "benchmarks" / ".venv-peers" / "bin" / "python"
 SPATIAL = {"codex": "spatial/codex_crc_schurch2020_reg009.csv", "cycif": "spatial/cycif_scimap_example.csv"}
 GRID = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)   # fuse weights tried (0: the shared control; 1: the joint space alone),
 #                                        each with the encoder adapted to the panel and without (aligned input only)
+SUPPORTED = 0.1                          # a marker is supported when its coding gene is detected in >= 10% of cells
 FULL_PANEL = "__full_panel__"            # the peer runners' name for "no marker hidden"
 # peer registry: name -> (runner in benchmarks/peers/, cache sub-folder of --peer-cache/<panel>, extra arguments).
 # A runner reads the .npz of maxfuse_inputs and writes OUTDIR/<i>.npz per held-out marker: 'rna', 'cell' and either
@@ -81,6 +89,8 @@ def score(w: sparse.csr_matrix, values: np.ndarray, truth: np.ndarray) -> dict:
     got = np.asarray(w @ values).ravel()
     empty = np.asarray(w.sum(1)).ravel() == 0
     got[empty] = values.mean()  # an unmatched imaged cell gets the scRNA-seq mean
+    if np.ptp(got) == 0:   # a constant imputation (e.g. a coding gene never detected) carries no information
+        return {"pearson": 0.0, "spearman": 0.0, "unmatched": int(empty.sum()), "constant": True}
     return {"pearson": float(stats.pearsonr(got, truth)[0]), "spearman": float(stats.spearmanr(got, truth)[0]),
             "unmatched": int(empty.sum())}
 
@@ -103,11 +113,15 @@ def mapping_weights(model, spatial, hidden, remb, pred, args, rng) -> tuple[dict
     tau, k, th = args.tau, args.k, args.threads
     x, mu = panel_vectors(masked, markers, rna_panel)
     grid = {}
-    for epochs in (args.adapt_epochs, 0):  # adapted to the panel, aligned input only
-        joint = mapping_space(model, masked, remb, rna_panel, markers, adapt_epochs=epochs, seed=args.seed).joint
+    for epochs in dict.fromkeys((args.adapt_epochs, 0)):  # adapted to the panel (unless 0), aligned input only
+        # weight 1: the joint view is in the score, so the encoder is adapted when epochs > 0 (at map's default
+        # weight 0 mapping_space skips the adaptation); the grid then weighs the joint view itself
+        joint = mapping_space(model, masked, remb, rna_panel, markers, weight=1.0, adapt_epochs=epochs,
+                              seed=args.seed).joint
         grid.update({grid_key(epochs > 0, a): topk_weights(*fuse(joint, remb, x, mu, a), k, tau, th) for a in GRID})
     # `map`'s defaults are one point of the grid (same seed, same code path: identical weights), not recomputed
-    w = {"model": grid[grid_key(ADAPT_EPOCHS > 0, FUSE_WEIGHT)], "shared": grid[grid_key(False, 0.0)],
+    default = grid_key(ADAPT_EPOCHS > 0 and FUSE_WEIGHT > 0, FUSE_WEIGHT)
+    w = {"model": grid[default], "shared": grid[grid_key(False, 0.0)],
          "joint": topk_weights(model.embed_protein(masked), remb, k, tau, th),
          "random": topk_weights(unit(rng.standard_normal((spatial.n_obs, remb.shape[1]))), remb, k, tau, th)}
     return w, grid
@@ -165,7 +179,33 @@ def run_maxfuse(model, rna, spatial, markers, order: list[str], cache: Path | No
     return run_peer("maxfuse", model, rna, spatial, markers, order, cache)
 
 
-def held_out(model, spatial, remb, pred, args) -> list[dict]:
+def coding_rna(model, rna, markers: list[str]) -> dict:
+    """Each marker's coding-gene RNA (log-normalised, NaN column without a coding gene in the RNA) and the share
+    of scRNA-seq cells in which a coding gene is detected (count > 0)."""
+    from scprospatial.spatial._fuse import coding_gene_rna
+
+    genes = {str(g): i for i, g in enumerate(rna.var_names)}
+    counts = sparse.csc_matrix(rna.layers["counts"])
+    detected = {}
+    for m in markers:
+        cols = [genes[g] for g in model.vocab.gene_links.get(m, []) if g in genes]
+        detected[m] = float((np.asarray(counts[:, cols].sum(1)).ravel() > 0).mean()) if cols else 0.0
+    return {"markers": list(markers), "values": coding_gene_rna(model, rna, markers), "detected": detected}
+
+
+def baseline_weights(spatial, hidden: str, link: dict, k: int) -> sparse.csr_matrix:
+    """The no-model baseline of issue 18 (_fuse.baseline_neighbours, equal weights) on the panel markers with a
+    coding gene in the RNA, `hidden` left out."""
+    from scprospatial.spatial._fuse import baseline_neighbours
+
+    use = [j for j, m in enumerate(link["markers"]) if m != hidden and np.isfinite(link["values"][:, j]).all()]
+    x = spatial.obsm["protein"][[link["markers"][j] for j in use]].to_numpy(np.float64)
+    idx = baseline_neighbours(x, link["values"][:, use], k)
+    return sparse.csr_matrix((np.full(idx.size, 1.0 / k), idx.ravel(), np.arange(0, idx.size + 1, k)),
+                             shape=(spatial.n_obs, len(link["values"])))
+
+
+def held_out(model, spatial, remb, pred, args, link: dict) -> list[dict]:
     measured = spatial.obsm["protein"]
     rng = np.random.default_rng(args.seed)
     rows = []
@@ -173,12 +213,17 @@ def held_out(model, spatial, remb, pred, args) -> list[dict]:
         truth, values = measured[m].to_numpy(np.float64), pred[m].to_numpy(np.float64)
         w, grid = mapping_weights(model, spatial, m, remb, pred, args, rng)
         scores = {key: score(g, values, truth) for key, g in grid.items()}
+        j = link["markers"].index(m)
+        base = ({"baseline": score(baseline_weights(spatial, m, link, args.k), link["values"][:, j], truth)}
+                if np.isfinite(link["values"][:, j]).all() else {})
         row = {"marker": m, "measured_in_training": m in model.vocab.measured,
-               **{key: score(wm, values, truth) for key, wm in w.items()},
+               "detected": link["detected"][m], "supported": link["detected"][m] >= SUPPORTED,
+               **{key: score(wm, values, truth) for key, wm in w.items()}, **base,
                "grid": {key: s["pearson"] for key, s in scores.items()},
                "grid_spearman": {key: s["spearman"] for key, s in scores.items()}}
         rows.append(row)
-        print(f"  {m}: " + ", ".join(f"{key} r={row[key]['pearson']:.3f}" for key in w), file=sys.stderr, flush=True)
+        print(f"  {m}: " + ", ".join(f"{key} r={row[key]['pearson']:.3f}" for key in [*w, *base]), file=sys.stderr,
+              flush=True)
     return rows
 
 
@@ -259,7 +304,7 @@ def rescore(args) -> dict:
     from scprospatial.spatial._mapping import _temperature
 
     record, model, rna = stored_model(args, "--rescore")
-    default = grid_key(ADAPT_EPOCHS > 0, FUSE_WEIGHT)
+    default = grid_key(ADAPT_EPOCHS > 0 and FUSE_WEIGHT > 0, FUSE_WEIGHT)
     for d in record["datasets"].values():
         for rep in d.get("replicates", []):  # the other seeds' models are not kept: the new default is a grid point
             for row in rep["rows"]:
@@ -302,6 +347,26 @@ def fit_peers(d: dict, model, rna, spatial, markers, pred, name: str, args) -> d
         print(f"{name}: {peer} {d[peer]}", file=sys.stderr, flush=True)
         out[peer] = res
     return out
+
+
+def keep_stored_peers(d: dict, name: str) -> None:
+    """The peers' columns of the stored results/mapping_<panel>.json (fitted in an earlier run; refits take hours)
+    copied into the new rows, per model position (main model, then each replicate) and marker, with their status
+    and label-transfer accuracy; the models of that run (and so the peers' imputed values) may differ."""
+    path = RESULTS / f"mapping_{name}.json"
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text())
+    for new_rows, old_rows in zip(runs(d), runs(old)):
+        stored = {r["marker"]: r for r in old_rows}
+        for row in new_rows:
+            row.update({p: stored[row["marker"]][p] for p in PEER_RUNNERS if p in stored.get(row["marker"], {})})
+    for p in PEER_RUNNERS:
+        if p in old and isinstance(old[p], str) and "error" not in old[p]:
+            d[p] = old[p] if "stored from" in old[p] else f"{old[p]}, stored from the run of model {old['model_id']}"
+    if d.get("labels") and old.get("labels"):
+        d["labels"]["agreement"].update({p: v for p, v in old["labels"]["agreement"].items() if p in PEER_RUNNERS})
+    d["peers_kept_from"] = old.get("peers_kept_from", old.get("model_id"))
 
 
 def join_panels(record: dict) -> None:
@@ -374,7 +439,7 @@ def replicate_seeds(args) -> list[int]:
     return [args.seed + i for i in range(1, args.replicates + 1)]
 
 
-def replicate(seed_model: tuple, rna, spatial, markers, peers: dict, args) -> dict:
+def replicate(seed_model: tuple, rna, spatial, markers, peers: dict, args, link: dict) -> dict:
     """The held-out loop again with a model trained from another seed (same data, same configuration): how much
     of a difference between methods survives retraining. The peers' weights do not depend on the model and are
     reused; only the imputed values (each model's predictions) change."""
@@ -384,7 +449,7 @@ def replicate(seed_model: tuple, rna, spatial, markers, peers: dict, args) -> di
     rargs = argparse.Namespace(**{**vars(args), "seed": seed, "tau": _temperature(model, None)})
     remb = np.ascontiguousarray(model.embed_rna(rna))
     pred = model.predict(rna, proteins=markers).obsm["protein_predicted"]
-    rows = held_out(model, spatial, remb, pred, rargs)
+    rows = held_out(model, spatial, remb, pred, rargs, link)
     add_peer_columns(rows, spatial, pred, peers)
     return {"seed": seed, "model_id": model.meta.get("model_id"), "tau": rargs.tau, "rows": rows}
 
@@ -422,7 +487,14 @@ def run(args) -> dict:
               "model_id": model.meta.get("model_id"), "train_s": round(train_s, 1), "seed": args.seed,
               "datasets": {}}
     remb = np.ascontiguousarray(model.embed_rna(rna))
-    replicas = [(seed, train_model(args.epochs, seed)) for seed in replicate_seeds(args)]
+    if args.replicate_models:
+        if len(args.replicate_models) != args.replicates:
+            sys.exit(f"--replicate-models needs {args.replicates} checkpoints (--replicates), got "
+                     f"{len(args.replicate_models)}")
+        replicas = [(seed, ScProSpatial.load(path, device="cpu"))
+                    for seed, path in zip(replicate_seeds(args), args.replicate_models)]
+    else:
+        replicas = [(seed, train_model(args.epochs, seed)) for seed in replicate_seeds(args)]
     record["replicate_seeds"] = replicate_seeds(args)
     RESULTS.mkdir(parents=True, exist_ok=True)
     for name in args.datasets:
@@ -432,13 +504,16 @@ def run(args) -> dict:
         pred = model.predict(rna, proteins=markers).obsm["protein_predicted"]
         val, test = split_markers(markers, args.seed)
         t = time.perf_counter()
-        rows = held_out(model, spatial, remb, pred, args)
+        link = coding_rna(model, rna, markers)
+        rows = held_out(model, spatial, remb, pred, args, link)
         seconds = round(time.perf_counter() - t, 1)
         d = {"n_cells": int(spatial.n_obs), "n_markers": int(spatial.n_vars), "rows": rows, "validation": val,
              "test": test, "seconds": seconds, "model_id": record["model_id"]}
         peers = fit_peers(d, model, rna, spatial, markers, pred, name, args)
         d["labels"] = label_transfer(model, rna, spatial, remb, pred, peers, args)
-        d["replicates"] = [replicate(rep, rna, spatial, markers, peers, args) for rep in replicas]
+        d["replicates"] = [replicate(rep, rna, spatial, markers, peers, args, link) for rep in replicas]
+        if args.keep_peers:
+            keep_stored_peers(d, name)
         record["datasets"][name] = d
         (RESULTS / f"mapping_{name}.json").write_text(json.dumps(record["datasets"][name], indent=2) + "\n")
     join_panels(record)
@@ -465,6 +540,10 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--replicates", type=int, default=2, help="models trained from further seeds (seed+1, ...), "
                    "each run through the held-out loop (peers reused): the spread of every method over training")
+    p.add_argument("--replicate-models", nargs="+", default=None, help="checkpoints of the replicates' models "
+                   "(seed+1, ...; saved with --save-model) instead of training them")
+    p.add_argument("--keep-peers", action="store_true", help="with --no-peers: copy the peers' columns of the "
+                   "stored results/mapping_<panel>.json into this run (their models may differ; said in the README)")
     p.add_argument("--datasets", nargs="+", choices=list(SPATIAL), default=list(SPATIAL),
                    help="panels to run (others are read from results/mapping_<panel>.json of an earlier run)")
     p.add_argument("--no-peers", action="store_true", help="do not run the peers")

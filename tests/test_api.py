@@ -157,7 +157,11 @@ def test_map_then_spatial_statistics(model, malt, shared_data, tmp_path):
     result = scp.tl.map_cells(model, rna, spatial, k=5, adapt_epochs=0, copy=True)
     assert K.PROTEIN_PREDICTED not in spatial.obsm and K.MAPPED_LOCATION not in rna.obsm  # copies only
     sp_out, rna_out = result
-    assert sp_out.obsm[K.PROTEIN_PREDICTED].shape == (spatial.n_obs, len(model.vocab.measured))
+    panel = [p for p in spatial.obsm[K.PROTEIN].columns
+             if p in model.vocab.gene_links and p not in model.vocab.measured]
+    # by default the training panel plus every imaged marker the model predicts
+    assert list(sp_out.obsm[K.PROTEIN_PREDICTED].columns)[:len(model.vocab.measured)] == model.vocab.measured
+    assert sp_out.obsm[K.PROTEIN_PREDICTED].shape == (spatial.n_obs, len(model.vocab.measured) + len(panel))
     assert sp_out.obsm[K.PROTEIN_PREDICTED_SD].shape == sp_out.obsm[K.PROTEIN_PREDICTED].shape
     assert rna_out.obsm[K.MAPPED_LOCATION].shape == (rna.n_obs, 2) and K.MAPPING_CONFIDENCE in sp_out.obs
     assert scp.tl.spatial_neighbors(sp_out, n_neighs=6) is None

@@ -198,8 +198,9 @@ def test_seeds_section_reports_each_seeds_test_median_and_paired_counts():
     seed1 = _rows(zero, dict(A=0.0, B=0.0, C=0.1, D=0.1), dict(A=0, B=0, C=0.3, D=0.3))
     d = {"rows": seed0, "replicates": [{"seed": 7, "rows": seed1}], "validation": ["A", "B"], "test": ["C", "D"]}
     text = "\n".join(_seeds_section({"seed": 0, "replicate_seeds": [7], "datasets": {"toy": d}}))
-    assert "| 0 | 0.200 | 0.200 |" in text and "| 7 | 0.100 | 0.300 |" in text
-    assert "0.150 ± 0.071" in text
+    assert "| 0 | test | 0.200 | 0.200 |" in text and "| 7 | test | 0.100 | 0.300 |" in text
+    assert "| 0 | validation | 0.900 | 0.000 |" in text
+    assert "0.150 ± 0.071 [-0.485, 0.785]" in text   # mean ± SD [95% t-interval over the 2 seeds]
     assert "model above shared on 1 of 4 (test marker, seed) pairs." in text
     assert _seeds_section({"datasets": {"toy": {**d, "replicates": []}}}) == []
 
@@ -220,3 +221,26 @@ def test_selection_note_reports_the_defaults_gap_with_its_standard_error():
     assert "validation +0.000 ± 0.100" in note and "test +0.100 ± 0.000" in note and "n = 2" in note
     record["selection"]["selected"] = "adapted 0.4"
     assert _selection_note(record) == ""
+
+
+def test_label_scores_by_hand():
+    from _mapping_tables import label_scores
+
+    got = label_scores(np.array(["A", "A", "B", "B", "unassigned"]), np.array(["A", "B", "B", "B", "A"]))
+    # accuracy 3/5; recall A 1/2, B 2/3; F1 A 2*1/(2+2), B 2*2/(3+2) ('unassigned' is wrong, not a class)
+    assert got["accuracy"] == pytest.approx(0.6)
+    assert got["balanced_accuracy"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert got["macro_f1"] == pytest.approx((0.5 + 0.8) / 2)
+
+
+def test_no_model_baseline_finds_the_scrna_cell_with_the_same_profile():
+    """Imaged cells that are the scRNA-seq cells' coding-gene profiles, each marker on its own scale (z-scoring
+    removes it): each imaged cell's best-correlated scRNA-seq cell is its own."""
+    from scprospatial.spatial._fuse import baseline_neighbours
+
+    rng = np.random.default_rng(0)
+    coding = rng.gamma(2.0, 1.0, (40, 6))
+    perm = rng.permutation(40)
+    measured = coding[perm] * rng.uniform(0.5, 3, 6) + rng.normal(0, 5, 6)
+    idx = baseline_neighbours(measured, coding, 3)
+    assert idx.shape == (40, 3) and (idx[:, 0] == perm).all()

@@ -128,6 +128,25 @@ def test_prepare_spatial_layout():
     assert out.uns[K.UNS][K.NORMALISATION]["protein"]["cofactor"] > 5.0
 
 
+def test_an_already_transformed_panel_is_used_as_given():
+    """A table arcsinh-transformed and z-scored by its authors (negative values, small range) is not transformed
+    again, and the output says so; raw intensities, background-subtracted ones with a few negatives included,
+    still get arcsinh."""
+    raw = _raw_spatial(scale=1000.0)
+    x = np.arcsinh(raw.X / 150.0)
+    zscored = raw.copy()
+    zscored.X = ((x - x.mean(0)) / x.std(0)).astype(np.float32)
+    out = prepare(zscored, "spatial", dataset="breast")
+    np.testing.assert_array_equal(out.X, zscored.X)
+    np.testing.assert_array_equal(out.obsm[K.PROTEIN].to_numpy(), zscored.X)
+    entry = out.uns[K.UNS][K.NORMALISATION]["protein"]
+    assert entry["method"] == "none" and "already transformed" in entry["reason"]
+    subtracted = raw.copy()
+    subtracted.X = (raw.X - 200.0).astype(np.float32)   # background-subtracted intensities: negatives, large range
+    assert (subtracted.X < 0).any()
+    assert prepare(subtracted, "spatial", dataset="t").uns[K.UNS][K.NORMALISATION]["protein"]["method"] == "arcsinh"
+
+
 def test_prepare_quantile_option():
     out = prepare(_raw_spatial(), "spatial", dataset="t", imaging_method="quantile")
     assert out.uns[K.UNS][K.NORMALISATION]["protein"]["method"] == "quantile"

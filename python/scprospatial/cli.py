@@ -356,7 +356,8 @@ def _add_map(p):
                    help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--proteins", type=_csv_list, default=None,
-                   help="comma-separated proteins (default: training panel)")
+                   help="comma-separated proteins (default: training panel plus every imaged marker the model "
+                        "predicts)")
     g.add_argument("--all-proteins", action="store_true", help="every vocabulary protein linked to a model gene")
     p.add_argument("--backend", choices=("auto", "cpp", "cuda", "torch", "faiss-ivf", "faiss-flat"), default="auto",
                    help="top-k search: auto (approximate faiss-ivf for large maps, else exact), an exact kernel "

@@ -11,6 +11,9 @@ from .. import _constants as K
 
 COUNTS_LIKE_P99 = 1000.0  # panels whose typical marker 99th percentile stays below this are count-scale
 DEFAULT_COFACTOR = 5.0
+TRANSFORMED_P99 = 20.0    # a panel with negative values whose typical 99th percentile stays below this is already
+#                           transformed (arcsinh, log, z-scores); raw intensities, background-subtracted ones too,
+#                           reach hundreds
 
 
 def _record(adata: ad.AnnData, modality: str, entry: dict) -> None:
@@ -120,6 +123,21 @@ def choose_cofactor(x: np.ndarray) -> float:
     level = float(np.median(lows)) if lows else DEFAULT_COFACTOR
     digits = 1 - int(np.floor(np.log10(level))) if level > 0 else 0
     return max(DEFAULT_COFACTOR, float(round(level, digits)))
+
+
+def already_transformed(x: np.ndarray) -> bool:
+    """True when an imaging table is already on a transformed scale (TRANSFORMED_P99): negative values and a
+    median over markers of the 99th percentile of |value| at most TRANSFORMED_P99, as for tables arcsinh-transformed
+    and z-scored by their authors. arcsinh is not applied to such a table a second time."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.size == 0 or not (x < 0).any():
+        return False
+    return bool(np.nanmedian(np.nanpercentile(np.abs(x), 99, axis=0)) <= TRANSFORMED_P99)
+
+
+def as_given(adata: ad.AnnData, reason: str) -> None:
+    """Keep the imaging values as they are (X and obsm['protein']) and record why no transform was applied."""
+    _set_imaging(adata, _imaging_input(adata, None), None, {"method": "none", "reason": reason})
 
 
 def _imaging_input(adata: ad.AnnData, layer: str | None) -> np.ndarray:

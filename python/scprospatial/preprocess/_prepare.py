@@ -10,7 +10,7 @@ from .. import _constants as K
 from .._logging import logger
 from ..errors import InputError
 from ..vocab import get_vocabulary
-from ._normalize import arcsinh, clr, normalize_rna, quantile_scale
+from ._normalize import TRANSFORMED_P99, already_transformed, arcsinh, as_given, clr, normalize_rna, quantile_scale
 from ._validate import check_finite, check_not_empty, check_unique_cells, rna_counts_status
 
 
@@ -98,7 +98,12 @@ def _prepare_spatial(raw: ad.AnnData, path, method: str, cofactor) -> tuple[ad.A
                        uns={K.UNS: dict(raw.uns.get(K.UNS, {}))})
     adata.obsm[K.SPATIAL] = np.asarray(raw.obsm[K.SPATIAL], dtype=np.float64)
     adata.layers[K.RAW_LAYER] = adata.X.copy()
-    if method == "arcsinh":
+    if method == "arcsinh" and already_transformed(adata.X):
+        logger.warning("%s: marker values are already transformed (negative values, 99th percentiles <= %g): "
+                       "used as given, arcsinh not applied again", path, TRANSFORMED_P99)
+        as_given(adata, "input already transformed (negative values, 99th percentiles <= "
+                        f"{TRANSFORMED_P99:g}): used as given")
+    elif method == "arcsinh":
         arcsinh(adata, cofactor=cofactor)
     elif method == "quantile":
         quantile_scale(adata)

@@ -3,16 +3,19 @@
 Two views of how well an imaged cell i fits a scRNA-seq cell j, both cosines of unit vectors:
   joint   cos(e_i, e_j): protein-encoder embedding of the imaged cell's panel (the encoder first adapted to the
           panel, see _adapt.py) against the RNA encoder's embedding, in the CLIP-aligned joint space;
-  panel   corr(x_i, mu_j): the imaged cell's measured markers (z-scored over imaged cells) against the model's
-          prediction of the same markers from cell j's RNA (z-scored over scRNA-seq cells). The model predicts any
+  panel   cos(x_i, mu_j): the imaged cell's measured markers (z-scored over imaged cells) against the model's
+          prediction of the same markers from cell j's RNA (z-scored over scRNA-seq cells), not centred per cell
+          (centring, i.e. a Pearson correlation across markers, lost in issue 18's diagnosis). The model predicts any
           panel protein from RNA (measured in training or through its coding gene), so no feature has to be
           measured on both sides: the shared features are the model's own predictions.
-The fused score is  s_ij = a cos(e_i, e_j) + (1 - a) corr(x_i, mu_j), computed as one inner product of the
+The fused score is  s_ij = a cos(e_i, e_j) + (1 - a) cos(x_i, mu_j), computed as one inner product of the
 concatenations [sqrt(a) e, sqrt(1 - a) x] so the blocked top-k kernel searches it unchanged. With fewer than
 MIN_PANEL_MARKERS predictable markers in the panel the panel view is undefined and mapping uses the joint space
-alone (warned). `a` (FUSE_WEIGHT) and the adaptation were chosen on validation markers with one model; rerun with
-models of three training seeds, the validation markers put a = 0 (panel agreement alone) level with it (difference
--0.009 +- 0.013), the test markers favour it (+0.034 +- 0.023): benchmarks/README.md, mapping section.
+alone (warned). The default a (FUSE_WEIGHT) is 0: the mapping runs on the predicted panel alone and the encoder is
+not adapted. Issue 18's diagnosis (benchmarks/diag_mapping.py, validation markers of CODEX and CyCIF, models of
+three training seeds) found the joint space adds nothing: a = 0.4 minus a = 0 was -0.018 +- 0.023 (mean +- SE over
+6 panel x seed pairs), and adding it to the no-model baseline lowered it (-0.019 +- 0.016); the predicted panel
+with the cosine of z-scored profiles is what beats the baseline (benchmarks/README.md, mapping section).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from ..errors import InputError
 from ._adapt import ADAPT_EPOCHS, adapt_protein_encoder
 
 MAPPING_METHODS = ("fused", "joint")
-FUSE_WEIGHT = 0.4          # a: weight of the joint-space cosine (module docstring: how it was chosen)
+FUSE_WEIGHT = 0.0          # a: weight of the joint-space cosine (module docstring: how it was chosen)
 MIN_PANEL_MARKERS = 2      # a correlation across markers needs at least two
 
 
@@ -55,6 +58,35 @@ def panel_markers(model, spatial) -> list[str]:
     predictable = set(model.vocab.measured) | set(model.vocab.gene_links)
     vocab = set(model.vocab.proteins)
     return [p for p in spatial.obsm[K.PROTEIN].columns if p in predictable and p in vocab]
+
+
+def coding_gene_rna(model, rna, markers: list[str]) -> np.ndarray:
+    """Each marker's coding-gene RNA in `rna` (X: log-normalised), the mean over its coding genes
+    (n_rna x len(markers), float64); a NaN column where none of its coding genes is in the RNA."""
+    from scipy import sparse
+
+    genes = {str(g): i for i, g in enumerate(rna.var_names)}
+    x = sparse.csc_matrix(rna.X) if sparse.issparse(rna.X) else np.asarray(rna.X)
+    out = np.full((rna.n_obs, len(markers)), np.nan)
+    for j, m in enumerate(markers):
+        cols = [genes[g] for g in model.vocab.gene_links.get(m, []) if g in genes]
+        if cols:
+            out[:, j] = np.asarray(x[:, cols].mean(1), dtype=np.float64).ravel()
+    return out
+
+
+def baseline_neighbours(measured: np.ndarray, coding: np.ndarray, k: int) -> np.ndarray:
+    """The no-model baseline's neighbours (issue 18): each imaged cell's k scRNA-seq cells of highest Pearson
+    correlation between its markers (z-scored over the imaged cells) and their coding-gene RNA (z-scored over the
+    scRNA-seq cells), across the markers given (columns of both, same order). Returns (n_imaged, k) indices, ties
+    broken by index. Imputing a marker as the mean of its coding-gene RNA over them is the baseline."""
+    def rows(v):
+        v = zscore_columns(v)
+        v = v - v.mean(1, keepdims=True)
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+    sim = rows(measured) @ rows(coding).T
+    return np.argsort(-sim, axis=1, kind="stable")[:, :k]
 
 
 def predict_panel(model, rna, markers: list[str], batch_size: int = 4096, head_only: bool = False) -> np.ndarray:
@@ -101,11 +133,12 @@ def mapping_space(model, spatial, rna_joint: np.ndarray, rna_panel: np.ndarray |
         logger.warning("only %d imaged marker(s) the model can predict: the fused score needs %d, mapping on the "
                        "joint space alone", len(markers), MIN_PANEL_MARKERS)
     source = aligned_panel(spatial, markers, rna_panel) if use_panel else spatial
-    alone = "joint (adapted encoder)" if adapt_epochs > 0 else "joint"
+    adapt = adapt_epochs > 0 and (weight > 0 or not use_panel)   # at weight 0 the joint view is not in the score
+    alone = "joint (adapted encoder)" if adapt else "joint"
     info: dict = {"method": "fused" if use_panel else alone, "fuse_weight": weight if use_panel else 1.0,
                   "n_panel_markers": len(markers)}
     embedder = model
-    if adapt_epochs > 0:
+    if adapt:
         embedder, info["adaptation"] = adapt_protein_encoder(model, source, epochs=adapt_epochs, seed=seed)
     joint = embedder.embed_protein(source)
     if not use_panel:

@@ -262,9 +262,11 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
     Writes the mapping keys described in docs/anndata_layout.md onto both AnnData objects (in place unless copy=True,
     then returns (spatial, rna) copies). `rna_cell_type_key`: obs column of scRNA-seq labels (default
     'cell_type' when present); spatial labels come from uns['scprospatial']['cell_type_key'].
-    method: 'fused' (default: adapted joint space + predicted-vs-measured panel, weight `fuse_weight` on the
-    joint cosine) or 'joint' (the joint space of the unadapted encoder alone); adapt_epochs: epochs of the
-    encoder's self-supervised adaptation to the panel (0: none); seed: the adaptation's seed.
+    method: 'fused' (default: agreement of the measured panel with the model's prediction of it from each
+    cell's RNA, plus weight `fuse_weight` on the joint-space cosine of the adapted encoder; the default weight is
+    0, the predicted panel alone, see _fuse.py) or 'joint' (the joint space of the unadapted encoder alone);
+    adapt_epochs: epochs of the encoder's self-supervised adaptation to the panel (0: none; only used when the
+    joint space is in the score); seed: the adaptation's seed.
     key_added: obsm/uns key of the predicted proteins on both sides (SDs under key_added + '_sd'; default
     'protein_predicted'). `rna` may hold raw counts (see ScProSpatial.predict); `spatial` must be prepared
     (scprospatial.pp.read(..., kind='spatial')).
@@ -278,7 +280,9 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
     k, temperature
         Neighbours per imaged cell and the softmax temperature of their weights (default: the model's).
     proteins, all_proteins
-        Proteins to impute (as in `ScProSpatial.predict`).
+        Proteins to impute (as in `ScProSpatial.predict`); by default the training panel plus every marker of
+        the imaged panel the model can predict (measured in training or through its coding gene), so a marker
+        left out of the panel given to the mapping, or poorly stained, is imputed too.
     backend, threads, block_size
         Similarity search backend ('auto': approximate faiss-ivf for searches of at least
         ``spatial._ann.ANN_MIN_PAIRS`` pairs, else exact; see `make_search`), CPU threads and imaged
@@ -307,6 +311,8 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
     if spatial_key not in spatial.obsm:
         raise InputError(f"no coordinates: obsm[{spatial_key!r}] is missing from the spatial input")
     tau = _temperature(model, temperature)
+    if proteins is None and not all_proteins:   # the training panel and every imaged marker the model predicts
+        proteins = list(dict.fromkeys([*model.vocab.measured, *panel_markers(model, spatial)]))
     model.predict(rna, proteins=proteins, all_proteins=all_proteins, copy=False, key_added=key_added,
                   min_support=min_support)  # predict once per RNA cell
     markers = panel_markers(model, spatial) if method == "fused" else []
