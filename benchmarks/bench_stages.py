@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from _readme import merge_results, rebuild_section  # noqa: E402  (benchmarks/ is on sys.path when run)
+from _readme import merge_results, put_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 ROOT = Path(__file__).resolve().parents[1]
 MALT = ROOT / ".." / "shared" / "data" / "citeseq" / "malt_10k_train_1000cells.h5ad"
@@ -43,6 +43,19 @@ START, END = "<!-- bench_stages:start -->", "<!-- bench_stages:end -->"
 VARIANTS = {"all stages": ("pretrain", "align", "translate"), "no stage 1": ("align", "translate"),
             "no stage 2": ("pretrain", "translate")}
 TEST_FRACTION = 0.2
+NOTES = {  # what each setting measures (README)
+    "gene-link": "MALT, 20% of the cells held out; half of the 14-protein panel hidden from training (a seeded draw "
+                 "per seed) and predicted for the held-out cells through the gene link. The translator head never "
+                 "sees these proteins, so stage 1's contribution is the gene decoder's denoised RNA of the coding "
+                 "genes the encoder does not read (output-only).",
+    "few-shot": "MALT, 20% of the cells held out; of the other 800, the stated number keep their protein and the "
+                "rest enter training as RNA-only cells (protein hidden), which stage 1 uses and stages 2 and 3 "
+                "cannot. Pearson over the 14 panel proteins on the held-out cells.",
+    "simulated": "`scprospatial.simulate` (seeded by the seed): a 1,500-cell CITE-seq cohort in two batches, of which "
+                 "the stated number keep their protein (the rest RNA-only), and a 1,500-cell RNA-only query cohort in "
+                 "a third batch, both given to training; scored on the query against its held-back protein "
+                 "(CLR of the simulated counts). Truth known, batch effects present.",
+}
 
 
 def load_malt():
@@ -184,6 +197,38 @@ def run_few_shot(adata, panel_, seed, epochs, n_paired, query=None) -> list[dict
     return rows
 
 
+def run_sim(seed, epochs, n_paired, n_cells=1500, n_query=1500) -> list[dict]:
+    """Simulated atlas (truth known): a CITE-seq cohort of two batches of which `n_paired` cells keep their protein,
+    and an RNA-only query cohort in a third batch whose held-back protein is the truth."""
+    import tempfile
+
+    from scprospatial import _constants as K
+    from scprospatial.io import load
+    from scprospatial.preprocess import clr_transform
+    from scprospatial.simulate import simulate
+    from scprospatial.vocab import normalise_protein_name
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = simulate(tmp, n_cells=n_cells, n_query=n_query, n_spatial=100, seed=seed)
+        cite, query = load(paths["citeseq"], kind="citeseq"), load(paths["rna"], kind="rna")
+        counts = pd.read_csv(paths["query_protein"], index_col=0)
+    truth = pd.DataFrame(clr_transform(counts.to_numpy(float)), index=counts.index,
+                         columns=[normalise_protein_name(c).canonical for c in counts.columns])
+    truth = truth.loc[:, ~truth.columns.duplicated()].reindex(query.obs_names)
+    panel_ = [p for p in cite.obsm[K.PROTEIN].columns if p in truth.columns]
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.permutation(cite.n_obs)[:n_paired])
+    train = with_panel(cite, list(cite.obsm[K.PROTEIN].columns), paired_rows=pick)
+    setting = f"simulated atlas, {n_paired} paired + RNA-only cells and query cohort"
+    rows = []
+    for name, stages in VARIANTS.items():
+        model, secs, timing = train_variant([train, query], stages, seed=seed, epochs=epochs, extra=[])
+        rows.append({"setting": setting, "seed": seed, "method": name, "seconds": round(secs, 1), "stages": timing,
+                     "pearson": pearsons(truth, predicted(model, query, panel_))})
+        print(f"{setting} seed {seed} {name}: {secs:.0f} s", file=sys.stderr, flush=True)
+    return rows
+
+
 def _interval(values) -> str:
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
@@ -219,6 +264,8 @@ def section(results: list[dict], meta: dict) -> str:
     for setting, block in frame.groupby("setting", sort=False):
         seeds = sorted(block["seed"].unique())
         lines += [f"### {setting} ({len(seeds)} seeds: {', '.join(map(str, seeds))})", ""]
+        note = next((text for prefix, text in NOTES.items() if setting.startswith(prefix)), "")
+        lines += [note, ""] if note else []
         extra = "hidden proteins, via the gene link" if setting == "gene-link" else "panel"
         lines += [f"| method | Pearson ({extra}) | gain of all stages | FOSCTTM | seconds to train |",
                   "|---|---|---|---|---|"]
@@ -253,6 +300,17 @@ def _gene_link_detail(block: pd.DataFrame) -> list[str]:
     return out
 
 
+def write_section() -> None:
+    """The README section from every results file (benchmarks/results/stages*.json)."""
+    import json
+
+    files = sorted(OUT.parent.glob("stages*.json"))
+    if not files:
+        sys.exit(f"bench_stages: no results in {OUT.parent} (run the benchmark first)")
+    saved = [json.loads(f.read_text()) for f in files]
+    put_section(section([r for s in saved for r in s["results"]], saved[0]["meta"]), START, END)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--settings", default="gene-link,few-shot")
@@ -263,32 +321,38 @@ def main(argv=None) -> None:
                     help="few-shot: add the MALT query (1,100 RNA-only cells, development) as an RNA-only cohort")
     ap.add_argument("--epochs", type=int, default=None, help="epochs of every stage (default: the model's)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=OUT,
+                    help="results file (default benchmarks/results/stages.json); the README section reads every "
+                         "benchmarks/results/stages*.json, so runs in parallel write files of their own")
     ap.add_argument("--readme-only", action="store_true")
     args = ap.parse_args(argv)
     if args.readme_only:
-        rebuild_section(OUT, section, START, END)
+        write_section()
         return
     from scprospatial._settings import threads
 
     adata, panel_ = load_malt()
     query = load_query() if args.with_query else None
+    out = args.out
     command = "python benchmarks/bench_stages.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     settings = args.settings.split(",")
-    unknown = [s for s in settings if s not in ("gene-link", "few-shot")]
+    unknown = [s for s in settings if s not in ("gene-link", "few-shot", "sim")]
     if unknown:
-        sys.exit(f"bench_stages: unknown setting(s) {', '.join(unknown)} (choose from gene-link, few-shot)")
+        sys.exit(f"bench_stages: unknown setting(s) {', '.join(unknown)} (choose from gene-link, few-shot, sim)")
     with threads(args.threads):
         for seed in range(args.seed, args.seed + args.seeds):
             for setting in settings:
                 if setting == "gene-link":
                     rows = run_gene_link(adata, panel_, seed, args.epochs)
+                elif setting == "sim":
+                    rows = [r for n in map(int, args.n_paired.split(",")) for r in run_sim(seed, args.epochs, n)]
                 else:
                     rows = [r for n in map(int, args.n_paired.split(","))
                             for r in run_few_shot(adata, panel_, seed, args.epochs, n, query)]
                 for row in rows:  # saved as each seed finishes: an interrupted run keeps what it measured
                     row["command"] = command
-                merge_results(OUT, rows, lambda r: (r["setting"], r["seed"], r["method"]), command)
-    rebuild_section(OUT, section, START, END)
+                merge_results(out, rows, lambda r: (r["setting"], r["seed"], r["method"]), command)
+    write_section()
 
 
 if __name__ == "__main__":

@@ -71,3 +71,11 @@ def test_section_reports_t_interval_and_paired_gain():
     d = np.array([0.1, 0.0, 0.2])
     se = d.std(ddof=1) / np.sqrt(3)
     assert f"{d.mean():+.3f} ± {stats.t.ppf(0.975, 2) * se:.3f} (SE {se:.3f})" in text
+
+
+def test_simulated_atlas_scores_the_query_against_its_held_back_protein(one_torch_thread):
+    rows = B.run_sim(seed=0, epochs=1, n_paired=30, n_cells=150, n_query=60)
+    assert [r["method"] for r in rows] == list(B.VARIANTS)
+    for r in rows:
+        assert len(r["pearson"]) >= 5
+        assert np.isfinite(list(r["pearson"].values())).any()
