@@ -216,7 +216,9 @@ def run_sim(seed, epochs, n_paired, n_cells=1500, n_query=1500) -> list[dict]:
                          columns=[normalise_protein_name(c).canonical for c in counts.columns])
     truth = truth.loc[:, ~truth.columns.duplicated()].reindex(query.obs_names)
     panel_ = [p for p in cite.obsm[K.PROTEIN].columns if p in truth.columns]
-    rng = np.random.default_rng(seed)
+    # a stream of its own: default_rng(seed) is the model's, whose first permutation carves its validation cells
+    # (the same draw put every paired cell into the validation part)
+    rng = np.random.default_rng([seed, 1])
     pick = np.sort(rng.permutation(cite.n_obs)[:n_paired])
     train = with_panel(cite, list(cite.obsm[K.PROTEIN].columns), paired_rows=pick)
     setting = f"simulated atlas, {n_paired} paired + RNA-only cells and query cohort"

@@ -77,5 +77,6 @@ def test_simulated_atlas_scores_the_query_against_its_held_back_protein(one_torc
     rows = B.run_sim(seed=0, epochs=1, n_paired=30, n_cells=150, n_query=60)
     assert [r["method"] for r in rows] == list(B.VARIANTS)
     for r in rows:
+        assert all(t["epochs_run"] == 1 for t in r["stages"].values())  # no stage skipped for want of cells
         assert len(r["pearson"]) >= 5
         assert np.isfinite(list(r["pearson"].values())).any()
