@@ -252,6 +252,24 @@ def _paired_gain(frame: pd.DataFrame, col: str, name: str) -> str:
     return f"{d.mean():+.3f} ± {stats.t.ppf(0.975, len(d) - 1) * se:.3f} (SE {se:.3f})"
 
 
+def _verdict(block: pd.DataFrame) -> str:
+    """Per stage: does leaving it out cost more than twice the SE of the paired difference (PROTOCOL.md's rule)?"""
+    wide = block.pivot_table(index="seed", columns="method", values="mean_pearson")
+    parts = []
+    for stage, name in (("stage 1", "no stage 1"), ("stage 2", "no stage 2")):
+        if name not in wide or "all stages" not in wide:
+            continue
+        d = (wide["all stages"] - wide[name]).dropna().to_numpy()
+        if len(d) < 2:
+            continue
+        se = d.std(ddof=1) / np.sqrt(len(d))
+        word = ("helps" if d.mean() > 2 * se else "hurts" if d.mean() < -2 * se
+                else "no difference beyond noise")
+        parts.append(f"{stage}: {d.mean():+.3f} (SE {se:.3f}, n = {len(d)} seeds): **{word}**")
+    return ("Pearson gain of all stages over leaving a stage out (counted when beyond twice its SE, "
+            "benchmarks/PROTOCOL.md): " + "; ".join(parts) + ".") if parts else ""
+
+
 def section(results: list[dict], meta: dict) -> str:
     frame = pd.DataFrame(results)
     frame["mean_pearson"] = [np.nanmean(list(p.values())) for p in frame["pearson"]]
@@ -276,10 +294,31 @@ def section(results: list[dict], meta: dict) -> str:
             fos = _interval(rows["foscttm"]) if "foscttm" in rows and rows["foscttm"].notna().any() else "–"
             secs = f"{rows['seconds'].mean():.0f}" if "seconds" in rows and rows["seconds"].notna().any() else "–"
             lines.append(f"| {method} | {_interval(rows['mean_pearson'])} | {gain} | {fos} | {secs} |")
+        lines += ["", _verdict(block)]
         if setting == "gene-link":
-            lines += ["", *_gene_link_detail(block)]
+            lines += [*_gene_link_detail(block)]
         lines.append("")
+    lines += _cost(frame)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _cost(frame: pd.DataFrame) -> list[str]:
+    """Seconds, epochs run and best epoch of each stage in the all-stages models (their defaults unless --epochs)."""
+    rows = frame[(frame["method"] == "all stages")]
+    if "stages" not in rows or rows["stages"].isna().all():
+        return []
+    out = ["### What each stage costs (the all-stages models above)", "",
+           "| setting | stage | seconds (mean) | share of training | epochs run | best epoch |",
+           "|---|---|---|---|---|---|"]
+    for setting, block in rows.groupby("setting", sort=False):
+        timings = [t for t in block["stages"] if isinstance(t, dict)]
+        total = np.mean([sum(v["seconds"] for v in t.values()) for t in timings])
+        for stage in VARIANTS["all stages"]:
+            secs = np.mean([t[stage]["seconds"] for t in timings])
+            run = "/".join(str(t[stage]["epochs_run"]) for t in timings)
+            best = "/".join(str(t[stage]["best_epoch"]) for t in timings)
+            out.append(f"| {setting} | {stage} | {secs:.0f} | {secs / total:.0%} | {run} | {best} |")
+    return [*out, ""]
 
 
 def _gene_link_detail(block: pd.DataFrame) -> list[str]:
