@@ -30,7 +30,8 @@ from .errors import InputError
 def _common_parser() -> _Parser:
     p = _Parser(add_help=False)
     g = p.add_argument_group("common options")
-    g.add_argument("--seed", type=_seed, default=0, help="random seed; the same seed gives the same result (default 0)")
+    g.add_argument("--seed", type=_seed, default=0,
+                   help="random seed; the same seed and --threads give the same result (default 0)")
     g.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch and the C++ core (default: all cores)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",

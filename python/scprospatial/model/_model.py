@@ -159,7 +159,8 @@ class ScProSpatial:
         resume
             Continue the training state of this object (or of a loaded checkpoint) instead of starting anew.
         seed
-            Seed of the training/validation split, batches and dropout: the same seed gives the same model.
+            Seed of the training/validation split, batches and dropout: the same seed gives the same model
+            with the same number of CPU threads (other thread counts round sums differently).
         device
             'auto' (CUDA when torch sees a GPU), 'cpu' or 'cuda'.
         stop

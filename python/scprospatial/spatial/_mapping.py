@@ -1,9 +1,11 @@
 """Map scRNA-seq cells onto imaged cells through the model and impute their proteome.
 
-No shared features are needed: scRNA-seq cells are embedded by the RNA encoder, imaged cells by the
-protein encoder on whatever panel they measured (first adapted to that panel, self-supervised). The default
-score ("fused", see _fuse.py) adds to the joint-space cosine the correlation of the imaged cell's measured
-markers with the model's prediction of the same markers from each scRNA-seq cell's RNA. Each imaged cell
+No marker has to be measured on both sides, but the default score needs the markers' coding genes: the default
+("fused", see _fuse.py, joint-space weight 0) is the correlation of the imaged cell's measured markers with the
+model's prediction of the same markers from each scRNA-seq cell's RNA (the training panel from the translator head,
+other markers through their coding gene's RNA: a marker outside the training panel takes part only when its coding
+gene is in the model's gene vocabulary). A joint-space term (RNA encoder against the protein encoder adapted to the
+imaged panel, self-supervised) can be weighed in; on the development markers it added nothing. Each imaged cell
 takes its k best-scoring scRNA-seq cells (blocked top-k that never holds the full score matrix), weights
 them by softmax(score / temperature) and receives the weighted mixture of their predicted proteomes:
 
