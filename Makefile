@@ -95,6 +95,9 @@ bench-all: venv
 	$(PY) benchmarks/bench_mapping.py --threads 2 --peer-cache benchmarks/.peer-cache
 	$(PY) benchmarks/bench_knn.py
 	$(PY) benchmarks/bench_topk.py
+	$(PY) benchmarks/bench_ann.py --readme
+	$(PY) benchmarks/bench_write.py --readme
+	$(PY) benchmarks/bench_stages.py
 	$(PY) benchmarks/bench_gather.py
 	$(PY) benchmarks/bench_stats.py --repeats 3,3,2 --readme
 	$(PY) benchmarks/bench_speed.py

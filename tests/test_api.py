@@ -99,9 +99,18 @@ def malt(shared_data):
 @pytest.fixture(scope="module")
 def model(malt):
     train, _ = malt
-    m = scp.ScProSpatial.setup(train, TINY, seed=0)  # in-memory, obsm['protein_counts'] as a DataFrame
-    m.train(train, seed=0, device="cpu")
+    # scvi-tools face: the in-memory cohort (obsm['protein_counts'] as a DataFrame) registered once
+    m = scp.ScProSpatial.setup_anndata(train, TINY, seed=0)
+    m.train(seed=0, device="cpu")
     return m
+
+
+def test_train_without_data_needs_registered_cohorts(model, tmp_path):
+    assert model.registered is not None and len(model.registered) == 1 and model.meta.get("metrics")
+    loaded = scp.ScProSpatial.load(model.save(tmp_path / "m.pt"), device="cpu")
+    assert loaded.registered is None  # the checkpoint holds no data
+    with pytest.raises(InputError, match="no training data"):
+        loaded.train(device="cpu")
 
 
 def test_in_memory_inputs_are_prepared_into_new_objects(malt, shared_data):

@@ -68,6 +68,9 @@ class ScProSpatial:
         self.train_state: TrainState | None = None
         # further members of a seed ensemble (module, its metadata), beyond `module`; see _ensemble.py
         self.extra_members: list[tuple[ScProSpatialModule, dict]] = []
+        # the prepared training cohorts `setup` registered (scvi-tools style: `train()` needs no data again);
+        # never saved with the checkpoint
+        self.registered: list[ad.AnnData] | None = None
 
     @property
     def ensemble_size(self) -> int:
@@ -139,10 +142,31 @@ class ScProSpatial:
                 module.tie_protein_ids()
             meta["ppi"] = {"path": str(ppi), "genes_with_edges": n_linked}
             logger.info("PPI initialisation: %d of %d vocabulary genes have interactions", n_linked, len(vocab.genes))
-        return cls(module, vocab, config, datasets, meta)
+        model = cls(module, vocab, config, datasets, meta)
+        model.registered = adatas
+        return model
+
+    @classmethod
+    def setup_anndata(cls, adatas, config: ModelConfig | None = None, **kwargs) -> ScProSpatial:
+        """`setup` under the name scvi-tools users know: build the model on `adatas` and register them.
+
+        Parameters
+        ----------
+        adatas
+            The training cohorts, as `setup` takes them.
+        config
+            Model configuration (default `ModelConfig()`).
+        **kwargs
+            `gene_links`, `extra_proteins`, `ppi`, `seed`: as in `setup`.
+
+        Returns
+        -------
+        An untrained ScProSpatial whose `train()` (no arguments) trains on the registered cohorts.
+        """
+        return cls.setup(adatas, config, **kwargs)
 
     # ------------------------------------------------------------------ training
-    def train(self, adatas, *, stages: Sequence[str] = STAGES, outdir: str | os.PathLike | None = None,
+    def train(self, adatas=None, *, stages: Sequence[str] = STAGES, outdir: str | os.PathLike | None = None,
               resume: bool = False, seed: int = 0, device: str = "auto",
               stop: Callable[[TrainState], bool] | None = None) -> dict:
         """Train the model: the stages of `scprospatial train` (pretrain, align, translate), seeded.
@@ -151,6 +175,7 @@ class ScProSpatial:
         ----------
         adatas
             The cohorts given to `setup` (in-memory objects are prepared the same way; the inputs are not modified).
+            None (default): the cohorts `setup` registered, prepared once.
         stages
             Stages to run, in order (default all three).
         outdir
@@ -173,6 +198,11 @@ class ScProSpatial:
             losses, ``validation_pearson`` per measured protein, the SD calibration and the gene-link fit, all on
             validation cells held out of the training cells. Empty when `stop` interrupted the training.
         """
+        if adatas is None:
+            if self.registered is None:
+                raise InputError("no training data: give the cohorts to train(), or build the model with "
+                                 "ScProSpatial.setup(adatas) first (a loaded checkpoint holds no data)")
+            adatas = self.registered
         adatas, stages = _prepared(adatas), check_stages(stages)
         self.to(resolve_device(device))
         pool = build_pool(adatas, self.vocab, self.datasets)
