@@ -1,6 +1,7 @@
 """The benchmarks/README.md section of bench_scale.py, built from benchmarks/results/scale.json alone."""
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -113,6 +114,27 @@ def runner_lines(by: dict) -> list[str]:
     return lines
 
 
+SAMPLE_STEPS = ("prepare_spatial", "spatial_graph", "map_full", "spatial_stats")  # one task per imaged sample
+QUERY_STEPS = ("prepare_rna", "impute_300")                                      # once per query
+
+
+def cluster_lines(by: dict, n: int = 10**6, samples: int = 10) -> list[str]:
+    """10^7 imaged cells as `samples` slides of n cells through the pipeline's per-sample fan-out
+    (subworkflows/local/spatial_mapping: graph, map and statistics are one task per imaged sample)."""
+    if not all(n in by.get(s, {}) for s in SAMPLE_STEPS + QUERY_STEPS):
+        return []
+    query = sum(by[s][n]["seconds"] for s in QUERY_STEPS)
+    per = sum(by[s][n]["seconds"] for s in SAMPLE_STEPS)
+    peak = max(by[s][n]["peak_rss_mb"] for s in SAMPLE_STEPS + QUERY_STEPS)
+    return ["", f"**10^{round(math.log10(samples * n))} imaged cells through the pipeline**, projected from the "
+            f"10^{round(math.log10(n))} runs above: "
+            f"{samples} imaged samples of {n:,} cells, each mapped onto one {n:,}-cell query (the pipeline runs "
+            "graph, map and statistics as one task per imaged sample; the query is prepared and imputed once). "
+            f"On one machine like this, one task at a time: {_seconds(query + samples * per)}; on a cluster with "
+            f"{samples} such nodes: {_seconds(query + per)} wall (the query's steps, then one sample's), "
+            f"{_gb(peak)} peak per task. Neither counts scheduling, file staging or training."]
+
+
 def profile_lines(profiles: dict) -> list[str]:
     if not profiles:
         return []
@@ -177,7 +199,7 @@ def write_readme(results: dict, readme: Path | None = None) -> None:
              "the two largest sizes, from CPU time (power law when growing at least linearly, else fixed + linear "
              "part). Times were taken while other jobs shared the 2 cores (load average in `scale.json`): "
              "provisional.", ""]
-    lines += step_table(by, sizes, shown) + [""] + bar_lines(by) + runner_lines(by)
+    lines += step_table(by, sizes, shown) + [""] + bar_lines(by) + runner_lines(by) + cluster_lines(by)
     lines += profile_lines(results.get("impute_profile", {})) + gpu_lines(results.get("impute_profile", {}))
     notes = results.get("notes", [])
     if notes:
