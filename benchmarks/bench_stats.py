@@ -202,8 +202,7 @@ def _load_note(rows: list[dict]) -> str:
 
 def section(rows: list[dict], meta: dict) -> str:
     r0 = rows[0] if rows else {}
-    return "\n".join([
-        START,
+    return "\n".join([  # put_section adds the START/END markers
         "## Spatial statistics against squidpy (`bench_stats.py`)",
         "",
         f"Simulated cells (patchy cell types, {r0.get('types', 10)} types; {r0.get('features', 50)} spatially "
@@ -224,7 +223,6 @@ def section(rows: list[dict], meta: dict) -> str:
         markdown(rows),
         "",
         f"    {meta.get('command', '')}",
-        END,
     ])
 
 
