@@ -11,6 +11,10 @@ anndata (`write_h5ad` / `read_h5ad`), each run in a fresh subprocess (interleave
 alike); medians of --repeats runs. Nothing here changes the package: it measures what the change would gain.
 
     .venv/bin/python benchmarks/bench_write.py --shapes 1e4x300,1e4x3000,1e5x300 --repeats 3 --readme
+
+With --file H5AD: an existing AnnData (e.g. bench_scale's prepared 10^6-cell query, which `map` writes back as
+its scRNA-seq output) is read once and written with each compression of the package's choice (h5py gzip at
+level 4, its default; gzip at level 1, what `io.write_h5ad` uses; lzf; none), then read back.
 """
 from __future__ import annotations
 
@@ -52,7 +56,9 @@ def worker(layout: str, n: int, p: int, path: Path) -> dict:
         adata.obsm["protein_predicted"], adata.obsm["protein_predicted_sd"] = mean, sd
         adata.uns["protein_predicted"] = {"proteins": pd.DataFrame(index=pd.Index(names, name="protein"))}
     t0 = time.perf_counter()
-    adata.write_h5ad(path, compression=compression or None)
+    from scprospatial.io._write import GZIP_LEVEL
+
+    adata.write_h5ad(path, compression=compression or None, compression_opts=GZIP_LEVEL if compression else None)
     t1 = time.perf_counter()
     back = ad.read_h5ad(path)
     if layout == "array":  # what a user does to get named columns back
@@ -60,6 +66,31 @@ def worker(layout: str, n: int, p: int, path: Path) -> dict:
         pd.DataFrame(back.obsm["protein_predicted"], index=back.obs_names, columns=cols)
     t2 = time.perf_counter()
     return {"write_s": t1 - t0, "read_s": t2 - t1, "mb": path.stat().st_size / 1e6}
+
+
+FILE_CASES = (("gzip-4", "gzip", 4), ("gzip-1", "gzip", 1), ("lzf", "lzf", None), ("none", None, None))
+
+
+def file_cases(src: Path, repeats: int, tmp: str) -> list[dict]:
+    """Write and read back an existing AnnData with each compression of FILE_CASES, in this process."""
+    import anndata as ad
+
+    adata = ad.read_h5ad(src)
+    rows = []
+    for name, compression, level in FILE_CASES:
+        got = []
+        for _ in range(repeats):
+            path = Path(tmp) / f"{name}.h5ad"
+            t0 = time.perf_counter()
+            adata.write_h5ad(path, compression=compression, compression_opts=level)
+            t1 = time.perf_counter()
+            ad.read_h5ad(path)
+            got.append({"write_s": t1 - t0, "read_s": time.perf_counter() - t1, "mb": path.stat().st_size / 1e6})
+            path.unlink()
+            print(f"{src.name} {name}: {got[-1]}", file=sys.stderr, flush=True)
+        rows.append({"file": src.name, "n": adata.n_obs, "p": adata.n_vars, "layout": name, "runs": len(got),
+                     **{m: statistics.median(g[m] for g in got) for m in ("write_s", "read_s", "mb")}})
+    return rows
 
 
 def parse_shape(text: str) -> tuple[int, int]:
@@ -72,14 +103,16 @@ def readme_body(rows: list[dict], meta: dict) -> str:
              "obsm['protein_predicted'] and its SD as DataFrames (the documented layout: one HDF5 dataset per "
              "protein) against float32 arrays with the names in uns['protein_predicted']['proteins'] (a proposed "
              "key change, not made). Write and read back through anndata, fresh process per run, interleaved; "
-             "medians of the runs. `+gzip`: compressed as the package writes (`io.write_h5ad`), else uncompressed. "
+             "medians of the runs. `+gzip`: compressed as the package writes (`io.write_h5ad`, gzip level 1), else "
+             "uncompressed. Rows named after a file: that AnnData written whole with each compression (`--file`). "
              + meta.get("note", ""), "",
              "```", meta["command"], "```", "",
              "| cells x proteins | layout | write (s) | read (s) | file (MB) | runs |", "|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (r["n"], r["p"], r["layout"])):
-        lines.append(f"| {r['n']:,} x {r['p']:,} | {r['layout']} | {r['write_s']:.2f} | {r['read_s']:.2f} | "
+    for r in sorted(rows, key=lambda r: (r.get("file") or "", r["n"], r["p"], r["layout"])):
+        what = f"{r['file']}: " if r.get("file") else ""
+        lines.append(f"| {what}{r['n']:,} x {r['p']:,} | {r['layout']} | {r['write_s']:.2f} | {r['read_s']:.2f} | "
                      f"{r['mb']:.0f} | {r['runs']} |")
-    by = {(r["n"], r["p"], r["layout"]): r for r in rows}
+    by = {(r["n"], r["p"], r["layout"]): r for r in rows if not r.get("file")}
     base = "dataframe+gzip"  # what the package writes today
     gains = []
     for n, p in sorted({(n, p) for n, p, _ in by}):
@@ -101,6 +134,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--note", default="", help="a remark printed under the table (e.g. machine load)")
     ap.add_argument("--readme", action="store_true", help="rewrite the bench_write section of benchmarks/README.md")
+    ap.add_argument("--file", type=Path, default=None, help="time the compressions on this h5ad instead")
     ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -108,8 +142,10 @@ def main(argv=None) -> int:
         print(json.dumps(worker(layout, int(n), int(p), Path(path))))
         return 0
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for shape in args.shapes.split(","):
+    with tempfile.TemporaryDirectory(dir=args.file.parent if args.file else None) as tmp:
+        if args.file:
+            rows = file_cases(args.file, args.repeats, tmp)
+        for shape in [] if args.file else args.shapes.split(","):
             n, p = parse_shape(shape)
             runs: dict[str, list[dict]] = {layout: [] for layout in LAYOUTS}
             for rep in range(args.repeats):
@@ -124,7 +160,7 @@ def main(argv=None) -> int:
                 rows.append({"n": n, "p": p, "layout": layout, "runs": len(got),
                              **{m: statistics.median(g[m] for g in got) for m in ("write_s", "read_s", "mb")}})
     command = "python benchmarks/bench_write.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    merged, meta = merge_results(RESULTS, rows, lambda r: (r["n"], r["p"], r["layout"]), command)
+    merged, meta = merge_results(RESULTS, rows, lambda r: (r.get("file"), r["n"], r["p"], r["layout"]), command)
     meta["note"] = args.note
     if args.readme:
         put_section(readme_body(merged, meta), START, END)
