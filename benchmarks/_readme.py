@@ -44,3 +44,13 @@ def rebuild_section(out: Path, section, start: str, end: str) -> None:
 
     saved = json.loads(Path(out).read_text())
     put_section(section(saved["results"], saved["meta"]), start, end)
+
+
+def publish(out: Path, rows: list[dict], key, command: str, *, table, section, readme: bool, start: str,
+            end: str) -> None:
+    """The end of a benchmark run: merge `rows` into `out` (merge_results), print table(all rows) and, with
+    `readme`, rewrite the section (section(all rows, meta) -> body)."""
+    merged, meta = merge_results(out, rows, key, command)
+    print(table(merged))
+    if readme:
+        put_section(section(merged, meta), start, end)

@@ -143,16 +143,11 @@ def main(argv=None) -> int:
         rebuild_section(args.out, section, START, END)
         return 0
     rows = measure(args)
-    from _readme import merge_results
+    from _readme import publish
 
     command = "python benchmarks/bench_device.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    rows, meta = merge_results(Path(args.out), rows, lambda r: (r["backend"], r["device"], r["nq"], r["nr"]),
-                               command)
-    print(markdown(rows))
-    if args.readme:
-        from _readme import put_section
-
-        put_section(section(rows, meta), START, END)
+    publish(Path(args.out), rows, lambda r: (r["backend"], r["device"], r["nq"], r["nr"]), command,
+            table=markdown, section=section, readme=args.readme, start=START, end=END)
     return 0
 
 

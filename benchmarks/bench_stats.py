@@ -281,14 +281,10 @@ def main(argv=None) -> int:
         rows.append(row)
         print(markdown([row]), file=sys.stderr)
 
-    from _readme import merge_results
+    from _readme import publish
 
-    rows, meta = merge_results(out, rows, lambda r: (r["n"], r["perms"], r["k"], r["threads"]), command)
-    print(markdown(rows))
-    if args.readme:
-        from _readme import put_section
-
-        put_section(section(rows, meta), START, END)
+    publish(out, rows, lambda r: (r["n"], r["perms"], r["k"], r["threads"]), command, table=markdown,
+            section=section, readme=args.readme, start=START, end=END)
     return 0
 
 
