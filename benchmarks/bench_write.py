@@ -106,7 +106,7 @@ def readme_body(rows: list[dict], meta: dict) -> str:
              "medians of the runs. `+gzip`: compressed as the package writes (`io.write_h5ad`, gzip level 1), else "
              "uncompressed. Rows named after a file: that AnnData written whole with each compression (`--file`). "
              + meta.get("note", ""), "",
-             "```", meta["command"], "```", "",
+             "```", *dict.fromkeys(r.get("command", meta["command"]) for r in rows), "```", "",
              "| cells x proteins | layout | write (s) | read (s) | file (MB) | runs |", "|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r.get("file") or "", r["n"], r["p"], r["layout"])):
         what = f"{r['file']}: " if r.get("file") else ""
@@ -134,12 +134,17 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--note", default="", help="a remark printed under the table (e.g. machine load)")
     ap.add_argument("--readme", action="store_true", help="rewrite the bench_write section of benchmarks/README.md")
+    ap.add_argument("--readme-only", action="store_true", help="rewrite the section from the results file")
     ap.add_argument("--file", type=Path, default=None, help="time the compressions on this h5ad instead")
     ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         layout, n, p, path = args.worker
         print(json.dumps(worker(layout, int(n), int(p), Path(path))))
+        return 0
+    if args.readme_only:
+        saved = json.loads(RESULTS.read_text())
+        put_section(readme_body(saved["results"], saved["meta"]), START, END)
         return 0
     rows = []
     with tempfile.TemporaryDirectory(dir=args.file.parent if args.file else None) as tmp:
@@ -160,6 +165,8 @@ def main(argv=None) -> int:
                 rows.append({"n": n, "p": p, "layout": layout, "runs": len(got),
                              **{m: statistics.median(g[m] for g in got) for m in ("write_s", "read_s", "mb")}})
     command = "python benchmarks/bench_write.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    for r in rows:
+        r["command"] = command
     merged, meta = merge_results(RESULTS, rows, lambda r: (r.get("file"), r["n"], r["p"], r["layout"]), command)
     meta["note"] = args.note
     if args.readme:
