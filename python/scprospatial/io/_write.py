@@ -36,9 +36,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     remove_stale_temporaries(path.parent, recursive=False, name=path.name)
 
 
-# gzip at level 1: on a 10^6-cell query (1e6 x 3,000 sparse, with a counts layer) it writes 1.7x faster than
-# h5py's default level 4 (49 s vs 83 s) for a 17% larger file (1.37 vs 1.17 GB); uncompressed is 5 s but 5.1 GB
-# (benchmarks/bench_write.py --file). Any gzip level reads everywhere HDF5 does.
+# gzip at level 1: on a 10^6-cell query (1e6 x 3,000 sparse, with a counts layer) it writes 1.7-1.8x faster than
+# h5py's default level 4 (54 s vs 99 s in benchmarks/bench_write.py --file) for a 17% larger file (1.37 vs
+# 1.17 GB); uncompressed takes 8 s but 5.1 GB. Any gzip level reads everywhere HDF5 does.
 GZIP_LEVEL = 1
 
 
