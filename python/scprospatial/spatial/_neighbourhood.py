@@ -22,7 +22,8 @@ def connectivities(adata, *, connectivity_key: str = K.SPATIAL_CONNECTIVITIES) -
     if connectivity_key not in adata.obsp:
         raise MissingStepError(f"no spatial graph: obsp[{connectivity_key!r}] is missing (run spatial-graph)")
     a = sparse.csr_matrix(adata.obsp[connectivity_key], copy=True)
-    a.setdiag(0)
+    if a.diagonal().any():   # setdiag goes through COO and back: only when there is a self-loop to drop
+        a.setdiag(0)
     a.eliminate_zeros()
     a.data[:] = 1.0
     return a

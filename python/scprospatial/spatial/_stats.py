@@ -202,7 +202,7 @@ def protein_tables(adata, proteins=None) -> dict[str, pd.DataFrame]:
         frame = pd.DataFrame(adata.obsm[key])
         cols = list(frame.columns) if proteins is None else [p for p in proteins if p in frame.columns]
         if cols:
-            out[source] = frame[cols]
+            out[source] = frame if proteins is None else frame[cols]   # all of them: no copy
     if proteins is not None:
         found = set().union(*(f.columns for f in out.values())) if out else set()
         missing = [p for p in proteins if p not in found]
