@@ -42,7 +42,7 @@ def mapped(model, rna, spatial, marker: str, backend: str, k: int, seed: int):
     from scprospatial.spatial import map_cells
 
     sp, r = map_cells(model, rna, spatial, k=k, proteins=[marker], backend=backend, seed=seed, threads=2,
-                      copy=True)
+                      copy=True, impute="knn")   # the search's effect alone (the regression does not search)
     imputed = sp.obsm["protein_predicted"][marker].to_numpy(np.float64)
     return r.obsm["mapped_cells"].T.tocsr(), imputed, dict(sp.uns["protein_predicted"])
 

@@ -148,7 +148,7 @@ def stub_case():
 
 def test_map_cells_outputs_and_hand_checkable_values(stub_case):
     model, rna, sp, src, types = stub_case
-    map_cells(model, rna, sp, k=5, temperature=0.01, method="joint")
+    map_cells(model, rna, sp, k=5, temperature=0.01, method="joint", impute="knn")
     pred = sp.obsm[K.PROTEIN_PREDICTED]
     assert list(pred.columns) == ["CD3", "CD19"] and (pred.index == sp.obs_names).all()
     # Every imaged cell lands among its own type's scRNA-seq cells: its imputed CD3 is that type's level.
@@ -174,7 +174,7 @@ def test_rna_cells_get_a_location_distribution_its_spread_and_niche(stub_case):
     coords = sp.obsm[K.SPATIAL].copy()
     coords[types[src] == 3, 0] -= 100.0
     sp.obsm[K.SPATIAL] = coords
-    map_cells(model, rna, sp, k=5, temperature=0.01, method="joint")
+    map_cells(model, rna, sp, k=5, temperature=0.01, method="joint", impute="knn")
     dist = rna.obsm[K.MAPPED_CELLS]
     assert sparse.issparse(dist) and dist.shape == (rna.n_obs, sp.n_obs)
     chosen = rna.obs[MAPPING_WEIGHT].to_numpy() > 0
@@ -201,18 +201,18 @@ def test_niche_reads_the_inputs_spatial_graph_when_present(stub_case):
     # a graph that links every imaged cell to cell 0 only: every niche is cell 0's type
     n = sp.n_obs
     sp.obsp[K.SPATIAL_CONNECTIVITIES] = sparse.csr_matrix((np.ones(n), (np.arange(n), np.zeros(n, int))), shape=(n, n))
-    map_cells(model, rna, sp, k=5, temperature=0.01, method="joint")
+    map_cells(model, rna, sp, k=5, temperature=0.01, method="joint", impute="knn")
     chosen = rna.obs[MAPPING_WEIGHT].to_numpy() > 0
     np.testing.assert_allclose(rna.obsm[K.MAPPED_NICHE].loc[chosen, f"S{types[src][0]}"], 1.0)
     del sp.uns[K.UNS]["cell_type_key"], rna.obsm[K.MAPPED_NICHE]
-    map_cells(model, rna, sp, k=5, method="joint")
+    map_cells(model, rna, sp, k=5, method="joint", impute="knn")
     assert K.MAPPED_NICHE not in rna.obsm and K.MAPPED_CELLS in rna.obsm  # no labels: no niche
 
 
 def test_default_temperature_is_the_models_and_blocks_do_not_change_results(stub_case):
     model, rna, sp, _, _ = stub_case
-    a_sp, _ = map_cells(model, rna, sp, k=7, copy=True, method="joint")
-    b_sp, b_rna = map_cells(model, rna, sp, k=7, block_size=9, copy=True, backend="torch", method="joint")
+    a_sp, _ = map_cells(model, rna, sp, k=7, copy=True, method="joint", impute="knn")
+    b_sp, b_rna = map_cells(model, rna, sp, k=7, block_size=9, copy=True, backend="torch", method="joint", impute="knn")
     assert a_sp.uns[K.PROTEIN_PREDICTED]["temperature"] == pytest.approx(0.1)
     np.testing.assert_allclose(a_sp.obsm[K.PROTEIN_PREDICTED], b_sp.obsm[K.PROTEIN_PREDICTED], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(a_sp.obs[K.MAPPING_CONFIDENCE], b_sp.obs[K.MAPPING_CONFIDENCE], atol=1e-6)
@@ -222,10 +222,10 @@ def test_default_temperature_is_the_models_and_blocks_do_not_change_results(stub
 def test_missing_labels_skip_transfer_and_bad_key_is_an_error(stub_case):
     model, rna, sp, _, _ = stub_case
     del rna.obs["cell_type"]
-    map_cells(model, rna, sp, k=3, method="joint")
+    map_cells(model, rna, sp, k=3, method="joint", impute="knn")
     assert MAPPED_CELL_TYPE not in sp.obs and K.MAPPED_LOCATION in rna.obsm
     with pytest.raises(InputError, match="not an obs column"):
-        map_cells(model, rna, sp, k=3, rna_cell_type_key="nope", method="joint")
+        map_cells(model, rna, sp, k=3, rna_cell_type_key="nope", method="joint", impute="knn")
 
 
 def test_rna_output_path():
@@ -482,3 +482,69 @@ def test_default_map_against_the_no_model_baseline_on_a_generated_pair(monkeypat
         # the same information: no worse (here ahead, 0.755 vs 0.683: the cosine of z-scored profiles keeps each
         # cell's overall level, which the baseline's Pearson centring removes; issue 18's diagnosis, sim=cosz)
         assert baseline > 0.6 and default > baseline - 0.02, (default, baseline)
+
+
+def test_panel_regression_is_the_closed_form_ridge_with_its_residual_variance():
+    from scprospatial.spatial._regress import fit_panel_regression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 3.0, (500, 4))
+    y = np.column_stack([x @ [1.0, -2.0, 0.0, 0.5] + rng.normal(0, 1, 500), rng.normal(0, 1, 500)])
+    reg = fit_panel_regression(x.astype(np.float32), y.astype(np.float32), alpha=0.1)
+    xs = (x - x.mean(0)) / x.std(0)
+    want = np.linalg.solve(xs.T @ xs + 0.1 * 500 * np.eye(4), xs.T @ (y - y.mean(0)))
+    np.testing.assert_allclose(reg.coef, want, rtol=1e-4, atol=1e-6)
+    fitted = reg.predict(xs)
+    np.testing.assert_allclose(reg.resid_var, ((y - fitted) ** 2).mean(0), rtol=1e-3)
+    assert reg.resid_var[1] > 0.9 and reg.resid_var[0] < 0.3 * y[:, 0].var()   # noise stays, signal explained
+    # blocks of rows give the same fit as one block
+    from scprospatial.spatial import _regress
+
+    old, _regress.ROW_BLOCK = _regress.ROW_BLOCK, 7
+    try:
+        again = fit_panel_regression(x.astype(np.float32), y.astype(np.float32), alpha=0.1)
+    finally:
+        _regress.ROW_BLOCK = old
+    np.testing.assert_allclose(again.coef, reg.coef, rtol=1e-9)
+
+
+@pytest.mark.parametrize("model_knows_more", [True, False])
+def test_impute_methods_on_a_generated_pair(monkeypatch, model_knows_more):
+    """P0 hidden from the panel: the panel regression imputes it from the measured markers (the model's proteome
+    co-varies with the panel through the cell types); blend is the equal mixture of knn and regression, its SD the
+    mixture's; the method is recorded."""
+    from scprospatial.spatial import _mapping
+
+    model, rna, sp, markers = generated_pair(model_knows_more, seed=1)
+    monkeypatch.setattr(_mapping, "predict_panel", lambda m, r, names: m.pred[names].to_numpy(np.float32))
+    masked = sp.copy()
+    masked.obsm[K.PROTEIN] = sp.obsm[K.PROTEIN].drop(columns=["P0"])
+    got = {}
+    for how in ("knn", "regression", "blend"):
+        out, _ = map_cells(model, rna, masked, k=10, proteins=["P0"], copy=True, threads=1, impute=how)
+        assert out.uns[K.PROTEIN_PREDICTED]["impute"] == how
+        got[how] = (out.obsm[K.PROTEIN_PREDICTED]["P0"].to_numpy(np.float64),
+                    out.obsm[K.PROTEIN_PREDICTED_SD]["P0"].to_numpy(np.float64))
+    truth = sp.obsm[K.PROTEIN]["P0"].to_numpy()
+    r_reg = np.corrcoef(got["regression"][0], truth)[0, 1]
+    assert r_reg > 0.5, r_reg
+    (m1, s1), (m2, s2), (mb, sb) = got["knn"], got["regression"], got["blend"]
+    np.testing.assert_allclose(mb, (m1 + m2) / 2, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(sb ** 2, (s1 ** 2 + s2 ** 2) / 2 + ((m1 - m2) / 2) ** 2, rtol=1e-4)
+    assert (s2 > 0).all()
+    info = out.uns[K.PROTEIN_PREDICTED]["panel_regression"]
+    assert info["n_markers"] == 7 and "P0" not in info["markers"]
+
+
+def test_impute_needs_two_predictable_markers_and_a_known_method(monkeypatch, caplog):
+    from scprospatial.spatial import _mapping
+
+    model, rna, sp, _ = generated_pair(False)
+    monkeypatch.setattr(_mapping, "predict_panel", lambda m, r, names: m.pred[names].to_numpy(np.float32))
+    with pytest.raises(InputError, match="unknown impute method 'ridge'"):
+        map_cells(model, rna, sp, k=5, proteins=["P0"], copy=True, impute="ridge")
+    one = sp.copy()
+    one.obsm[K.PROTEIN] = sp.obsm[K.PROTEIN][["P1"]]
+    with caplog.at_level("WARNING", logger="scprospatial"):
+        out, _ = map_cells(model, rna, one, k=5, proteins=["P0"], copy=True, method="joint", impute="regression")
+    assert out.uns[K.PROTEIN_PREDICTED]["impute"] == "knn" and "imputing by 'knn'" in caplog.text

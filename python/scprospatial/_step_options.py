@@ -16,6 +16,7 @@ class StepOptions:
     graph_k: int = 10                  # neighbours per imaged cell of the knn graph
     graph_radius: float | None = None  # radius graph: the radius; knn/delaunay: pruning distance
     map_k: int = 10                    # scRNA-seq neighbours per imaged cell in map
+    map_impute: str = "knn"            # imaged cells' proteome in map: knn, regression or blend (spatial/_regress.py)
     n_perms: int = 1000                # permutations of the neighbourhood-enrichment test
 
     def as_dict(self) -> dict:
@@ -23,3 +24,4 @@ class StepOptions:
 
 
 DEFAULTS = StepOptions()
+MAP_IMPUTE_METHODS = ("knn", "regression", "blend")

@@ -21,6 +21,7 @@ from pathlib import Path
 from . import __version__
 from ._logging import configure, logger
 from ._step_options import DEFAULTS as STEP
+from ._step_options import MAP_IMPUTE_METHODS
 from .errors import InputError
 
 # ----------------------------------------------------------------------------------------------
@@ -218,7 +219,7 @@ def _map(args):
                      all_proteins=args.all_proteins, device=args.device, threads=args.threads,
                      backend=args.backend, seed=args.seed, min_support=args.min_support,
                      ivf=None if args.nprobe is None else {"nprobe": args.nprobe, "seed": args.seed},
-                     **_format_overrides(args))
+                     impute=args.impute, **_format_overrides(args))
     print(path)
     _write_spatialdata(args, path, _SD_TABLES["map"])
 
@@ -248,7 +249,7 @@ def _run(args):
     from .pipeline import run_samplesheet
 
     options = StepOptions(graph_method=args.graph_method, graph_k=args.graph_k, graph_radius=args.graph_radius,
-                          map_k=args.map_k, n_perms=args.n_perms)
+                          map_k=args.map_k, map_impute=args.map_impute, n_perms=args.n_perms)
     path = run_samplesheet(args.samplesheet, args.outdir, model=args.model, seed=args.seed, device=args.device,
                            threads=args.threads, epochs=args.epochs, force=args.force, evaluate=args.evaluate,
                            evaluate_split=args.evaluate_split, evaluate_seeds=args.evaluate_seeds, options=options)
@@ -365,6 +366,10 @@ def _add_map(p):
                         "(cpp, cuda, torch, faiss-flat) or faiss-ivf")
     p.add_argument("--nprobe", type=_count, default=None,
                    help="faiss-ivf: lists searched per imaged cell (more: closer to exact, slower; default 32)")
+    p.add_argument("--impute", choices=MAP_IMPUTE_METHODS, default=STEP.map_impute,
+                   help="imaged cells' proteome: knn (the mapped scRNA-seq cells' predictions), regression (ridge "
+                        "from the predicted panel, applied to the measured one) or blend (their equal mixture; "
+                        f"default {STEP.map_impute})")
     _add_min_support(p)
 
 
@@ -405,7 +410,8 @@ def _add_run(p):
                    help="held-out split of --evaluate (default random)")
     p.add_argument("--evaluate-seeds", type=_count, default=5, help="repeats of the random split (default 5)")
     g = p.add_argument_group("step options "
-                             "(as the pipeline's --graph_method, --graph_k, --graph_radius, --map_k, --n_perms)")
+                             "(as the pipeline's --graph_method, --graph_k, --graph_radius, --map_k, --map_impute, "
+                             "--n_perms)")
     g.add_argument("--graph-method", choices=("knn", "radius", "delaunay"), default=STEP.graph_method,
                    help=f"spatial graph of each imaged sample (default {STEP.graph_method})")
     g.add_argument("--graph-k", type=_count, default=STEP.graph_k,
@@ -414,6 +420,8 @@ def _add_run(p):
                    help="radius graph: the radius (or pruning)")
     g.add_argument("--map-k", type=_count, default=STEP.map_k,
                    help=f"scRNA-seq neighbours per imaged cell (default {STEP.map_k})")
+    g.add_argument("--map-impute", choices=MAP_IMPUTE_METHODS, default=STEP.map_impute,
+                   help=f"imaged cells' proteome in map, as map --impute (default {STEP.map_impute})")
     g.add_argument("--n-perms", type=_count, default=STEP.n_perms,
                    help=f"enrichment permutations (default {STEP.n_perms})")
 

@@ -135,9 +135,9 @@ def build_steps(samples: list[Sample], outdir: Path, *, model: str | Path | None
             out = outdir / LAYOUT["mapped"] / f"{s.id}__{r.id}.mapped.h5ad"
             steps.append(Step(f"map:{s.id}:{r.id}",
                               functools.partial(map_files, model_path, prepared[r.id], graph, out, k=o.map_k,
-                                                device=device, threads=threads, seed=seed),
+                                                impute=o.map_impute, device=device, threads=threads, seed=seed),
                               inputs=[model_path, prepared[r.id], graph], outputs=[out],
-                              params={"k": o.map_k, "seed": seed}))
+                              params={"k": o.map_k, "impute": o.map_impute, "seed": seed}))
         stats_inputs = [(st.name.split(":", 1)[1].replace(":", "__"), st.outputs[0])
                         for st in steps if st.name.startswith(f"map:{s.id}:")] or [(s.id, graph)]
         for name, src in stats_inputs:

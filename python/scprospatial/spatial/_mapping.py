@@ -45,10 +45,11 @@ from .._settings import scoped_threads
 from ..errors import InputError
 from ._adapt import ADAPT_EPOCHS
 from ._ann import FaissSearch, IVFParams, KernelSearch, choose_ann, ivf_params
-from ._fuse import FUSE_WEIGHT, mapping_space, panel_markers, predict_panel
+from ._fuse import FUSE_WEIGHT, MIN_PANEL_MARKERS, mapping_space, panel_markers, predict_panel, zscore_columns
 from ._gather import gather_mixture
 from ._kernels import _threads, knn_graph, resolve_backend
 from ._neighbourhood import cluster_codes, connectivities, neighbour_counts, spatial_cell_type_key
+from ._regress import DEFAULT_IMPUTE, IMPUTE_METHODS, blend, fit_panel_regression
 
 TOPK_BACKENDS = ("auto", "cpp", "cuda", "torch", "faiss-ivf", "faiss-flat")
 RNA_CELL_TYPE_KEY = "cell_type"           # default obs column of scRNA-seq cell types
@@ -258,7 +259,7 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
               spatial_key: str = K.SPATIAL, block_size: int = QUERY_BLOCK, method: str = "fused",
               fuse_weight: float = FUSE_WEIGHT, adapt_epochs: int = ADAPT_EPOCHS, seed: int = 0,
               copy: bool = False, key_added: str = K.PROTEIN_PREDICTED, min_support: str = "any",
-              ivf: IVFParams | dict | None = None):
+              ivf: IVFParams | dict | None = None, impute: str = DEFAULT_IMPUTE):
     """Map the scRNA-seq cells in `rna` onto the imaged cells in `spatial` and impute the imaged cells' proteome.
 
     Writes the mapping keys described in docs/anndata_layout.md onto both AnnData objects (in place unless copy=True,
@@ -303,6 +304,11 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
         Key of the predictions.
     min_support
         Keep only proteins with this support or better in `rna` (as in `ScProSpatial.predict`).
+    impute
+        How the imaged cells' proteome is imputed (see _regress.py): 'knn' (mixture of the mapped scRNA-seq
+        cells' predictions), 'regression' (ridge from the predicted panel to each protein, fitted on the
+        scRNA-seq cells, applied to the measured panel) or 'blend' (the two as an equal mixture); default 'knn'
+        (the development markers' choice, _regress.py).
 
     Returns
     -------
@@ -313,33 +319,40 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
     if spatial_key not in spatial.obsm:
         raise InputError(f"no coordinates: obsm[{spatial_key!r}] is missing from the spatial input")
     tau = _temperature(model, temperature)
+    if impute not in IMPUTE_METHODS:
+        raise InputError(f"unknown impute method {impute!r}; choose one of {', '.join(IMPUTE_METHODS)}")
+    markers = panel_markers(model, spatial)
     if proteins is None and not all_proteins:   # the training panel and every imaged marker the model predicts
-        proteins = list(dict.fromkeys([*model.vocab.measured, *panel_markers(model, spatial)]))
+        proteins = list(dict.fromkeys([*model.vocab.measured, *markers]))
     model.predict(rna, proteins=proteins, all_proteins=all_proteins, copy=False, key_added=key_added,
                   min_support=min_support)  # predict once per RNA cell
-    markers = panel_markers(model, spatial) if method == "fused" else []
-    space = mapping_space(model, spatial, rna.obsm[K.EMBEDDING], predict_panel(model, rna, markers), markers,
+    # the model's prediction of the panel: the fused score's and the panel regression's predictors
+    rna_panel = predict_panel(model, rna, markers) if method == "fused" or impute != "knn" else None
+    space = mapping_space(model, spatial, rna.obsm[K.EMBEDDING], rna_panel, markers if method == "fused" else [],
                           method=method, weight=fuse_weight, adapt_epochs=adapt_epochs, seed=seed)
-    query, ref = space.query, space.ref
     mean = np.ascontiguousarray(rna.obsm[key_added].to_numpy(np.float32))
     sd = np.ascontiguousarray(rna.obsm[key_added + K.SD_SUFFIX].to_numpy(np.float32))
     names = list(rna.obsm[key_added].columns)
+    regression = _PanelImputer.build(impute, spatial, markers, rna_panel, mean, sd, threads)
     n = spatial.n_obs
     out_mean, out_sd = np.empty((n, len(names)), np.float32), np.empty((n, len(names)), np.float32)
     confidence = np.empty(n, np.float32)
     blocks = []
-    search = _block_search(query, ref, mean, sd, k=k, temperature=tau, backend=backend, threads=threads,
-                           device=model.device, ivf=IVFParams(seed=seed) if ivf is None else ivf)
+    search = _block_search(space.query, space.ref, mean, sd, k=k, temperature=tau, backend=backend,
+                           threads=threads, device=model.device, ivf=IVFParams(seed=seed) if ivf is None else ivf)
     starts = range(0, n, block_size)
     for q0 in progress(starts, desc="map", total=len(starts), unit="block"):
         rows = slice(q0, min(q0 + block_size, n))
         idx, w, sim = search(rows, out_mean[rows], out_sd[rows])
+        if regression is not None:
+            regression(rows, idx, w, out_mean[rows], out_sd[rows])
         confidence[rows] = (w * sim).sum(axis=1)
         blocks.append(weights_matrix(idx, w, rna.n_obs))
     weights = sparse.vstack(blocks, format="csr") if blocks else sparse.csr_matrix((0, rna.n_obs))
     _write_spatial(spatial, names, out_mean, out_sd, confidence, space.joint, rna.uns[key_added], key_added,
                    {**search.info, "gather_backend": search.gather_backend, "k": int(k), "temperature": tau,
-                    "n_rna_cells": int(rna.n_obs), **space.info})
+                    "n_rna_cells": int(rna.n_obs), **space.info,
+                    **(regression.info if regression is not None else {"impute": "knn"})})
     distribution = _write_rna(rna, weights, np.asarray(spatial.obsm[spatial_key], dtype=np.float64))
     _transfer_labels(rna, spatial, weights, rna_cell_type_key)
     _mapped_niche(rna, spatial, distribution, spatial_key, threads)
@@ -347,6 +360,44 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
                 "confidence %.3f", n, rna.n_obs, space.info["method"], k, search.info["backend"], tau,
                 float(np.median(confidence)) if n else float("nan"))
     return (spatial, rna) if copy else None
+
+
+class _PanelImputer:
+    """The panel regression of _regress.py applied block by block after the top-k search: writes the
+    'regression' or 'blend' imputation over the block's kNN mixture (out_mean, out_sd)."""
+
+    def __init__(self, impute: str, panel_z: np.ndarray, reg, sd: np.ndarray, threads: int | None, info: dict):
+        self.impute, self.panel_z, self.reg, self.sd, self.threads, self.info = impute, panel_z, reg, sd, threads, info
+
+    @classmethod
+    def build(cls, impute: str, spatial, markers: list[str], rna_panel: np.ndarray | None, mean: np.ndarray,
+              sd: np.ndarray, threads: int | None):
+        """None for 'knn', or when the panel has too few predictable markers to regress on (warned)."""
+        if impute == "knn" or rna_panel is None:
+            return None
+        if len(markers) < MIN_PANEL_MARKERS:
+            logger.warning("impute=%r needs at least %d imaged markers the model can predict, found %d: imputing "
+                           "by 'knn' (the mapped scRNA-seq cells' predictions)", impute, MIN_PANEL_MARKERS,
+                           len(markers))
+            return None
+        reg = fit_panel_regression(rna_panel, mean)
+        panel_z = zscore_columns(spatial.obsm[K.PROTEIN][markers].to_numpy(np.float64))
+        info = {"impute": impute, "panel_regression": {"alpha": reg.alpha, "n_markers": len(markers),
+                                                       "markers": list(markers)}}
+        return cls(impute, panel_z, reg, sd, threads, info)
+
+    def __call__(self, rows: slice, idx: np.ndarray, w: np.ndarray, out_mean: np.ndarray,
+                 out_sd: np.ndarray) -> None:
+        reg_mean = self.reg.predict(self.panel_z[rows])
+        # the model's predictive variance over the mapped cells, sum_j w_j sigma_j^2 = var + mean^2 of sigma
+        got = gather_mixture(idx, w, self.sd, threads=self.threads)
+        assert got.var is not None
+        model_var = got.var.astype(np.float64) + got.mean.astype(np.float64) ** 2
+        reg_sd = np.sqrt(self.reg.resid_var + model_var).astype(np.float32)
+        if self.impute == "regression":
+            out_mean[...], out_sd[...] = reg_mean, reg_sd
+        else:
+            blend(out_mean, out_sd, reg_mean, reg_sd, out=(out_mean, out_sd))
 
 
 def _write_spatial(spatial, names, mean, sd, confidence, emb, info: dict, key: str, extra: dict) -> None:
@@ -425,7 +476,8 @@ def map_files(model, rna, spatial, out, *, k: int = 10, proteins: Sequence[str] 
               all_proteins: bool = False, device: str = "auto", threads: int | None = None, backend: str = "auto",
               seed: int = 0, temperature: float | None = None, rna_cell_type_key: str | None = None,
               method: str = "fused", fuse_weight: float = FUSE_WEIGHT, adapt_epochs: int = ADAPT_EPOCHS,
-              min_support: str = "any", ivf: IVFParams | dict | None = None, **overrides) -> Path:
+              min_support: str = "any", ivf: IVFParams | dict | None = None, impute: str = DEFAULT_IMPUTE,
+              **overrides) -> Path:
     """`scprospatial map`: read the scRNA-seq and spatial inputs (any supported layout; `overrides` are the
     spatial table's format overrides), map, write `out` (imaged cells) and `<out stem>.rna.h5ad`
     (scRNA-seq cells with mapped_location), both atomically. Returns `out`."""
@@ -445,7 +497,7 @@ def map_files(model, rna, spatial, out, *, k: int = 10, proteins: Sequence[str] 
     map_cells(model, rna_data, spatial_data, k=k, proteins=proteins, all_proteins=all_proteins,
               temperature=temperature, backend=backend, threads=threads, rna_cell_type_key=rna_cell_type_key,
               method=method, fuse_weight=fuse_weight, adapt_epochs=adapt_epochs, seed=seed, min_support=min_support,
-              ivf=ivf)
+              ivf=ivf, impute=impute)
     rna_path = rna_output_path(out)
     write_h5ad(rna_data, rna_path)
     return write_h5ad(spatial_data, out)

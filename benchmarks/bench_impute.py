@@ -1,0 +1,142 @@
+"""How `map` imputes the imaged cells' proteome: knn, panel regression or their blend (issue 15, item 6).
+
+On the real imaging panels (CODEX, CyCIF) and the MALT RNA-only query, each development (validation) marker of
+benchmarks/PROTOCOL.md is hidden in turn and `map_cells` imputes it with each `--impute` method, everything else
+identical (same search, same weights): 'knn' (the mapped scRNA-seq cells' predictions), 'regression' (ridge from
+the predicted panel to the predicted marker, fitted on the scRNA-seq cells, applied to the measured panel) and
+'blend' (their equal mixture). Reported per panel and model seed: the median over hidden markers of the Pearson
+between the measured marker and its imputation (supported / unsupported markers apart), and each method's gain
+over 'knn' per (panel, seed) pair, mean ± standard error: PROTOCOL.md's rule (a default changes when the gain
+exceeds twice its SE). `--split test` reports the test half instead: run once, after the default is chosen, and
+logged in PROTOCOL.md.
+
+    .venv/bin/python benchmarks/bench_impute.py --models M0.pt M1.pt M2.pt --readme
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _readme import put_section  # noqa: E402
+from bench_ann import pearson  # noqa: E402
+from bench_mapping import DATA, SPATIAL, SUPPORTED, coding_rna, split_markers, train_model  # noqa: E402
+
+RESULTS = HERE / "results"
+START, END = "<!-- bench_impute:start -->", "<!-- bench_impute:end -->"
+METHODS = ("knn", "regression", "blend")
+
+
+def run_panel(model, rna, name: str, split: str, k: int, seed: int) -> list[dict]:
+    from scprospatial.io import load
+    from scprospatial.spatial import map_cells
+    from scprospatial.spatial._fuse import panel_markers
+
+    spatial = load(DATA / SPATIAL[name], kind="spatial")
+    markers = panel_markers(model, spatial)
+    validation, test = split_markers(markers, 0)  # PROTOCOL.md: the seed-0 halves
+    detected = coding_rna(model, rna, markers)["detected"]
+    rows = []
+    for m in validation if split == "validation" else test:
+        masked = spatial.copy()
+        masked.obsm["protein"] = spatial.obsm["protein"].drop(columns=[m])
+        truth = spatial.obsm["protein"][m].to_numpy(np.float64)
+        row = {"seed": seed, "panel": name, "marker": m, "supported": detected[m] >= SUPPORTED}
+        for how in METHODS:
+            sp, _ = map_cells(model, rna.copy(), masked, k=k, proteins=[m], seed=seed, threads=2, copy=True,
+                              impute=how, backend="cpp")
+            row[how] = pearson(sp.obsm["protein_predicted"][m].to_numpy(np.float64), truth)
+        rows.append(row)
+        print(f"  seed {seed} {name} {m}: " + ", ".join(f"{h} {row[h]:.3f}" for h in METHODS), file=sys.stderr,
+              flush=True)
+    return rows
+
+
+def summary(rows: list[dict]) -> dict:
+    """Medians per (panel, seed) and the gains over knn per pair (mean, SE, pairs above)."""
+    pairs = sorted({(r["panel"], r["seed"]) for r in rows})
+    med = {p: {h: statistics.median(r[h] for r in rows if (r["panel"], r["seed"]) == p) for h in METHODS}
+           for p in pairs}
+    out: dict = {"pairs": [{"panel": p[0], "seed": p[1], **med[p]} for p in pairs], "gain": {}}
+    for h in METHODS[1:]:
+        d = np.array([med[p][h] - med[p]["knn"] for p in pairs])
+        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+        out["gain"][h] = {"mean": float(d.mean()), "se": se, "above": int((d > 0).sum()), "n": len(d)}
+    for group, flag in (("supported", True), ("unsupported", False)):
+        sel = [r for r in rows if r["supported"] == flag]
+        out[group] = {h: (statistics.median(r[h] for r in sel) if sel else float("nan")) for h in METHODS}
+        out[group]["n_rows"] = len(sel)
+    return out
+
+
+def readme_body(res: dict) -> str:
+    s = res["summary"]
+    lines = ["## How `map` imputes: knn, panel regression, blend (`bench_impute.py`)", "",
+             f"{res['split'].capitalize()} markers of CODEX and CyCIF (benchmarks/PROTOCOL.md), each hidden in "
+             "turn; the MALT query mapped with `map_cells` and the hidden marker imputed by each `--impute` method "
+             "(same search and weights). Figures: median Pearson over the hidden markers per (panel, model seed); "
+             "gain: the difference to `knn` per (panel, seed) pair, mean ± SE, pairs above. Written "
+             f"{res['date']}.", "", "```", res["command"], "```", "",
+             "| panel | seed | " + " | ".join(METHODS) + " |", "|---|---|" + "---|" * len(METHODS)]
+    for p in s["pairs"]:
+        lines.append(f"| {p['panel']} | {p['seed']} | " + " | ".join(f"{p[h]:.3f}" for h in METHODS) + " |")
+    for group in ("supported", "unsupported"):
+        g = s[group]
+        lines.append(f"| {group} ({g['n_rows']} marker × seed rows) | all | "
+                     + " | ".join(f"{g[h]:.3f}" for h in METHODS) + " |")
+    lines.append("")
+    for h, g in s["gain"].items():
+        lines.append(f"- {h} minus knn: {g['mean']:+.3f} ± {g['se']:.3f} (SE), above on {g['above']} of {g['n']} "
+                     "pairs.")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", nargs="*", default=None, help="checkpoints, one per training seed")
+    ap.add_argument("--seeds", default="0,1,2", help="training seeds when no --models are given (comma-separated)")
+    ap.add_argument("--panels", nargs="+", choices=list(SPATIAL), default=list(SPATIAL))
+    ap.add_argument("--split", choices=("validation", "test"), default="validation",
+                    help="markers to report (test: once, after the default is chosen; log it in PROTOCOL.md)")
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--readme", action="store_true", help="rewrite the bench_impute section of benchmarks/README.md")
+    args = ap.parse_args(argv)
+    if not (DATA / SPATIAL["codex"]).is_file():
+        print(f"bench_impute: {DATA} is absent (real panels needed); nothing measured", file=sys.stderr)
+        return 0
+    from scprospatial._settings import set_threads
+    from scprospatial.io import load
+    from scprospatial.model import ScProSpatial
+
+    set_threads(2)
+    rna = load(DATA / "citeseq" / "malt_10k_query_1100cells_rna_only.h5ad", kind="rna")
+    if args.models:
+        models = [(i, ScProSpatial.load(p, device="cpu")) for i, p in enumerate(args.models)]
+    else:
+        models = [(int(s), train_model(None, int(s))) for s in args.seeds.split(",")]
+    rows = [r for seed, model in models for name in args.panels
+            for r in run_panel(model, rna, name, args.split, args.k, seed)]
+    res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "split": args.split,
+           "command": "python benchmarks/bench_impute.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "rows": rows, "summary": summary(rows)}
+    out = RESULTS / f"impute_{args.split}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    body = readme_body(res)
+    if args.readme:
+        tag = f"impute_{args.split}"
+        put_section(body, START.replace("impute", tag), END.replace("impute", tag))
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
