@@ -52,6 +52,55 @@ def test_unmeasured_protein_adds_no_loss():
     assert not torch.equal(loss(base), loss(changed))
 
 
+def test_translate_keeps_the_contrastive_loss_when_asked_and_reports_alignment():
+    """translate_align_weight w adds w x stage 2's InfoNCE to the translation loss, training the RNA projection
+    only (encoder output detached, protein side fixed): the translation's gradients are unchanged; the translate
+    validation reports val_foscttm."""
+    from scprospatial.nn import info_nce
+    from scprospatial.train._loops import embed_pair, paired, validate
+
+    cohorts = _cohorts()
+    model = ScProSpatial.setup(cohorts, TINY, seed=0)
+    pool = build_pool(cohorts, model.vocab, model.datasets)
+    measured = torch.as_tensor(model.vocab.protein_index.get_indexer(model.vocab.measured))
+    model.module.eval()
+    b = Batch.of(pool, np.arange(60), "cpu")
+    plain = dataclasses.replace(TINY, token_dropout=0.0, dataset_dropout=0.0)
+    kept = dataclasses.replace(plain, translate_align_weight=0.5)
+    base = translate_loss(model.module, b, plain, torch.Generator(), measured)
+    with_align = translate_loss(model.module, b, kept, torch.Generator(), measured)
+    e_r, e_p = embed_pair(model.module, paired(b), paired(b).dataset)
+    torch.testing.assert_close(with_align - base, 0.5 * info_nce(e_r, e_p, model.module.log_temperature))
+    base.backward()
+    enc = {n: p.grad.clone() for n, p in model.module.rna_encoder.named_parameters() if p.grad is not None}
+    model.module.zero_grad(set_to_none=True)
+    with_align.backward()
+    assert all(p.grad is None for p in model.module.protein_encoder.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.module.rna_proj.parameters())
+    for n, p in model.module.rna_encoder.named_parameters():
+        if n in enc:
+            torch.testing.assert_close(p.grad, enc[n], rtol=0, atol=0)
+    row = validate("translate", model.module, b, plain, measured)
+    assert 0.0 <= row["val_foscttm"] <= 1.0
+
+
+def test_keeping_the_alignment_leaves_the_translation_as_it_was():
+    """Same seed with and without translate_align_weight: identical predictions (the projection's training never
+    touches the translation), a different joint embedding, and val_foscttm recorded after stage 3."""
+    cohorts = _cohorts()
+    runs = {}
+    for w in (0.0, 1.0):
+        model = ScProSpatial.setup(cohorts, dataclasses.replace(TINY, translate_align_weight=w), seed=0)
+        metrics = model.train(cohorts, seed=0, device="cpu")
+        runs[w] = (model, metrics)
+    (plain, m0), (kept, m1) = runs[0.0], runs[1.0]
+    a = plain.predict(cohorts[0], copy=True).obsm[K.PROTEIN_PREDICTED]
+    b = kept.predict(cohorts[0], copy=True).obsm[K.PROTEIN_PREDICTED]
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert not np.array_equal(plain.embed_rna(cohorts[0]), kept.embed_rna(cohorts[0]))
+    assert 0.0 <= m1["translate"]["val_foscttm"] <= 1.0 and m0["align"] == m1["align"]
+
+
 def _weights(model):
     return {k: v.clone() for k, v in model.module.state_dict().items()}
 

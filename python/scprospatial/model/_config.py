@@ -51,6 +51,8 @@ class ModelConfig:
                                       # slope (> 1: no extrapolation). 0.99 cost 0.012 on the random split
                                       # (development, benchmarks/PROTOCOL.md)
     encoder_lr_scale: float = 0.3     # encoder learning-rate factor while translating
+    translate_align_weight: float = 0.0  # weight of stage 2's contrastive loss kept while translating (the RNA
+                                      # encoder then stays in the aligned joint space; val_foscttm tracks it)
     mse_weight: float = 1.0           # extra MSE on the mean next to the Gaussian NLL
     ema_decay: float = 0.98           # in (0, 1): translate keeps a per-step moving average of the weights
                                       # (0: off); the average is what is validated and kept

@@ -112,9 +112,23 @@ def translate_loss(m: ScProSpatialModule, b: Batch, cfg, gen: torch.Generator,
         if cfg.keep_coding_tokens:  # the proteins' own coding genes stay: the head learns to read them
             drop &= ~m.coding_genes(proteins)[rna.indices()[1]]
         rna = drop_tokens(rna, drop)
-    mean, logvar = m.translate(rna, drop_dataset(b.dataset, cfg.dataset_dropout, gen), proteins)
+    ds = drop_dataset(b.dataset, cfg.dataset_dropout, gen)
+    cell = m.rna_encoder(rna, ds)
+    mean, logvar = m.translate(rna, ds, proteins, cell=cell)
     target, mask = b.protein[:, proteins], b.pmask[:, proteins]
-    return gaussian_nll(mean, logvar, target, mask) + cfg.mse_weight * masked_mse(mean, target, mask)
+    loss = gaussian_nll(mean, logvar, target, mask) + cfg.mse_weight * masked_mse(mean, target, mask)
+    if cfg.translate_align_weight > 0:
+        # The encoder moves while translating and its joint embedding would drift from stage 2's alignment: stage
+        # 2's contrastive loss keeps training the RNA projection on the moving encoder output (detached: the
+        # translation's gradients, and so its weights, are the same as without it; the protein side stays fixed).
+        # Its dropout draws from a forked random stream, so the translation's own draws do not move either.
+        on = [cell.device.index or 0] if cell.is_cuda else []
+        with torch.random.fork_rng(devices=on):
+            with torch.no_grad():
+                e_p = m.joint_protein(m.protein_encoder(dense_tokens(b.protein, b.pmask), ds))
+            e_r = m.joint_rna(cell.detach())
+        loss = loss + cfg.translate_align_weight * info_nce(e_r, e_p, m.log_temperature.detach())
+    return loss
 
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {"pretrain": pretrain_loss, "align": align_loss,
@@ -138,9 +152,11 @@ def validate(stage: str, m: ScProSpatialModule, b: Batch, cfg, proteins: torch.T
     mean, logvar = m.translate(b.rna, b.dataset, proteins)
     target, mask = b.protein[:, proteins], b.pmask[:, proteins]
     r = pearson_per_column(mean.cpu().numpy(), target.cpu().numpy(), mask.cpu().numpy())
+    e_r, e_p = embed_pair(m, b, b.dataset)   # is the joint space still aligned? (not part of the score)
     return {"val_loss": float(gaussian_nll(mean, logvar, target, mask) + cfg.mse_weight *
                               masked_mse(mean, target, mask)),
-            "val_mse": float(masked_mse(mean, target, mask)), "val_pearson": float(np.nanmean(r))}
+            "val_mse": float(masked_mse(mean, target, mask)), "val_pearson": float(np.nanmean(r)),
+            "val_foscttm": foscttm(e_r, e_p)}
 
 
 def _no_aug(cfg):

@@ -73,6 +73,7 @@ class WeightAverage:
 
 
 MIN_BATCH = 16
+KEEP_ALIGNED = "keep_aligned"   # optimizer group flag: the RNA projection trained in translate (clipped apart)
 
 
 def batch_size(cfg, n_cells: int) -> int:
@@ -105,6 +106,8 @@ class Trainer:
         else:
             groups = [{"params": [*m.head.parameters(), *m.queries.parameters()]},
                       {"params": list(m.rna_encoder.parameters()), "lr": lr * self.cfg.encoder_lr_scale}]
+            if self.cfg.translate_align_weight > 0:   # the RNA projection follows the encoder (_loops.translate_loss)
+                groups.append({"params": list(m.rna_proj.parameters()), KEEP_ALIGNED: True})
         return torch.optim.AdamW(groups, lr=lr, weight_decay=self.cfg.weight_decay)
 
     def run(self, state: TrainState, gen: torch.Generator, *, on_epoch: Callable[[TrainState], object] | None = None,
@@ -167,7 +170,11 @@ class Trainer:
             loss = LOSSES[stage](self.m, Batch.of(self.pool, idx, self.device), self.cfg, gen, *extra)
             self.m.zero_grad(set_to_none=True)  # also stale grads of modules other stages train
             loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 5.0)
+            # clipped apart: the projection's gradient never rescales the translation's
+            for kept in (False, True):
+                params = [p for g in opt.param_groups if g.get(KEEP_ALIGNED, False) == kept for p in g["params"]]
+                if params:
+                    torch.nn.utils.clip_grad_norm_(params, 5.0)
             opt.step()
             if self.ema:
                 self.ema.update(self.m)
