@@ -96,6 +96,7 @@ class Trainer:
 
     def optimizer(self, stage: str) -> torch.optim.Optimizer:
         m, lr = self.m, self.cfg.lr
+        groups: list[dict[str, Any]]
         if stage == "pretrain":
             groups = [{"params": [*m.rna_encoder.parameters(), *m.rna_decoder.parameters(),
                                   *m.gene_query_decoder.parameters(), *m.protein_encoder.parameters(),
