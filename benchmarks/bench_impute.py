@@ -33,6 +33,8 @@ from bench_mapping import DATA, SPATIAL, SUPPORTED, coding_rna, split_markers, t
 RESULTS = HERE / "results"
 START, END = "<!-- bench_impute:start -->", "<!-- bench_impute:end -->"
 METHODS = ("knn", "regression", "blend")
+MODELS = ("Models: `bench_mapping.train_model(None, s)` for s = 0, 1, 2 (MALT's 1,000 training cells, the package's "
+          "defaults, 2 threads), saved and given with `--models` in that order.")
 
 
 def run_panel(model, rna, name: str, split: str, k: int, seed: int) -> list[dict]:
@@ -84,7 +86,7 @@ def readme_body(res: dict) -> str:
              "turn; the MALT query mapped with `map_cells` and the hidden marker imputed by each `--impute` method "
              "(same search and weights). Figures: median Pearson over the hidden markers per (panel, model seed); "
              "gain: the difference to `knn` per (panel, seed) pair, mean ± SE, pairs above. Written "
-             f"{res['date']}.", "", "```", res["command"], "```", "",
+             f"{res['date']}.", "", MODELS, "", "```", res["command"], "```", "",
              "| panel | seed | " + " | ".join(METHODS) + " |", "|---|---|" + "---|" * len(METHODS)]
     for p in s["pairs"]:
         lines.append(f"| {p['panel']} | {p['seed']} | " + " | ".join(f"{p[h]:.3f}" for h in METHODS) + " |")
