@@ -26,8 +26,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _panel_models import add_model_args, query_and_models  # noqa: E402
 from _readme import put_section  # noqa: E402
-from bench_mapping import DATA, SPATIAL, split_markers, train_model  # noqa: E402
+from bench_mapping import DATA, SPATIAL, split_markers  # noqa: E402
 
 RESULTS = HERE / "results" / "ann.json"
 START, END = "<!-- bench_ann:start -->", "<!-- bench_ann:end -->"
@@ -110,26 +111,12 @@ def readme_body(res: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", nargs="*", default=None, help="checkpoints, one per training seed")
-    ap.add_argument("--seeds", default="0", help="training seeds when no --models are given (comma-separated)")
-    ap.add_argument("--panels", nargs="+", choices=list(SPATIAL), default=list(SPATIAL))
-    ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--readme", action="store_true", help="rewrite the bench_ann section of benchmarks/README.md")
+    add_model_args(ap, seeds="0", tool="bench_ann")
     args = ap.parse_args(argv)
-    if not (DATA / SPATIAL["codex"]).is_file():
-        print(f"bench_ann: {DATA} is absent (real panels needed); nothing measured", file=sys.stderr)
+    got = query_and_models(args, "bench_ann")
+    if got is None:
         return 0
-    from scprospatial._settings import set_threads
-    from scprospatial.io import load
-    from scprospatial.model import ScProSpatial
-
-    set_threads(2)
-    rna = load(DATA / "citeseq" / "malt_10k_query_1100cells_rna_only.h5ad", kind="rna")
-    if args.models:
-        loaded = [ScProSpatial.load(p, device="cpu") for p in args.models]
-        models = [(int(m.meta.get("seed", i)), m) for i, m in enumerate(loaded)]
-    else:
-        models = [(int(s), train_model(None, int(s))) for s in args.seeds.split(",")]
+    rna, models = got
     results = []
     for seed, model in models:
         for name in args.panels:

@@ -26,9 +26,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _panel_models import add_model_args, query_and_models  # noqa: E402
 from _readme import put_section  # noqa: E402
 from bench_ann import pearson  # noqa: E402
-from bench_mapping import DATA, SPATIAL, SUPPORTED, coding_rna, split_markers, train_model  # noqa: E402
+from bench_mapping import DATA, SPATIAL, SUPPORTED, coding_rna, split_markers  # noqa: E402
 
 RESULTS = HERE / "results"
 START, END = "<!-- bench_impute:start -->", "<!-- bench_impute:end -->"
@@ -103,27 +104,14 @@ def readme_body(res: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", nargs="*", default=None, help="checkpoints, one per training seed")
-    ap.add_argument("--seeds", default="0,1,2", help="training seeds when no --models are given (comma-separated)")
-    ap.add_argument("--panels", nargs="+", choices=list(SPATIAL), default=list(SPATIAL))
+    add_model_args(ap, seeds="0,1,2", tool="bench_impute")
     ap.add_argument("--split", choices=("validation", "test"), default="validation",
                     help="markers to report (test: once, after the default is chosen; log it in PROTOCOL.md)")
-    ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--readme", action="store_true", help="rewrite the bench_impute section of benchmarks/README.md")
     args = ap.parse_args(argv)
-    if not (DATA / SPATIAL["codex"]).is_file():
-        print(f"bench_impute: {DATA} is absent (real panels needed); nothing measured", file=sys.stderr)
+    got = query_and_models(args, "bench_impute")
+    if got is None:
         return 0
-    from scprospatial._settings import set_threads
-    from scprospatial.io import load
-    from scprospatial.model import ScProSpatial
-
-    set_threads(2)
-    rna = load(DATA / "citeseq" / "malt_10k_query_1100cells_rna_only.h5ad", kind="rna")
-    if args.models:
-        models = [(i, ScProSpatial.load(p, device="cpu")) for i, p in enumerate(args.models)]
-    else:
-        models = [(int(s), train_model(None, int(s))) for s in args.seeds.split(",")]
+    rna, models = got
     rows = [r for seed, model in models for name in args.panels
             for r in run_panel(model, rna, name, args.split, args.k, seed)]
     res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "split": args.split,
