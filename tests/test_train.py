@@ -65,7 +65,7 @@ def test_translate_keeps_the_contrastive_loss_when_asked_and_reports_alignment()
     measured = torch.as_tensor(model.vocab.protein_index.get_indexer(model.vocab.measured))
     model.module.eval()
     b = Batch.of(pool, np.arange(60), "cpu")
-    plain = dataclasses.replace(TINY, token_dropout=0.0, dataset_dropout=0.0)
+    plain = dataclasses.replace(TINY, token_dropout=0.0, dataset_dropout=0.0, translate_align_weight=0.0)
     kept = dataclasses.replace(plain, translate_align_weight=0.5)
     base = translate_loss(model.module, b, plain, torch.Generator(), measured)
     with_align = translate_loss(model.module, b, kept, torch.Generator(), measured)
@@ -305,3 +305,12 @@ def test_small_training_sets_get_smaller_batches_so_every_epoch_takes_several_st
     assert batch_size(cfg, 128) == 32
     assert batch_size(cfg, 20) == MIN_BATCH               # never below 16 cells
     assert batch_size(dataclasses.replace(cfg, min_steps_per_epoch=1), 128) == 128
+
+
+def test_a_checkpoint_from_before_translate_align_weight_reads_as_trained_without_it():
+    from scprospatial.model import ModelConfig
+
+    old = dataclasses.asdict(TINY)
+    del old["translate_align_weight"]
+    assert ModelConfig.from_dict(old).translate_align_weight == 0.0
+    assert ModelConfig.from_dict(dataclasses.asdict(TINY)).translate_align_weight == TINY.translate_align_weight
