@@ -155,8 +155,8 @@ def _epochs(record: dict) -> str:
 def write_readme(record: dict) -> None:
     m, sel = record["machine"], record["selection"]
     lines = [START, "## Mapping scRNA-seq onto spatial proteomics (`bench_mapping.py`)", "",
-             "Regenerate: `.venv/bin/python benchmarks/bench_mapping.py --threads 2` (needs "
-             "`bash benchmarks/peers/setup.sh` for MaxFuse; writes `benchmarks/results/mapping.json` and this "
+             "Regenerate: `.venv/bin/python benchmarks/bench_mapping.py --threads 2 --peer-features rna predicted` "
+             "(needs `bash benchmarks/peers/setup.sh` for the peers; writes `benchmarks/results/mapping.json` and this "
              "section; `--readme-only` rewrites the section from the JSON).", "",
              f"Command: `{record['command']}`; machine: {m['cpu']}, {m['threads']} threads, Python {m['python']}, "
              f"torch {m['torch']}; peers: {record['peer_versions']}. Model {record['model_id']} trained on MALT "
