@@ -370,6 +370,8 @@ def _features_section(record: dict) -> list[str]:
                        for names in (test, sup, test - sup)]
                 lines.append(f"{p}: predicted panel minus raw RNA {_triple(gain)}; model minus {p} on the predicted "
                              f"panel {_triple(gap)} (test / supported / unsupported).")
+            elif not any(peer_column(p, "predicted") in r for r in d["rows"]):
+                lines.append(f"{p}: not fitted on the predicted panel (only its raw-RNA column, `fit` above).")
         lines.append("")
     return lines
 
