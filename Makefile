@@ -92,7 +92,7 @@ bench: venv
 bench-all: venv
 	bash benchmarks/peers/setup.sh
 	$(PY) benchmarks/bench_translation.py --peers
-	$(PY) benchmarks/bench_mapping.py --threads 2 --peer-cache benchmarks/.peer-cache
+	$(PY) benchmarks/bench_mapping.py --threads 2 --peer-features rna predicted --peer-cache benchmarks/.peer-cache
 	$(PY) benchmarks/bench_knn.py
 	$(PY) benchmarks/bench_topk.py
 	$(PY) benchmarks/bench_ann.py --readme

@@ -12,8 +12,18 @@ import pandas as pd
 from _readme import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 START, END = "<!-- bench_mapping:start -->", "<!-- bench_mapping:end -->"
-METHODS = ("model", "baseline", "joint", "shared", "random", "maxfuse", "tangram", "moscot")
-RHO = ("model", "maxfuse", "tangram", "moscot")  # Spearman columns
+PEER_NAMES = ("maxfuse", "tangram", "moscot")
+FEATURES = ("rna", "predicted")  # the peers' shared features: coding-gene RNA, or the model's predicted panel
+
+
+def peer_column(peer: str, features: str) -> str:
+    """A peer's column: `maxfuse` fitted on coding-gene RNA, `maxfuse (pred)` on the model's predicted panel."""
+    return peer if features == "rna" else f"{peer} (pred)"
+
+
+PEER_COLUMNS = tuple(peer_column(p, f) for p in PEER_NAMES for f in FEATURES)
+METHODS = ("model", "baseline", "joint", "shared", "random", *PEER_COLUMNS)
+RHO = ("model", *PEER_COLUMNS)  # Spearman columns
 # The MALT scRNA-seq cells carry no labels: each gets the coarse class whose marker genes it expresses most
 # (mean log-normalised expression; "unassigned" when no set reaches MIN_SCORE).
 COARSE_GENES = {"T cell": ["CD3D", "CD3E", "CD2"], "B/plasma cell": ["MS4A1", "CD79A", "CD79B", "MZB1", "JCHAIN"],
@@ -106,24 +116,32 @@ def _median(rows, method, names=None) -> float | None:
 
 def _held_out_table(name: str, d: dict) -> list[str]:
     rows = d["rows"]
-    head = ["marker", "split", "in training", "detected", *(f"{m} r" for m in METHODS), *(f"{m} ρ" for m in RHO)]
+    methods, rho = _shown(METHODS, rows), _shown(RHO, rows)
+    head = ["marker", "split", "in training", "detected", *(f"{m} r" for m in methods), *(f"{m} ρ" for m in rho)]
+    status = "; ".join(f"{label}: {d.get(col, 'not run')}" for col, label in
+                       (("maxfuse", "MaxFuse"), ("tangram", "Tangram"), ("moscot", "moscot")))
+    status += "".join(f"; {col}: {d[col]}" for col in PEER_COLUMNS if col not in PEER_NAMES and col in d)
     lines = [f"### {name}: held-out markers ({d['n_cells']} cells, {d['n_markers']} markers, {len(rows)} predictable; "
-             f"{d['seconds']} s; MaxFuse: {d.get('maxfuse', 'not run')}; Tangram: {d.get('tangram', 'not run')}; "
-             f"moscot: {d.get('moscot', 'not run')})",
+             f"{d['seconds']} s; {status})",
              "", "| " + " | ".join(head) + " |",
              "|" + "---|" * len(head)]
     for r in rows:
         split = "validation" if r["marker"] in d["validation"] else "test"
-        vals = [r.get(m, {}).get("pearson") for m in METHODS] + [r.get(m, {}).get("spearman") for m in RHO]
+        vals = [r.get(m, {}).get("pearson") for m in methods] + [r.get(m, {}).get("spearman") for m in rho]
         detected = f"{r['detected']:.0%}" if "detected" in r else "–"
         lines.append(f"| {r['marker']} | {split} | {'yes' if r['measured_in_training'] else 'gene link'} | "
                      f"{detected} | " + " | ".join(_fmt(v) for v in vals) + " |")
     supported = {r["marker"] for r in rows if r.get("supported")}
     for label, names in (("test markers", d["test"]), ("validation markers", d["validation"]), ("all", None),
                          ("supported", supported), ("unsupported", {r["marker"] for r in rows} - supported)):
-        lines.append(f"| **median, {label}** | | | | " + " | ".join(_fmt(_median(rows, m, names)) for m in METHODS)
-                     + " |" * (len(RHO) + 1))
+        lines.append(f"| **median, {label}** | | | | " + " | ".join(_fmt(_median(rows, m, names)) for m in methods)
+                     + " |" * (len(rho) + 1))
     return lines + [""]
+
+
+def _shown(methods, rows) -> list[str]:
+    """The columns of a per-marker table: every method, the predicted-panel peers only where they were fitted."""
+    return [m for m in methods if m in PEER_NAMES or m not in PEER_COLUMNS or any(m in r for r in rows)]
 
 
 def _epochs(record: dict) -> str:
@@ -137,8 +155,8 @@ def _epochs(record: dict) -> str:
 def write_readme(record: dict) -> None:
     m, sel = record["machine"], record["selection"]
     lines = [START, "## Mapping scRNA-seq onto spatial proteomics (`bench_mapping.py`)", "",
-             "Regenerate: `.venv/bin/python benchmarks/bench_mapping.py --threads 2` (needs "
-             "`bash benchmarks/peers/setup.sh` for MaxFuse; writes `benchmarks/results/mapping.json` and this "
+             "Regenerate: `.venv/bin/python benchmarks/bench_mapping.py --threads 2 --peer-features rna predicted` "
+             "(needs `bash benchmarks/peers/setup.sh` for the peers; writes `benchmarks/results/mapping.json` and this "
              "section; `--readme-only` rewrites the section from the JSON).", "",
              f"Command: `{record['command']}`; machine: {m['cpu']}, {m['threads']} threads, Python {m['python']}, "
              f"torch {m['torch']}; peers: {record['peer_versions']}. Model {record['model_id']} trained on MALT "
@@ -181,7 +199,14 @@ def write_readme(record: dict) -> None:
                 "genes, and the imaged cells' coordinates; linear term on the same shared features as MaxFuse, "
                 "z-scored per side, through its \"local-pca\" callback; `solve()` defaults: alpha 0.5, epsilon 0.01, "
                 "balanced; CPU); each imaged cell keeps its 10 largest entries of the transport plan, renormalised."
-                if any("moscot" in d for d in record["datasets"].values()) else " moscot was not run."),
+                if any("moscot" in d for d in record["datasets"].values()) else " moscot was not run.")
+             + (" Columns `maxfuse (pred)`, `tangram (pred)`, `moscot (pred)` (`--peer-features predicted`): the same "
+                "peers with their shared features replaced by the model's predicted panel (the model's prediction "
+                "of the same linked markers from each scRNA-seq cell's RNA, the values `model` links on), all else "
+                "unchanged (so features and algorithm are no longer confounded); they depend on the model and are "
+                "fitted for the main model (seed 0) only, never reused for the other seeds' rows."
+                if any(c in d for d in record["datasets"].values() for c in PEER_COLUMNS if c not in PEER_NAMES)
+                else ""),
              "",
              "**Selection protocol (no test marker seen).** Each panel's markers are split in half by a seeded "
              "permutation (column `split`); the fuse weight a (score = a·joint + (1−a)·panel) is chosen on the "
@@ -205,6 +230,7 @@ def write_readme(record: dict) -> None:
               "Caveat: the scRNA-seq is not from these tissues (none is available), so this measures what the "
               "mapping carries across a tissue mismatch, not the method's ceiling.", ""]
     lines += _seeds_section(record)
+    lines += _features_section(record)
     for name, d in record["datasets"].items():
         lines += _held_out_table(name, d)
     lines += _labels_section(record)
@@ -269,7 +295,9 @@ def _seeds_section(record: dict) -> list[str]:
              f"{', '.join(map(str, seeds))} (the first is the model of the per-marker tables below). The no-model "
              "`baseline` does not depend on the model: it is the same on every seed's row. A difference between "
              "methods smaller than the spread over seeds is not a difference. Supported: the coding gene detected "
-             "(count > 0) in ≥ 10% of the scRNA-seq cells.", ""]
+             "(count > 0) in ≥ 10% of the scRNA-seq cells. Peers fitted on the predicted panel (`(pred)` columns) "
+             "depend on the model: they were fitted for seed 0's model only, so the other seeds' rows show '–' and "
+             "their mean rows are seed 0's figure, not a mean.", ""]
     for name, d in record["datasets"].items():
         all_rows = runs(d)
         methods = [m for m in METHODS if any(m in r for r in d["rows"])]
@@ -294,7 +322,7 @@ def _seeds_section(record: dict) -> list[str]:
                 se = np.std(diffs, ddof=1) / np.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
                 lines.append(f"{part} markers: model minus baseline per seed {', '.join(f'{x:+.3f}' for x in diffs)}"
                              f" (mean {np.mean(diffs):+.3f} ± {se:.3f} standard error).")
-        for other in ("baseline", "shared", "maxfuse"):
+        for other in ("baseline", "shared", "maxfuse", "maxfuse (pred)"):
             pairs = [(r["model"]["pearson"], r[other]["pearson"]) for rows in all_rows for r in rows
                      if r["marker"] in d["test"] and other in r and "model" in r]
             if pairs:
@@ -302,6 +330,59 @@ def _seeds_section(record: dict) -> list[str]:
                 lines += ["", f"model above {other} on {above} of {len(pairs)} (test marker, seed) pairs."]
         lines.append("")
     return lines
+
+
+def _features_section(record: dict) -> list[str]:
+    """Each peer fitted on coding-gene RNA and on the predicted panel, beside `model`: test-marker medians (main
+    model, seed 0: the only one the predicted-panel fits exist for), supported and unsupported markers apart."""
+    if not any(c in r for d in record["datasets"].values() for r in d["rows"] for c in PEER_COLUMNS
+               if c not in PEER_NAMES):
+        return []
+    lines = ["### Peers on raw RNA vs on the predicted panel", "",
+             "The same peer, the same inputs except its shared features: `rna`, each linked marker's coding-gene RNA; "
+             "`predicted`, the model's prediction of the same markers from each scRNA-seq cell's RNA (the panel "
+             "`model` links on). Test markers, the main model (seed 0; the predicted-panel fits depend on the model "
+             "and exist for it only); median Pearson r; balanced accuracy of the label transfer (full panel) where "
+             "the fit was made in this run. `fit`: refitted with this run's model, or stored from an earlier run "
+             "(another model: its imputed values used that model's predictions).", ""]
+    for name, d in record["datasets"].items():
+        test = set(d["test"])
+        sup = {r["marker"] for r in d["rows"] if r.get("supported")} & test
+        scores = (d.get("labels") or {}).get("scores", {})
+        lines += [f"{name} ({len(sup)} supported, {len(test - sup)} unsupported test markers):", "",
+                  "| method | features | fit | test | supported | unsupported | balanced accuracy |",
+                  "|---|---|---|---|---|---|---|"]
+        for col, peer, feat in [("model", "model", "predicted"),
+                                *((peer_column(p, f), p, f) for p in PEER_NAMES for f in FEATURES)]:
+            if not any(col in r for r in d["rows"]):
+                continue
+            status = d.get(col, "this run")
+            fit = "stored" if "stored from" in status else "refitted" if col != "model" else "this run"
+            bal = scores.get(col, {}).get("balanced_accuracy")
+            lines.append(f"| {peer} | {feat} | {fit} | " + " | ".join(_fmt(_median(d["rows"], col, names))
+                                                                    for names in (test, sup, test - sup))
+                         + f" | {_fmt(bal)} |")
+        lines.append("")
+        for p in PEER_NAMES:
+            if all(any(c in r for r in d["rows"]) for c in (p, peer_column(p, "predicted"))):
+                gain = [_diff(d["rows"], peer_column(p, "predicted"), p, names) for names in (test, sup, test - sup)]
+                gap = [_diff(d["rows"], "model", peer_column(p, "predicted"), names)
+                       for names in (test, sup, test - sup)]
+                lines.append(f"{p}: predicted panel minus raw RNA {_triple(gain)}; model minus {p} on the predicted "
+                             f"panel {_triple(gap)} (test / supported / unsupported).")
+            elif not any(peer_column(p, "predicted") in r for r in d["rows"]):
+                lines.append(f"{p}: not fitted on the predicted panel (only its raw-RNA column, `fit` above).")
+        lines.append("")
+    return lines
+
+
+def _diff(rows, a: str, b: str, names) -> float | None:
+    x, y = _median(rows, a, names), _median(rows, b, names)
+    return None if x is None or y is None else x - y
+
+
+def _triple(values) -> str:
+    return " / ".join("–" if v is None else f"{v:+.3f}" for v in values)
 
 
 def _mean_sd(values, ci: bool = False) -> str:

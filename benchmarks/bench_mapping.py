@@ -15,6 +15,8 @@ the model's temperature; matching methods: the mean over an imaged cell's matche
            of its cell x spot probabilities, renormalised;
   moscot   moscot 0.5.2 MappingProblem (run_moscot.py): fused Gromov-Wasserstein, scRNA-seq PCA vs imaged coordinates
            plus the shared features; each imaged cell's top-k scRNA-seq cells of the plan, renormalised.
+  maxfuse (pred), tangram (pred), moscot (pred)  (--peer-features predicted) the same peers with the model's
+           predicted panel (what `model` links on) as shared features instead of coding-gene RNA; main model only.
 Peers are fitted for the test markers and the full panel only. `--add-peers` fits peers for the stored rows of an
 earlier run with the same model (results/mapping_<panel>.json) and adds their columns, every other column kept.
 The fuse weight is selected on VALIDATION markers (a seeded half of each panel) and reported on the other half.
@@ -32,19 +34,20 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from scipy import sparse, stats
 
+from _mapping_peers import FULL_PANEL, PEER_RUNNERS, PEERS, keep_stored_peers, run_peer  # noqa: E402
 from _mapping_tables import (  # noqa: E402
+    FEATURES,
     grid_key,
     kernel_timings,
     label_agreement,
+    peer_column,
     rna_coarse_labels,
     runs,
     write_readme,
@@ -53,18 +56,10 @@ from _mapping_tables import (  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
-PEERS = ROOT / "benchmarks" / ".venv-peers" / "bin" / "python"
 SPATIAL = {"codex": "spatial/codex_crc_schurch2020_reg009.csv", "cycif": "spatial/cycif_scimap_example.csv"}
 GRID = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)   # fuse weights tried (0: the shared control; 1: the joint space alone),
 #                                        each with the encoder adapted to the panel and without (aligned input only)
 SUPPORTED = 0.1                          # a marker is supported when its coding gene is detected in >= 10% of cells
-FULL_PANEL = "__full_panel__"            # the peer runners' name for "no marker hidden"
-# peer registry: name -> (runner in benchmarks/peers/, cache sub-folder of --peer-cache/<panel>, extra arguments).
-# A runner reads the .npz of maxfuse_inputs and writes OUTDIR/<i>.npz per held-out marker: 'rna', 'cell' and either
-# 'weight' (weighted pairs, used as given) or none (a matching: each imaged cell's matches with equal weight).
-PEER_RUNNERS = {"maxfuse": ("run_maxfuse.py", "", []),
-                "tangram": ("run_tangram.py", "tangram", ["--epochs", "1000", "--k", "10", "--threads", "1"]),
-                "moscot": ("run_moscot.py", "moscot", ["--k", "10", "--threads", "1"])}
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -76,13 +71,6 @@ def topk_weights(query, ref, k: int, tau: float, threads: int) -> sparse.csr_mat
 
     idx, sim, _ = topk_similarity(query, ref, k, threads=threads)
     return weights_matrix(idx, softmax_weights(sim, tau), len(ref))
-
-
-def matching_weights(rna_idx, cell_idx, n_cells: int, n_rna: int) -> sparse.csr_matrix:
-    """Each imaged cell's matches with equal weight (rows of unmatched cells are empty)."""
-    w = sparse.csr_matrix((np.ones(len(rna_idx)), (cell_idx, rna_idx)), shape=(n_cells, n_rna))
-    total = np.asarray(w.sum(1)).ravel()
-    return sparse.diags(np.where(total > 0, 1.0 / np.maximum(total, 1e-12), 0.0)) @ w
 
 
 def score(w: sparse.csr_matrix, values: np.ndarray, truth: np.ndarray) -> dict:
@@ -125,58 +113,6 @@ def mapping_weights(model, spatial, hidden, remb, pred, args, rng) -> tuple[dict
          "joint": topk_weights(model.embed_protein(masked), remb, k, tau, th),
          "random": topk_weights(unit(rng.standard_normal((spatial.n_obs, remb.shape[1]))), remb, k, tau, th)}
     return w, grid
-
-
-def maxfuse_inputs(model, rna, spatial, markers: list[str], order: list[str], path: Path) -> list[str]:
-    """run_maxfuse.py's input: coding-gene RNA per marker (markers with a coding gene in the RNA only)."""
-    genes = {g: i for i, g in enumerate(rna.var_names)}
-    linked = [m for m in markers if any(g in genes for g in model.vocab.gene_links.get(m, []))]
-    x = rna.X.tocsc() if sparse.issparse(rna.X) else sparse.csc_matrix(rna.X)
-    shared = np.column_stack([np.asarray(x[:, [genes[g] for g in model.vocab.gene_links[m] if g in genes]]
-                                         .mean(1)).ravel() for m in linked])
-    var = np.asarray(x.power(2).mean(0)).ravel() - np.asarray(x.mean(0)).ravel() ** 2
-    active = x[:, np.argsort(-var)[:2000]].toarray()
-    coords = {"spatial": np.asarray(spatial.obsm["spatial"], np.float64)} if "spatial" in spatial.obsm else {}
-    np.savez(path, rna_active=active, rna_shared=shared, protein=spatial.obsm["protein"][linked].to_numpy(),
-             markers=np.array(linked), held_out=np.array(order), **coords)
-    return linked
-
-
-def peer_weights(d, n_cells: int, n_rna: int) -> sparse.csr_matrix:
-    """A runner's output file as imaged cells x scRNA-seq cells weights."""
-    if "weight" in d:
-        return sparse.csr_matrix((d["weight"], (d["cell"], d["rna"])), shape=(n_cells, n_rna))
-    return matching_weights(d["rna"], d["cell"], n_cells, n_rna)
-
-
-def run_peer(name: str, model, rna, spatial, markers, order: list[str], cache: Path | None,
-             python: Path | None = None) -> dict:
-    """{marker or FULL_PANEL: weights} from peer `name` in the peers' venv (markers in `order`), or {'error': why}.
-
-    With `cache`, its outputs are kept there and a rerun (or an interrupted run) only fits what is missing."""
-    python = python or PEERS
-    if not Path(python).is_file():
-        return {"error": "benchmarks/.venv-peers is missing (bash benchmarks/peers/setup.sh)"}
-    script, sub, extra = PEER_RUNNERS[name]
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = (Path(cache) if cache else Path(tmp)) / sub
-        folder.mkdir(parents=True, exist_ok=True)
-        src = folder / "in.npz"
-        maxfuse_inputs(model, rna, spatial, markers, order, src)
-        proc = subprocess.run([str(python), str(ROOT / "benchmarks" / "peers" / script), str(src),
-                               str(folder / "out"), *extra], stderr=subprocess.PIPE, text=True)
-        if proc.returncode != 0:
-            return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
-        out: dict = {"seconds": 0.0}
-        for i, m in enumerate(order):
-            d = np.load(folder / "out" / f"{i}.npz")
-            out[m] = peer_weights(d, spatial.n_obs, rna.n_obs)
-            out["seconds"] += float(d["seconds"])
-    return out
-
-
-def run_maxfuse(model, rna, spatial, markers, order: list[str], cache: Path | None) -> dict:
-    return run_peer("maxfuse", model, rna, spatial, markers, order, cache)
 
 
 def coding_rna(model, rna, markers: list[str]) -> dict:
@@ -334,39 +270,29 @@ def rescore(args) -> dict:
 
 
 def fit_peers(d: dict, model, rna, spatial, markers, pred, name: str, args) -> dict:
-    """Fit every peer of args.peers on the test markers and the full panel, add its column to d['rows'] and its
-    status to d[peer]; returns {peer: weights} (the full panel's for label transfer)."""
+    """Fit every peer of args.peers on each of args.peer_features (peer_column: `maxfuse` on coding-gene RNA,
+    `maxfuse (pred)` on the predicted panel `pred`) for the test markers and the full panel, add its column to
+    d['rows'] and its status to d[column]; returns {column: weights} (the full panel's for label transfer)."""
     order = [FULL_PANEL, *d["test"]]  # peers are not tuned here: the test markers (and the full panel) suffice
     cache = Path(args.peer_cache) / name if args.peer_cache else None
     out = {}
     for peer in args.peers:
-        res = {"error": "skipped"} if args.no_peers else run_peer(peer, model, rna, spatial, markers, order, cache)
-        secs = res.pop("seconds", None)
-        add_peer(d["rows"], spatial, pred, res, peer)
-        d[peer] = res["error"] if "error" in res else f"{secs:.1f} s of fitting"
-        print(f"{name}: {peer} {d[peer]}", file=sys.stderr, flush=True)
-        out[peer] = res
+        for features in args.peer_features:
+            col = peer_column(peer, features)
+            res = ({"error": "skipped"} if args.no_peers else
+                   run_peer(peer, model, rna, spatial, markers, order, cache, pred=pred if col != peer else None))
+            secs = res.pop("seconds", None)
+            add_peer(d["rows"], spatial, pred, res, col)
+            d[col] = res["error"] if "error" in res else f"{secs:.1f} s of fitting"
+            print(f"{name}: {col} {d[col]}", file=sys.stderr, flush=True)
+            out[col] = res
     return out
 
 
-def keep_stored_peers(d: dict, name: str) -> None:
-    """The peers' columns of the stored results/mapping_<panel>.json (fitted in an earlier run; refits take hours)
-    copied into the new rows, per model position (main model, then each replicate) and marker, with their status
-    and label-transfer accuracy; the models of that run (and so the peers' imputed values) may differ."""
-    path = RESULTS / f"mapping_{name}.json"
-    if not path.is_file():
-        return
-    old = json.loads(path.read_text())
-    for new_rows, old_rows in zip(runs(d), runs(old)):
-        stored = {r["marker"]: r for r in old_rows}
-        for row in new_rows:
-            row.update({p: stored[row["marker"]][p] for p in PEER_RUNNERS if p in stored.get(row["marker"], {})})
-    for p in PEER_RUNNERS:
-        if p in old and isinstance(old[p], str) and "error" not in old[p]:
-            d[p] = old[p] if "stored from" in old[p] else f"{old[p]}, stored from the run of model {old['model_id']}"
-    if d.get("labels") and old.get("labels"):
-        d["labels"]["agreement"].update({p: v for p, v in old["labels"]["agreement"].items() if p in PEER_RUNNERS})
-    d["peers_kept_from"] = old.get("peers_kept_from", old.get("model_id"))
+def rna_peers(peers: dict) -> dict:
+    """The peers fitted on coding-gene RNA: they do not depend on the model, so the replicates' rows reuse them
+    (those fitted on the predicted panel belong to the main model only)."""
+    return {col: res for col, res in peers.items() if col in PEER_RUNNERS}
 
 
 def join_panels(record: dict) -> None:
@@ -385,7 +311,7 @@ def add_peers(args) -> dict:
     from scprospatial.io import load
 
     record, model, rna = stored_model(args, "--add-peers")
-    retrained: dict = {}   # the other seeds' models, trained once for every panel
+    retrained = dict(replicate_models(args))   # the other seeds' models: --replicate-models, else trained once
     for name in args.datasets:
         d = json.loads((RESULTS / f"mapping_{name}.json").read_text())
         if d.get("model_id") != record["model_id"]:
@@ -397,21 +323,21 @@ def add_peers(args) -> dict:
             sys.exit(f"{name}: the panel's predictable markers differ from the stored rows")
         pred = model.predict(rna, proteins=markers).obsm["protein_predicted"]
         peers = fit_peers(d, model, rna, spatial, markers, pred, name, args)
-        for rep in d.get("replicates", []):   # the other seeds' models are retrained (seeded) for their predictions
+        for rep in d.get("replicates", []) if rna_peers(peers) else []:   # each seed's model's predictions
             if rep["seed"] not in retrained:
                 retrained[rep["seed"]] = train_model(args.epochs, rep["seed"])
             again = retrained[rep["seed"]]
             if again.meta.get("model_id") != rep["model_id"]:
-                sys.exit(f"{name}: retraining seed {rep['seed']} gave another model ({again.meta.get('model_id')}, "
-                         f"stored {rep['model_id']}; training is reproducible with the run's --threads only)")
+                sys.exit(f"{name}: seed {rep['seed']}'s model is another ({again.meta.get('model_id')}, stored "
+                         f"{rep['model_id']}; retraining is reproducible with the run's --threads only)")
             add_peer_columns(rep["rows"], spatial, again.predict(rna, proteins=markers).obsm["protein_predicted"],
-                             peers)
+                             rna_peers(peers))
         if d.get("labels"):
             key = spatial.uns["scprospatial"]["cell_type_key"]
             w = {p: res[FULL_PANEL] for p, res in peers.items() if FULL_PANEL in res}
-            if w:
-                d["labels"]["agreement"].update(
-                    label_agreement(w, rna_coarse_labels(rna), spatial.obs[key])["agreement"])
+            got = label_agreement(w, rna_coarse_labels(rna), spatial.obs[key]) if w else {}
+            for part in ("agreement", "scores") if w else ():
+                d["labels"].setdefault(part, {}).update({p: v for p, v in got[part].items() if p in w})
         record["datasets"][name] = d
         (RESULTS / f"mapping_{name}.json").write_text(json.dumps(d, indent=2) + "\n")
     done = {k: v for k, v in record["datasets"].items() if k in args.datasets}
@@ -437,6 +363,19 @@ def train_model(epochs: int | None, seed: int):
 
 def replicate_seeds(args) -> list[int]:
     return [args.seed + i for i in range(1, args.replicates + 1)]
+
+
+def replicate_models(args) -> list[tuple]:
+    """[(seed, model)] of --replicate-models ([] without it)."""
+    from scprospatial.model import ScProSpatial
+
+    if not args.replicate_models:
+        return []
+    if len(args.replicate_models) != args.replicates:
+        sys.exit(f"--replicate-models needs {args.replicates} checkpoints (--replicates), got "
+                 f"{len(args.replicate_models)}")
+    return [(seed, ScProSpatial.load(path, device="cpu"))
+            for seed, path in zip(replicate_seeds(args), args.replicate_models)]
 
 
 def replicate(seed_model: tuple, rna, spatial, markers, peers: dict, args, link: dict) -> dict:
@@ -487,14 +426,7 @@ def run(args) -> dict:
               "model_id": model.meta.get("model_id"), "train_s": round(train_s, 1), "seed": args.seed,
               "datasets": {}}
     remb = np.ascontiguousarray(model.embed_rna(rna))
-    if args.replicate_models:
-        if len(args.replicate_models) != args.replicates:
-            sys.exit(f"--replicate-models needs {args.replicates} checkpoints (--replicates), got "
-                     f"{len(args.replicate_models)}")
-        replicas = [(seed, ScProSpatial.load(path, device="cpu"))
-                    for seed, path in zip(replicate_seeds(args), args.replicate_models)]
-    else:
-        replicas = [(seed, train_model(args.epochs, seed)) for seed in replicate_seeds(args)]
+    replicas = replicate_models(args) or [(seed, train_model(args.epochs, seed)) for seed in replicate_seeds(args)]
     record["replicate_seeds"] = replicate_seeds(args)
     RESULTS.mkdir(parents=True, exist_ok=True)
     for name in args.datasets:
@@ -511,9 +443,9 @@ def run(args) -> dict:
              "test": test, "seconds": seconds, "model_id": record["model_id"]}
         peers = fit_peers(d, model, rna, spatial, markers, pred, name, args)
         d["labels"] = label_transfer(model, rna, spatial, remb, pred, peers, args)
-        d["replicates"] = [replicate(rep, rna, spatial, markers, peers, args, link) for rep in replicas]
+        d["replicates"] = [replicate(rep, rna, spatial, markers, rna_peers(peers), args, link) for rep in replicas]
         if args.keep_peers:
-            keep_stored_peers(d, name)
+            keep_stored_peers(d, name, fitted=[col for col, res in peers.items() if "error" not in res])
         record["datasets"][name] = d
         (RESULTS / f"mapping_{name}.json").write_text(json.dumps(record["datasets"][name], indent=2) + "\n")
     join_panels(record)
@@ -542,13 +474,17 @@ def main(argv=None) -> None:
                    "each run through the held-out loop (peers reused): the spread of every method over training")
     p.add_argument("--replicate-models", nargs="+", default=None, help="checkpoints of the replicates' models "
                    "(seed+1, ...; saved with --save-model) instead of training them")
-    p.add_argument("--keep-peers", action="store_true", help="with --no-peers: copy the peers' columns of the "
-                   "stored results/mapping_<panel>.json into this run (their models may differ; said in the README)")
+    p.add_argument("--keep-peers", action="store_true", help="copy the peers' columns not fitted by this run from "
+                   "the stored results/mapping_<panel>.json (their models may differ; said in the README)")
     p.add_argument("--datasets", nargs="+", choices=list(SPATIAL), default=list(SPATIAL),
                    help="panels to run (others are read from results/mapping_<panel>.json of an earlier run)")
     p.add_argument("--no-peers", action="store_true", help="do not run the peers")
     p.add_argument("--peers", nargs="+", choices=list(PEER_RUNNERS), default=list(PEER_RUNNERS),
                    help="peers to run (default: all)")
+    p.add_argument("--peer-features", nargs="+", choices=FEATURES, default=["rna"],
+                   help="the peers' shared features: rna (each linked marker's coding-gene RNA; columns `maxfuse`, "
+                   "...) and/or predicted (the model's predicted panel, what `map` links on; columns `maxfuse (pred)`"
+                   ", ..., main model only)")
     p.add_argument("--peer-cache", default=None, help="keep the peers' outputs here (reruns fit only what is missing)")
     p.add_argument("--add-peers", action="store_true", help="fit --peers for the stored rows of an earlier run "
                    "(needs --model: the model of results/mapping.json) and add their columns; nothing else rerun")

@@ -14,6 +14,7 @@ from scipy import sparse
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
+import _mapping_peers as mp  # noqa: E402
 import bench_mapping as bm  # noqa: E402
 from _mapping_tables import _held_out_table  # noqa: E402
 
@@ -150,10 +151,10 @@ def test_readme_table_has_a_tangram_column_and_median():
 
 def test_peer_input_carries_coordinates_when_the_panel_has_them(toy, tmp_path):
     model, rna, spatial, _ = toy
-    bm.maxfuse_inputs(model, rna, spatial, list("ABC"), [bm.FULL_PANEL], tmp_path / "a.npz")
+    mp.maxfuse_inputs(model, rna, spatial, list("ABC"), [bm.FULL_PANEL], tmp_path / "a.npz")
     assert "spatial" not in np.load(tmp_path / "a.npz")
     spatial.obsm["spatial"] = np.arange(16.0).reshape(8, 2)
-    bm.maxfuse_inputs(model, rna, spatial, list("ABC"), [bm.FULL_PANEL], tmp_path / "b.npz")
+    mp.maxfuse_inputs(model, rna, spatial, list("ABC"), [bm.FULL_PANEL], tmp_path / "b.npz")
     d = np.load(tmp_path / "b.npz")
     np.testing.assert_array_equal(d["spatial"], spatial.obsm["spatial"])
     np.testing.assert_array_equal(d["protein"], spatial.obsm["protein"].to_numpy())
@@ -164,11 +165,74 @@ def test_no_peers_marks_every_peer_skipped_without_fitting(monkeypatch):
 
     monkeypatch.setattr(bm, "run_peer", lambda *a, **k: pytest.fail("--no-peers must not fit a peer"))
     d = {"rows": [{"marker": "CD3"}], "test": ["CD3"]}
-    args = argparse.Namespace(peers=["maxfuse", "tangram"], no_peers=True, peer_cache=None)
+    args = argparse.Namespace(peers=["maxfuse", "tangram"], peer_features=["rna"], no_peers=True, peer_cache=None)
     out = bm.fit_peers(d, None, None, None, [], None, "toy", args)
     assert d["maxfuse"] == d["tangram"] == "skipped" and out == {"maxfuse": {"error": "skipped"},
                                                                  "tangram": {"error": "skipped"}}
     assert d["rows"] == [{"marker": "CD3"}]   # no column added
+
+
+def test_predicted_features_replace_the_shared_rna_and_keep_everything_else(toy, tmp_path):
+    model, rna, spatial, _ = toy
+    pred = pd.DataFrame(np.arange(36.0).reshape(12, 3), columns=list("ABC"))
+    mp.maxfuse_inputs(model, rna, spatial, list("ABC"), [bm.FULL_PANEL], tmp_path / "raw.npz")
+    mp.maxfuse_inputs(model, rna, spatial, list("ABC"), [bm.FULL_PANEL], tmp_path / "pred.npz", pred)
+    raw, got = np.load(tmp_path / "raw.npz"), np.load(tmp_path / "pred.npz")
+    np.testing.assert_array_equal(got["rna_shared"], pred.to_numpy())
+    np.testing.assert_allclose(raw["rna_shared"][:, 0], rna.X[:, 0].toarray().ravel())
+    for key in ("rna_active", "protein", "markers", "held_out"):
+        np.testing.assert_array_equal(raw[key], got[key])
+
+
+def test_fit_peers_names_predicted_columns_caches_them_apart_and_refuses_a_stale_cache(toy, monkeypatch):
+    import argparse
+
+    model, rna, spatial, tmp = toy
+    monkeypatch.setitem(bm.PEER_RUNNERS, "fake", bm.PEER_RUNNERS["fake_weights"])
+    pred = pd.DataFrame(np.random.default_rng(2).random((12, 3)), columns=list("ABC"))
+    sp = SimpleNamespace(n_obs=spatial.n_obs, obsm={"protein": spatial.obsm["protein"]})
+    d = {"rows": [{"marker": "B"}], "test": ["B"]}
+    args = argparse.Namespace(peers=["fake"], peer_features=["predicted", "rna"], no_peers=False,
+                              peer_cache=str(tmp / "cache"))
+    monkeypatch.setattr(bm, "run_peer", lambda *a, **k: mp.run_peer(*a, **k, python=Path(sys.executable)))
+    out = bm.fit_peers(d, model, rna, sp, list("ABC"), pred, "toy", args)
+    assert set(out) == {"fake", "fake (pred)"} and {"fake", "fake (pred)"} <= set(d["rows"][0])
+    assert d["fake (pred)"] == "4.0 s of fitting" and bm.rna_peers(out) == {"fake": out["fake"]}
+    cached = np.load(tmp / "cache" / "toy" / "predicted" / "sub_weights" / "in.npz")
+    np.testing.assert_array_equal(cached["rna_shared"], pred.to_numpy())
+    stale = mp.run_peer("fake_weights", model, rna, sp, list("ABC"), [bm.FULL_PANEL, "B"], tmp / "cache" / "toy",
+                        python=Path(sys.executable), pred=pred + 1)   # another model's predictions
+    assert "holds fits of other inputs" in stale["error"]
+
+
+def test_keep_stored_peers_keeps_only_the_columns_this_run_did_not_fit(tmp_path, monkeypatch):
+    import json
+
+    old = {"model_id": "old", "maxfuse": "5.0 s of fitting", "moscot": "6.0 s of fitting",
+           "rows": [{"marker": "B", "maxfuse": {"pearson": 0.1}, "moscot": {"pearson": 0.2}}],
+           "labels": {"agreement": {"maxfuse": 0.3, "moscot": 0.4}}}
+    (tmp_path / "mapping_toy.json").write_text(json.dumps(old))
+    monkeypatch.setattr(mp, "RESULTS", tmp_path)
+    d = {"model_id": "new", "maxfuse": "1.0 s of fitting", "rows": [{"marker": "B", "maxfuse": {"pearson": 0.9}}],
+         "labels": {"agreement": {"maxfuse": 0.8}, "scores": {}}}
+    mp.keep_stored_peers(d, "toy", fitted=["maxfuse"])
+    assert d["rows"][0]["maxfuse"] == {"pearson": 0.9} and d["rows"][0]["moscot"] == {"pearson": 0.2}
+    assert d["maxfuse"] == "1.0 s of fitting" and d["moscot"] == "6.0 s of fitting, stored from the run of model old"
+    assert d["labels"]["agreement"] == {"maxfuse": 0.8, "moscot": 0.4}
+
+
+def test_features_section_compares_each_peer_on_rna_and_predicted_panel():
+    from _mapping_tables import _features_section
+
+    rows = [{"marker": m, "supported": m == "C", "model": {"pearson": 0.5}, "maxfuse": {"pearson": 0.1},
+             "maxfuse (pred)": {"pearson": 0.3}} for m in "ABC"]
+    d = {"rows": rows, "test": ["B", "C"], "maxfuse": "2.0 s of fitting, stored from the run of model x",
+         "maxfuse (pred)": "3.0 s of fitting", "labels": {"scores": {"maxfuse (pred)": {"balanced_accuracy": 0.6}}}}
+    text = "\n".join(_features_section({"datasets": {"toy": d}}))
+    assert "| maxfuse | rna | stored | 0.100 | 0.100 | 0.100 | – |" in text
+    assert "| maxfuse | predicted | refitted | 0.300 | 0.300 | 0.300 | 0.600 |" in text
+    assert "maxfuse: predicted panel minus raw RNA +0.200 / +0.200 / +0.200" in text
+    assert _features_section({"datasets": {"toy": {**d, "rows": [{"marker": "B"}]}}}) == []
 
 
 def _rows(grid_vals: dict, model_vals: dict, shared_vals: dict) -> list[dict]:
