@@ -54,3 +54,25 @@ def publish(out: Path, rows: list[dict], key, command: str, *, table, section, r
     print(table(merged))
     if readme:
         put_section(section(merged, meta), start, end)
+
+
+def save_run(out: Path, res: dict, body: str, start: str, end: str, readme: bool) -> None:
+    """The end of a one-shot benchmark run: `res` as JSON in `out`, `body` printed and, with `readme`, put in the
+    section between `start` and `end`."""
+    import json
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    if readme:
+        put_section(body, start, end)
+    print(body)
+
+
+def run_record(tool: str, argv, **fields) -> dict:
+    """A run's record: its date, the command that made it (`python benchmarks/<tool>.py ARGS`) and `fields`."""
+    import sys
+    import time
+
+    args = argv if argv is not None else sys.argv[1:]
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "command": f"python benchmarks/{tool}.py " + " ".join(args), **fields}

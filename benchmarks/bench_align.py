@@ -12,9 +12,7 @@ the seed determines), and the translation's validation Pearson. Development data
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _readme import put_section  # noqa: E402
+from _readme import run_record, save_run  # noqa: E402
 from bench_mapping import DATA  # noqa: E402
 
 RESULTS = HERE / "results" / "stage3_alignment.json"
@@ -86,14 +84,8 @@ def main(argv=None) -> int:
 
     malt = load(DATA / "citeseq" / "malt_10k_train_1000cells.h5ad")
     rows = [measure(p, s, malt) for p, s in zip(args.models, seeds)]
-    res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "command": "python benchmarks/bench_align.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "rows": rows}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=1))
-    if args.readme:
-        put_section(readme_body(res), START, END)
-    print(readme_body(res))
+    res = run_record("bench_align", argv, rows=rows)
+    save_run(RESULTS, res, readme_body(res), START, END, args.readme)
     return 0
 
 

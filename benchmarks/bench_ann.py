@@ -15,7 +15,6 @@ MALT's 1,000 training cells (seeds --seeds).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -27,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _panel_models import add_model_args, query_and_models  # noqa: E402
-from _readme import put_section  # noqa: E402
+from _readme import run_record, save_run  # noqa: E402
 from bench_mapping import DATA, SPATIAL, split_markers  # noqa: E402
 
 RESULTS = HERE / "results" / "ann.json"
@@ -121,14 +120,8 @@ def main(argv=None) -> int:
     for seed, model in models:
         for name in args.panels:
             results.append({"seed": seed, **run_panel(model, rna, name, args.k, seed)})
-    res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "command": "python benchmarks/bench_ann.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "results": results}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=1))
-    if args.readme:
-        put_section(readme_body(res), START, END)
-    print(readme_body(res))
+    res = run_record("bench_ann", argv, results=results)
+    save_run(RESULTS, res, readme_body(res), START, END, args.readme)
     return 0
 
 

@@ -15,10 +15,8 @@ logged in PROTOCOL.md.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _panel_models import add_model_args, query_and_models  # noqa: E402
-from _readme import put_section  # noqa: E402
+from _readme import run_record, save_run  # noqa: E402
 from bench_ann import pearson  # noqa: E402
 from bench_mapping import DATA, SPATIAL, SUPPORTED, coding_rna, split_markers  # noqa: E402
 
@@ -114,17 +112,10 @@ def main(argv=None) -> int:
     rna, models = got
     rows = [r for seed, model in models for name in args.panels
             for r in run_panel(model, rna, name, args.split, args.k, seed)]
-    res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "split": args.split,
-           "command": "python benchmarks/bench_impute.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "rows": rows, "summary": summary(rows)}
-    out = RESULTS / f"impute_{args.split}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1))
-    body = readme_body(res)
-    if args.readme:
-        tag = f"impute_{args.split}"
-        put_section(body, START.replace("impute", tag), END.replace("impute", tag))
-    print(body)
+    res = run_record("bench_impute", argv, split=args.split, rows=rows, summary=summary(rows))
+    tag = f"impute_{args.split}"
+    save_run(RESULTS / f"{tag}.json", res, readme_body(res), START.replace("impute", tag), END.replace("impute", tag),
+             args.readme)
     return 0
 
 
