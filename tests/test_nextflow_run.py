@@ -109,11 +109,17 @@ def sim(tmp_path_factory) -> Path:
     return folder
 
 
+# a step option set away from its default, so the run checks that the pipeline passes it on (MAP's ext.args) as
+# `scprospatial run` does
+STEP_PARAMS = ("--map_impute", "blend")
+
+
 @pytest.fixture(scope="module")
 def nf_run(sim, tmp_path_factory):
     """One full run of the test profile (training included), the reference for the tests below."""
     launch = tmp_path_factory.mktemp("nf_launch")
-    proc = nextflow(launch, "--input", str(sim / "samplesheet.csv"), "--outdir", "results", "--seed", "0")
+    proc = nextflow(launch, "--input", str(sim / "samplesheet.csv"), "--outdir", "results", "--seed", "0",
+                    *STEP_PARAMS)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return launch, launch / "results"
 
@@ -126,8 +132,10 @@ def test_every_process_runs_and_the_layout_matches_scprospatial_run(nf_run, sim,
     # the same samplesheet, seed, epochs and threads (the test profile gives every task 2 CPUs) with the runner
     ref = tmp_path / "runner"
     run_cli("run", "--samplesheet", sim / "samplesheet.csv", "--outdir", ref, "--seed", 0, "--epochs", EPOCHS,
-            "--threads", 2, check=True)
+            "--threads", 2, "--map-impute", "blend", check=True)
     assert_same_results(out, ref)
+    mapped = next((out / "mapped").glob("*.mapped.h5ad"))
+    assert ad.read_h5ad(mapped).uns["protein_predicted"]["impute"] == "blend"
     versions = (out / "pipeline_info" / "software_versions.yml").read_text()
     for name in ("python:", "torch:", "numpy:", "anndata:", "scprospatial:"):
         assert name in versions
@@ -137,7 +145,8 @@ def test_every_process_runs_and_the_layout_matches_scprospatial_run(nf_run, sim,
 def test_resume_caches_every_task(nf_run, sim):
     launch, out = nf_run
     n_tasks = len(trace(out))
-    proc = nextflow(launch, "--input", str(sim / "samplesheet.csv"), "--outdir", "results", "--seed", "0", "-resume")
+    proc = nextflow(launch, "--input", str(sim / "samplesheet.csv"), "--outdir", "results", "--seed", "0",
+                    *STEP_PARAMS, "-resume")
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = trace(out)
     assert len(again) == n_tasks and set(again["status"]) == {"CACHED"}, again[["name", "status"]]
