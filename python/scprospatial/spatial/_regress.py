@@ -51,8 +51,8 @@ class PanelRegression:
 
 
 def fit_panel_regression(panel: np.ndarray, targets: np.ndarray, alpha: float = RIDGE_ALPHA) -> PanelRegression:
-    """Ridge from the predicted panel (n x m) to the predicted proteins (n x p) on the scRNA-seq cells, one pass
-    over blocks of rows (float64 sums; neither input is copied whole)."""
+    """Ridge from the predicted panel (n x m) to the predicted proteins (n x p) on the scRNA-seq cells, in blocks
+    of rows (float64 sums; the panel, m columns, is copied to float64, the proteins only a block at a time)."""
     n, m = panel.shape
     if targets.shape[0] != n:
         raise ValueError(f"panel has {n} rows, targets {targets.shape[0]}")
