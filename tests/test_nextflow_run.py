@@ -196,7 +196,7 @@ def test_model_and_evaluate(nf_run, sim, tmp_path):
     _, out = nf_run
     proc = nextflow(tmp_path, "--input", str(sim / "samplesheet.csv"), "--outdir", "results",
                     "--model", str(out / "model" / "model.pt"), "--evaluate", "--evaluate_seeds", "1",
-                    "--epochs", "1")
+                    "--epochs", "1", *STEP_PARAMS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = tmp_path / "results"
     names = processes(res)
