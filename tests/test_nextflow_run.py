@@ -27,6 +27,13 @@ ENTRY = REPO / "tests" / "nextflow" / "main.nf"
 CONFIG = REPO / "tests" / "nextflow" / "nextflow.config"
 EPOCHS = 5  # the test profile's
 pytestmark = pytest.mark.slow
+# Predictive SDs are compared at a looser relative tolerance than everything else. The 'blend' imputation's SD
+# adds the panel regression's residual variance, which passes float32 differences of the model's predictions on
+# to the SD amplified: one CI run saw one map (of three identical ones) differ by up to 6.2e-5 relative in its
+# SDs only, its means equal to 1e-6; the same comparison never differed here, bit for bit, over 20 runs on another
+# machine (threads 1 or 2, two maps at once, Nextflow or the runner). A wiring error (another option, input or
+# model) moves SDs by far more than this.
+SD_RTOL = 5e-4
 
 
 def nextflow_command() -> list[str]:
@@ -78,7 +85,8 @@ def assert_same_h5ad(a: Path, b: Path) -> None:
         for key in getattr(x, slot):
             u, v = dense(getattr(x, slot)[key]), dense(getattr(y, slot)[key])
             if u.dtype.kind in "fiub":
-                np.testing.assert_allclose(u.astype(float), v.astype(float), rtol=1e-6, atol=1e-6,
+                rtol = SD_RTOL if key.endswith("_sd") else 1e-6
+                np.testing.assert_allclose(u.astype(float), v.astype(float), rtol=rtol, atol=1e-6,
                                            err_msg=f"{a.name}: {slot}['{key}']")
             else:
                 assert (u == v).all(), f"{a.name}: {slot}['{key}']"
