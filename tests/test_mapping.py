@@ -548,3 +548,20 @@ def test_impute_needs_two_predictable_markers_and_a_known_method(monkeypatch, ca
     with caplog.at_level("WARNING", logger="scprospatial"):
         out, _ = map_cells(model, rna, one, k=5, proteins=["P0"], copy=True, method="joint", impute="regression")
     assert out.uns[K.PROTEIN_PREDICTED]["impute"] == "knn" and "imputing by 'knn'" in caplog.text
+
+
+def test_panel_predictors_come_from_the_predictions_when_they_hold_the_markers(sim_case):
+    """map predicts the imaged markers once: the panel the score links on is read from the predictions it has
+    just written; with `proteins` that leave the markers out, a second pass predicts them, to float32 rounding
+    the same panel, so the same mapping."""
+    from scprospatial.spatial._fuse import panel_markers
+
+    model, rna, sp, _ = sim_case
+    default, _ = map_cells(model, rna, sp, k=5, copy=True, impute="regression")
+    one = [model.vocab.measured[0]]
+    assert not set(panel_markers(model, sp)) <= set(one)
+    narrow, _ = map_cells(model, rna, sp, k=5, copy=True, impute="regression", proteins=one)
+    assert list(narrow.obsm[K.PROTEIN_PREDICTED].columns) == one
+    np.testing.assert_allclose(narrow.obs[K.MAPPING_CONFIDENCE], default.obs[K.MAPPING_CONFIDENCE], atol=1e-5)
+    np.testing.assert_allclose(narrow.obsm[K.PROTEIN_PREDICTED][one], default.obsm[K.PROTEIN_PREDICTED][one],
+                               atol=1e-4)

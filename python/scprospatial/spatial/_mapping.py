@@ -327,7 +327,8 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
     model.predict(rna, proteins=proteins, all_proteins=all_proteins, copy=False, key_added=key_added,
                   min_support=min_support)  # predict once per RNA cell
     # the model's prediction of the panel: the fused score's and the panel regression's predictors
-    rna_panel = predict_panel(model, rna, markers) if method == "fused" or impute != "knn" else None
+    rna_panel = (_rna_panel(model, rna, markers, rna.obsm[key_added]) if method == "fused" or impute != "knn"
+                 else None)
     space = mapping_space(model, spatial, rna.obsm[K.EMBEDDING], rna_panel, markers if method == "fused" else [],
                           method=method, weight=fuse_weight, adapt_epochs=adapt_epochs, seed=seed)
     mean = np.ascontiguousarray(rna.obsm[key_added].to_numpy(np.float32))
@@ -360,6 +361,16 @@ def map_cells(model, rna, spatial, *, k: int = 10, proteins: Sequence[str] | Non
                 "confidence %.3f", n, rna.n_obs, space.info["method"], k, search.info["backend"], tau,
                 float(np.median(confidence)) if n else float("nan"))
     return (spatial, rna) if copy else None
+
+
+def _rna_panel(model, rna, markers: list[str], predicted: pd.DataFrame) -> np.ndarray:
+    """The model's predicted means of `markers` on the scRNA-seq cells: the columns `predict` has just written
+    (by default every marker is among them), else a second pass of the model over the cells (explicit
+    `proteins` without them, or markers dropped by `min_support`). Both are the same prediction; they differ
+    only by float32 rounding (the last bit: the translator sees another batch shape)."""
+    if all(m in predicted.columns for m in markers):
+        return np.ascontiguousarray(predicted[markers].to_numpy(np.float32))
+    return predict_panel(model, rna, markers)
 
 
 class _PanelImputer:
