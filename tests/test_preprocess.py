@@ -210,3 +210,21 @@ def test_batch_labels():
     assert set(prepare(raw, "rna", dataset="cohort").obs[K.BATCH]) == {"b1", "b2"}  # input batches kept
     given = prepare(raw, "rna", dataset="cohort", batch="run7")
     assert set(given.obs[K.BATCH]) == {"run7"} and set(given.obs["batch_original"]) == {"b1", "b2"}
+
+
+def test_value_checks_count_across_blocks(monkeypatch):
+    """check_finite and the counts test work block by block (no float64 copy of a 10^6-cell X): the counts
+    are the same whatever the block size."""
+    from scprospatial.preprocess import _validate
+
+    x = sp.csr_matrix(np.array([[1.0, 0, 2], [np.nan, -1, 3], [np.inf, 0, -2]], np.float32))
+    monkeypatch.setattr(_validate, "CHECK_BLOCK", 2)
+    with pytest.raises(InputError, match=r"NaN or Inf \(2 values\)"):
+        _validate.check_finite(x, "x.h5ad", "RNA values")
+    finite = sp.csr_matrix(np.array([[1.0, 0, 2], [4, -1, 3], [5, 0, -2]], np.float32))
+    with pytest.raises(InputError, match=r"negative values \(2\)"):
+        _validate.check_finite(finite, "x.h5ad", "RNA values")
+    _validate.check_finite(finite, "x.h5ad", "values", allow_negative=True)
+    assert _validate.rna_counts_status(abs(finite), "x.h5ad") == "counts"
+    with pytest.raises(InputError, match=r"20.0% non-integer"):
+        _validate.rna_counts_status(sp.csr_matrix(np.array([[31.0, 2, 3, 4, 5.5]], np.float32)), "x.h5ad")

@@ -21,6 +21,25 @@ def _values(x) -> np.ndarray:
     return x.data if sp.issparse(x) else np.asarray(x).ravel()
 
 
+CHECK_BLOCK = 1 << 22   # values per block of the checks below: their temporaries stay ~32 MB, not the input's size
+
+
+def _blocks(data: np.ndarray):
+    """`data` (1-D) in blocks of CHECK_BLOCK values, as float arrays (ints and bools converted block by block,
+    anything else, e.g. strings, fails as np.asarray(..., float64) does)."""
+    for start in range(0, data.size, CHECK_BLOCK):
+        block = data[start:start + CHECK_BLOCK]
+        yield block if block.dtype.kind == "f" else np.asarray(block, dtype=np.float64)
+
+
+def _count(data: np.ndarray, test) -> int:
+    return sum(int(np.count_nonzero(test(b))) for b in _blocks(data))
+
+
+def _all_integer(data: np.ndarray) -> bool:
+    return all(np.all(np.mod(b, 1) == 0) for b in _blocks(data))
+
+
 def check_not_empty(adata: ad.AnnData, path, what: str = "matrix") -> None:
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise InputError(f"empty {what}: {adata.n_obs} cells x {adata.n_vars} features", path)
@@ -38,18 +57,18 @@ def check_unique_cells(names: pd.Index, path) -> None:
 
 def check_finite(values, path, what: str, *, allow_negative: bool = False) -> None:
     data = _values(values) if not isinstance(values, pd.DataFrame) else values.to_numpy().ravel()
-    data = np.asarray(data, dtype=np.float64)
-    bad = ~np.isfinite(data)
-    if bad.any():
-        raise InputError(f"{what} contain NaN or Inf ({int(bad.sum())} values)", path)
-    if not allow_negative and (data < 0).any():
-        raise InputError(f"{what} contain negative values ({int((data < 0).sum())}); raw counts expected", path)
+    bad = _count(data, lambda b: ~np.isfinite(b))
+    if bad:
+        raise InputError(f"{what} contain NaN or Inf ({bad} values)", path)
+    negative = 0 if allow_negative else _count(data, lambda b: b < 0)
+    if negative:
+        raise InputError(f"{what} contain negative values ({negative}); raw counts expected", path)
 
 
 def looks_log_normalised(x) -> bool:
     """Non-negative, non-integer, max below 30 and expm1 row sums nearly constant (a target sum)."""
     data = _values(x)
-    if data.size == 0 or data.min() < 0 or data.max() > 30 or np.all(np.mod(data, 1) == 0):
+    if data.size == 0 or data.min() < 0 or data.max() > 30 or _all_integer(data):
         return False
     rows = x[: min(x.shape[0], 500)]
     rows = rows.expm1() if sp.issparse(rows) else np.expm1(np.asarray(rows))
@@ -100,14 +119,14 @@ def rna_counts_status(x, path) -> str:
     """'counts' for raw integer counts, 'lognorm' for log-normalised values (warned about); else InputError."""
     check_finite(x, path, "RNA values")
     data = _values(x)
-    if np.all(np.mod(data, 1) == 0):
+    if _all_integer(data):
         return "counts"
     if looks_log_normalised(x):
         warnings.warn(f"{path}: RNA values look log-normalised and no raw counts (layers['counts'] or raw.X) "
                       "were found; they are used as they are (no counts layer is written)",
                       LogNormalisedInputWarning, stacklevel=3)
         return "lognorm"
-    frac = float(np.mean(np.mod(data, 1) != 0))
+    frac = _count(data, lambda b: np.mod(b, 1) != 0) / max(data.size, 1)
     raise InputError(f"RNA values are not integer counts ({frac:.1%} non-integer) and do not look "
                      "log-normalised; provide raw UMI counts (X, layers['counts'] or raw.X)", path)
 
