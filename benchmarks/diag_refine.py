@@ -7,7 +7,10 @@ the cell's RNA: bench_mapping's `maxfuse (pred)`), it is `map`'s score followed 
 VALIDATION markers of each panel (development, benchmarks/PROTOCOL.md) and the models of 3 training seeds, each
 marker is hidden, both methods map, and the hidden marker is imputed the same way for both (mapping weights x the
 model's prediction of it on the scRNA-seq cells); paired per (panel, seed) against `map`'s default with the same
-model. Then each method's imputation averaged over the 3 models (an ensemble over training seeds).
+model. Beside them `map --impute regression` and `blend` (spatial/_regress.py: a ridge from the predicted panel to
+the hidden marker's prediction, fitted on the scRNA-seq cells, applied to the measured panel; blend = the mean of
+it and the default's kNN imputation). Then each method's imputation averaged over the 3 models (an ensemble over
+training seeds).
 
     .venv/bin/python benchmarks/diag_refine.py --models M0.pt M1.pt M2.pt --peer-cache DIR
 
@@ -26,10 +29,11 @@ from scipy import stats
 
 from _mapping_peers import run_peer  # noqa: E402
 from _readme import put_section  # noqa: E402
-from bench_mapping import DATA, RESULTS, SPATIAL, SUPPORTED, coding_rna, default_weights  # noqa: E402
+from bench_mapping import DATA, RESULTS, SPATIAL, SUPPORTED, coding_rna, default_weights, hide  # noqa: E402
 
 OUT = RESULTS / "mapping_refine.json"
-METHODS = ("map default", "MaxFuse refinement (pred)")
+METHODS = ("map default", "panel regression", "blend", "MaxFuse refinement (pred)")
+DEFAULT, REFINE = METHODS[0], METHODS[-1]
 
 
 def imputation(w, values: np.ndarray) -> np.ndarray:
@@ -37,6 +41,17 @@ def imputation(w, values: np.ndarray) -> np.ndarray:
     got = np.asarray(w @ values).ravel()
     got[np.asarray(w.sum(1)).ravel() == 0] = values.mean()
     return got
+
+
+def regression(model, spatial, hidden: str, pred) -> np.ndarray:
+    """`map --impute regression` for the hidden marker: a ridge from the predicted panel (the other markers) to its
+    prediction on the scRNA-seq cells, applied to the z-scored measured panel (spatial/_regress.py)."""
+    from scprospatial.spatial._fuse import panel_markers, zscore_columns
+    from scprospatial.spatial._regress import fit_panel_regression
+
+    rest = panel_markers(model, hide(spatial, hidden))
+    reg = fit_panel_regression(pred[rest].to_numpy(np.float32), pred[[hidden]].to_numpy(np.float32))
+    return reg.predict(zscore_columns(spatial.obsm["protein"][rest].to_numpy(np.float64)))[:, 0].astype(np.float64)
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -67,38 +82,43 @@ def run_panel(name: str, models: list, rna, args) -> dict:
         print(f"{name} seed {seed}: MaxFuse {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
         for m in val:
             t, values = truth[m].to_numpy(np.float64), pred[m].to_numpy(np.float64)
-            got = {METHODS[0]: imputation(default_weights(model, spatial, m, remb, pred, args), values),
-                   METHODS[1]: imputation(peer[m], values)}
+            knn = imputation(default_weights(model, spatial, m, remb, pred, args), values)
+            reg = regression(model, spatial, m, pred)
+            got = {DEFAULT: knn, "panel regression": reg, "blend": 0.5 * (knn + reg),
+                   REFINE: imputation(peer[m], values)}
             rows.append({"marker": m, "seed": seed, "model_id": model.meta.get("model_id"),
                          "supported": detected.get(m, 0.0) >= SUPPORTED,
                          **{k: pearson(v, t) for k, v in got.items()}})
             for k, v in got.items():
                 imputed.setdefault(k, {}).setdefault(m, []).append(v)
     ensemble = [{"marker": m, **{k: pearson(np.mean(imputed[k][m], 0), truth[m].to_numpy(np.float64))
-                                 for k in METHODS}} for m in val]
+                                 for k in METHODS}} for m in val]   # each method averaged over the seeds' models
     return {"validation": val, "rows": rows, "ensemble": ensemble}
 
 
 def summary(record: dict) -> list[str]:
     """Median Pearson per (panel, seed), the paired difference, and the seed ensembles."""
-    lines = ["| panel | seed | markers | " + " | ".join(METHODS) + " | Δ (refinement − default) |",
-             "|---|---|---|---|---|---|"]
-    deltas = []
+    methods = [k for k in METHODS if all(k in r for d in record["panels"].values() for r in d["rows"])]
+    lines = ["| panel | seed | markers | " + " | ".join(methods) + " |", "|---" * (3 + len(methods)) + "|"]
+    deltas: dict = {k: [] for k in methods[1:]}
     for name, d in record["panels"].items():
         for seed in sorted({r["seed"] for r in d["rows"]}):
             rows = [r for r in d["rows"] if r["seed"] == seed]
-            med = [float(np.median([r[k] for r in rows])) for k in METHODS]
-            deltas.append(med[1] - med[0])
-            lines.append(f"| {name} | {seed} | {len(rows)} | {med[0]:.3f} | {med[1]:.3f} | {med[1] - med[0]:+.3f} |")
-        ens = [float(np.median([r[k] for r in d["ensemble"]])) for k in METHODS]
-        lines.append(f"| {name} | ensemble of 3 | {len(d['ensemble'])} | {ens[0]:.3f} | {ens[1]:.3f} | "
-                     f"{ens[1] - ens[0]:+.3f} |")
-    d_arr = np.asarray(deltas)
-    se = d_arr.std(ddof=1) / np.sqrt(len(d_arr)) if len(d_arr) > 1 else float("nan")
-    lines += ["", f"Paired difference over the {len(d_arr)} (panel, seed) pairs: {d_arr.mean():+.3f} ± {se:.3f} "
-              f"(SE), refinement above the default on {int((d_arr > 0).sum())}/{len(d_arr)}."]
-    record["delta"] = {"mean": float(d_arr.mean()), "se": float(se), "above": int((d_arr > 0).sum()),
-                       "pairs": len(d_arr)}
+            med = {k: float(np.median([r[k] for r in rows])) for k in methods}
+            for k in deltas:
+                deltas[k].append(med[k] - med[DEFAULT])
+            lines.append(f"| {name} | {seed} | {len(rows)} | " + " | ".join(f"{med[k]:.3f}" for k in methods) + " |")
+        ens = {k: float(np.median([r[k] for r in d["ensemble"]])) for k in methods}
+        lines.append(f"| {name} | ensemble of the 3 | {len(d['ensemble'])} | "
+                     + " | ".join(f"{ens[k]:.3f}" for k in methods) + " |")
+    record["delta"] = {}
+    lines.append("")
+    for k, v in deltas.items():
+        arr = np.asarray(v)
+        se = float(arr.std(ddof=1) / np.sqrt(len(arr))) if len(arr) > 1 else float("nan")
+        record["delta"][k] = {"mean": float(arr.mean()), "se": se, "above": int((arr > 0).sum()), "pairs": len(arr)}
+        lines.append(f"- {k} minus map's default, per (panel, seed) pair: {arr.mean():+.3f} ± {se:.3f} (SE), above on "
+                     f"{int((arr > 0).sum())}/{len(arr)}.")
     return lines
 
 
