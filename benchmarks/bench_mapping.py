@@ -73,10 +73,16 @@ def topk_weights(query, ref, k: int, tau: float, threads: int) -> sparse.csr_mat
     return weights_matrix(idx, softmax_weights(sim, tau), len(ref))
 
 
-def score(w: sparse.csr_matrix, values: np.ndarray, truth: np.ndarray) -> dict:
+def imputation(w: sparse.csr_matrix, values: np.ndarray) -> np.ndarray:
+    """Mapping weights x the scRNA-seq cells' values; an unmatched imaged cell gets the scRNA-seq mean."""
     got = np.asarray(w @ values).ravel()
+    got[np.asarray(w.sum(1)).ravel() == 0] = values.mean()
+    return got
+
+
+def score(w: sparse.csr_matrix, values: np.ndarray, truth: np.ndarray) -> dict:
+    got = imputation(w, values)
     empty = np.asarray(w.sum(1)).ravel() == 0
-    got[empty] = values.mean()  # an unmatched imaged cell gets the scRNA-seq mean
     if np.ptp(got) == 0:   # a constant imputation (e.g. a coding gene never detected) carries no information
         return {"pearson": 0.0, "spearman": 0.0, "unmatched": int(empty.sum()), "constant": True}
     return {"pearson": float(stats.pearsonr(got, truth)[0]), "spearman": float(stats.spearmanr(got, truth)[0]),

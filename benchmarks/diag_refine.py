@@ -25,22 +25,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from _mapping_peers import run_peer  # noqa: E402
 from _readme import put_section  # noqa: E402
-from bench_mapping import DATA, RESULTS, SPATIAL, SUPPORTED, coding_rna, default_weights, hide  # noqa: E402
+from bench_mapping import DATA, RESULTS, SPATIAL, SUPPORTED, coding_rna, default_weights, hide, imputation  # noqa: E402
+from diag_mapping import pearson  # noqa: E402
 
 OUT = RESULTS / "mapping_refine.json"
 METHODS = ("map default", "panel regression", "blend", "MaxFuse refinement (pred)")
 DEFAULT, REFINE = METHODS[0], METHODS[-1]
-
-
-def imputation(w, values: np.ndarray) -> np.ndarray:
-    """Weights x the model's prediction; an unmatched imaged cell gets the scRNA-seq mean (as bench_mapping.score)."""
-    got = np.asarray(w @ values).ravel()
-    got[np.asarray(w.sum(1)).ravel() == 0] = values.mean()
-    return got
 
 
 def regression(model, spatial, hidden: str, pred) -> np.ndarray:
@@ -52,10 +45,6 @@ def regression(model, spatial, hidden: str, pred) -> np.ndarray:
     rest = panel_markers(model, hide(spatial, hidden))
     reg = fit_panel_regression(pred[rest].to_numpy(np.float32), pred[[hidden]].to_numpy(np.float32))
     return reg.predict(zscore_columns(spatial.obsm["protein"][rest].to_numpy(np.float64)))[:, 0].astype(np.float64)
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    return float(stats.pearsonr(a, b)[0]) if np.ptp(a) > 0 else 0.0
 
 
 def run_panel(name: str, models: list, rna, args) -> dict:
