@@ -27,12 +27,12 @@ ENTRY = REPO / "tests" / "nextflow" / "main.nf"
 CONFIG = REPO / "tests" / "nextflow" / "nextflow.config"
 EPOCHS = 5  # the test profile's
 pytestmark = pytest.mark.slow
-# Predictive SDs are compared at a looser relative tolerance than everything else. The 'blend' imputation's SD
-# adds the panel regression's residual variance, which passes float32 differences of the model's predictions on
-# to the SD amplified: one CI run saw one map (of three identical ones) differ by up to 6.2e-5 relative in its
-# SDs only, its means equal to 1e-6; the same comparison never differed here, bit for bit, over 20 runs on another
-# machine (threads 1 or 2, two maps at once, Nextflow or the runner). A wiring error (another option, input or
-# model) moves SDs by far more than this.
+# Predictive SDs are compared at a looser relative tolerance than everything else: one CI run saw one 'blend' map
+# (of three identical ones) differ by up to 6.2e-5 relative in its SDs only, its means equal to 1e-6. The cause was
+# not found: the same comparison never differed here, bit for bit, over 20 runs on another machine (threads 1 or 2,
+# two maps at once, Nextflow or the runner), and last-bit changes of the model's predictions move the panel
+# regression's residual variance by ~1e-6 relative, not 1e-4. A wiring error (another option, input or model)
+# moves SDs by far more than this.
 SD_RTOL = 5e-4
 
 
